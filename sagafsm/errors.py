@@ -1,0 +1,67 @@
+"""The exceptions sagafsm raises.
+
+Every error derives from :class:`SagaError`, and also from the builtin it resembles, so callers
+that already catch ``ValueError`` or ``RuntimeError`` keep working. No exception of a third-party
+library (``transitions.MachineError``, SimPy's) ever crosses the public API.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SagaError",
+    "InvalidDefinition",
+    "IllegalTransition",
+    "UnknownSaga",
+    "InvalidSnapshot",
+    "InvalidConfig",
+]
+
+
+class SagaError(Exception):
+    """Root of every error sagafsm raises on purpose."""
+
+
+class InvalidDefinition(SagaError, ValueError):
+    """A saga or step definition breaks a rule.
+
+    Raised when a definition is built (never later, while a saga runs). The message names the
+    saga, the step and the rule, one problem per error.
+    """
+
+
+class IllegalTransition(SagaError, RuntimeError):
+    """A lifecycle was asked to move along a transition its table does not declare.
+
+    Raised for misuse of the engine (starting a saga twice, resuming a finished one). Not raised for
+    replies that arrive late, twice or for a step that is no longer running: the tables declare
+    those as ignored, and the engine records them instead.
+    """
+
+    def __init__(self, lifecycle: str, trigger: str, state: str, subject: str) -> None:
+        super().__init__(
+            f"{subject}: the {lifecycle} lifecycle has no transition {trigger!r} "
+            f"from state {state!r}"
+        )
+        self.lifecycle = lifecycle
+        self.trigger = trigger
+        self.state = state
+        self.subject = subject
+
+
+class UnknownSaga(SagaError, KeyError):
+    """An event names a saga the orchestrator does not hold (never started, or already dropped).
+
+    Raised only by :meth:`Orchestrator.get`; :meth:`Orchestrator.handle` records such events as
+    ignored instead, since a reply for a finished saga is normal on a real network.
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidSnapshot(SagaError, ValueError):
+    """Snapshot data does not describe a saga of the given definition."""
+
+
+class InvalidConfig(SagaError, ValueError):
+    """A simulation configuration, fault plan or command-line value is out of range or unknown."""
