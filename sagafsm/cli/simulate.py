@@ -1,4 +1,4 @@
-"""``sagafsm simulate``: run a failure-injection simulation (placeholder until the harness lands)."""
+"""``sagafsm simulate``: run a failure-injection simulation of a scenario."""
 
 from __future__ import annotations
 
