@@ -1,0 +1,44 @@
+"""The SimPy failure-injection harness. The only part of sagafsm that imports simpy.
+
+>>> from sagafsm.sim import simulate, load_scenario, SimulationConfig
+"""
+
+from __future__ import annotations
+
+from .config import (
+    FaultPlan,
+    LoadConfig,
+    ParticipantConfig,
+    ParticipantWindow,
+    SimulationConfig,
+    Window,
+    config_from_dict,
+    load_config_file,
+)
+from .distributions import Distribution, parse_distribution
+from .result import RunResult, Violation
+from .run import simulate
+from .scenario import Domain, Scenario, Service, load_scenario
+from .trace import RECORD_FIELDS, read_trace
+
+__all__ = [
+    "Distribution",
+    "Domain",
+    "FaultPlan",
+    "LoadConfig",
+    "ParticipantConfig",
+    "ParticipantWindow",
+    "RECORD_FIELDS",
+    "RunResult",
+    "Scenario",
+    "Service",
+    "SimulationConfig",
+    "Violation",
+    "Window",
+    "config_from_dict",
+    "load_config_file",
+    "load_scenario",
+    "parse_distribution",
+    "read_trace",
+    "simulate",
+]

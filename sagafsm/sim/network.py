@@ -1,0 +1,162 @@
+"""The simulated network: latency per link, and the message faults of a fault plan.
+
+Each message costs one SimPy timeout with a callback (no process per message). Every message draws
+the same three uniforms from the fault stream (loss, duplicate, reorder) whatever the outcome, and
+its latencies from the latency stream, so changing one knob does not reshuffle the other draws.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+
+import attrs
+import simpy
+
+from ..messages import Envelope
+from .config import SimulationConfig
+from .distributions import Distribution
+from .trace import Trace
+
+__all__ = ["Network", "NetworkStatistics", "ORCHESTRATOR"]
+
+ORCHESTRATOR = "orchestrator"
+
+
+@attrs.frozen(kw_only=True)
+class NetworkStatistics:
+    sent: int
+    delivered: int
+    dropped: int
+    duplicated: int
+    delayed: int
+
+
+class Network:
+    """Carries envelopes between named endpoints; knows which endpoints are down right now."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        config: SimulationConfig,
+        latency_rng: random.Random,
+        fault_rng: random.Random,
+        trace: Trace,
+        faults: Counter[str],
+    ) -> None:
+        self._env = env
+        self._trace = trace
+        self._faults = faults
+        plan = config.faults
+        self._loss, self._duplicate, self._reorder = plan.loss, plan.duplicate, plan.reorder
+        self._faults_until = plan.until if plan.until is not None else float("inf")
+        self._random = fault_rng.random
+        self._reorder_delay = plan.reorder_delay.sampler(fault_rng)
+        self._latency_rng = latency_rng
+        self._default_latency = config.latency.sampler(latency_rng)
+        self._link_specs = dict(config.links)
+        self._latency: dict[str, Callable[[], float]] = {}
+        self._receivers: dict[str, Callable[[Envelope], None]] = {}
+        self._down: dict[str, str] = {}
+        """Endpoint -> why it cannot send or receive right now (partition, crash)."""
+        self._next_id = 0
+        self.sent = self.delivered = self.dropped = self.duplicated = self.delayed = 0
+
+    def register(self, name: str, receiver: Callable[[Envelope], None]) -> None:
+        self._receivers[name] = receiver
+        spec: Distribution | None = self._link_specs.get(name)
+        self._latency[name] = (
+            spec.sampler(self._latency_rng) if spec is not None else self._default_latency
+        )
+
+    def set_down(self, name: str, reason: str | None) -> None:
+        """Mark an endpoint unreachable (``reason``) or reachable again (None)."""
+        if reason is None:
+            self._down.pop(name, None)
+        else:
+            self._down[name] = reason
+
+    def is_down(self, name: str) -> bool:
+        return name in self._down
+
+    def next_message_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def send(self, message: Envelope) -> None:
+        env, trace = self._env, self._trace
+        now = env.now
+        self.sent += 1
+        outcome = message.outcome.value if message.outcome is not None else None
+        trace.record(
+            now,
+            "send",
+            message.saga_id,
+            message.message_id,
+            message.source,
+            message.dest,
+            message.kind.value,
+            message.step,
+            message.operation,
+            message.attempt,
+            outcome,
+        )
+        lost = self._random() < self._loss
+        doubled = self._random() < self._duplicate
+        delayed = self._random() < self._reorder
+        reason = self._down.get(message.source) or self._down.get(message.dest)
+        if reason is not None:
+            self._drop(message, reason)
+            return
+        if now < self._faults_until:
+            if lost:
+                self._drop(message, "loss")
+                return
+        else:
+            doubled = delayed = False
+        link = message.dest if message.dest != ORCHESTRATOR else message.source
+        latency = self._latency[link]
+        copies = 2 if doubled else 1
+        if doubled:
+            self.duplicated += 1
+            self._faults["duplicate"] += 1
+            trace.record(now, "duplicate", message.saga_id, message.message_id)
+        for _ in range(copies):
+            delay = latency()
+            if delayed:
+                extra = self._reorder_delay()
+                delay += extra
+                self.delayed += 1
+                self._faults["reorder"] += 1
+                trace.record(now, "delay", message.saga_id, message.message_id, extra)
+                delayed = False  # only the first copy is held back
+            event = env.timeout(delay, message)
+            event.callbacks.append(self._arrive)
+
+    def _arrive(self, event: simpy.Event) -> None:
+        message = event.value
+        assert isinstance(message, Envelope)
+        reason = self._down.get(message.dest) or self._down.get(message.source)
+        if reason is not None:
+            self._drop(message, reason)
+            return
+        self.delivered += 1
+        self._trace.record(
+            self._env.now, "deliver", message.saga_id, message.message_id, message.dest
+        )
+        self._receivers[message.dest](message)
+
+    def _drop(self, message: Envelope, reason: str) -> None:
+        self.dropped += 1
+        self._faults[reason] += 1
+        self._trace.record(self._env.now, "drop", message.saga_id, message.message_id, reason)
+
+    def statistics(self) -> NetworkStatistics:
+        return NetworkStatistics(
+            sent=self.sent,
+            delivered=self.delivered,
+            dropped=self.dropped,
+            duplicated=self.duplicated,
+            delayed=self.delayed,
+        )

@@ -1,0 +1,71 @@
+"""The readable report of a run, as printed by ``sagafsm simulate``."""
+
+from __future__ import annotations
+
+from .result import RunResult
+
+__all__ = ["format_report"]
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def format_report(result: RunResult) -> str:
+    metrics = result.metrics
+    latency = metrics["latency"]
+    lines = [
+        f"sagafsm simulate {result.scenario}: {result.sagas} sagas, seed {result.seed}",
+        "",
+        "outcomes",
+    ]
+    for outcome, count in result.outcomes.items():
+        share = count / result.sagas * 100 if result.sagas else 0.0
+        lines.append(f"  {outcome:<20} {count:>9}  {share:5.1f}%")
+    lines += [
+        "",
+        f"throughput          {metrics['throughput_per_s']:.1f} completed sagas per simulated s",
+        f"goodput             {metrics['goodput'] * 100:.1f}% of finished sagas completed",
+        "",
+        "saga duration       p50        p95        p99        max",
+    ]
+    rows = [("all", latency), *latency["by_outcome"].items()]
+    for name, row in rows:
+        lines.append(
+            f"  {name:<17} "
+            + " ".join(f"{_seconds(row[k]):>10}" for k in ("p50", "p95", "p99", "max"))
+        )
+    messages = result.messages
+    lines += [
+        "",
+        f"messages            {messages['sent']} sent, {messages['delivered']} delivered, "
+        f"{messages['dropped']} dropped, {messages['duplicated']} duplicated, "
+        f"{messages['delayed']} delayed",
+        "faults injected     "
+        + (", ".join(f"{k} {v}" for k, v in result.faults.items()) or "none"),
+        f"orchestrator        {metrics['orchestrator_crashes']} crashes, "
+        f"{metrics['store_writes']} store writes",
+        "participants        "
+        + ", ".join(
+            f"{name} {p['utilisation'] * 100:.0f}% busy"
+            for name, p in metrics["participants"].items()
+        ),
+        "",
+        f"simulated time      {result.sim_time:.2f} s",
+        f"wall time           {result.wall_seconds:.2f} s "
+        f"({result.sagas_per_wall_second:,.0f} sagas/s, {result.events:,} trace records)",
+        f"trace digest        {result.digest}",
+        "",
+    ]
+    if result.violations:
+        lines.append(f"VIOLATIONS ({len(result.violations)})")
+        for violation in result.violations[:20]:
+            where = f"saga {violation.saga_id}" if violation.saga_id else "run"
+            lines.append(f"  [{violation.property}] {where}: {violation.detail}")
+        if len(result.violations) > 20:
+            lines.append(f"  ... and {len(result.violations) - 20} more (see --json)")
+    else:
+        lines.append("violations          none")
+    return "\n".join(lines)

@@ -1,0 +1,384 @@
+"""One simulation run: wire the scenario, network, participants and orchestrator; run; report.
+
+A run is a pure function of (scenario, configuration): every random stream derives from the seed
+(:mod:`.streams`), and the trace digest proves two runs identical.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import simpy
+
+from ..commands import action_key, compensation_key
+from ..definition import SagaDefinition
+from ..lifecycle import SagaState
+from ..stores import InMemoryStore
+from .config import SimulationConfig
+from .metrics import RunMetrics
+from .network import Network
+from .orchestrator import SimOrchestrator, TraceRecorder
+from .participant import SimParticipant, StepFate
+from .result import RunResult, Violation
+from .scenario import Scenario
+from .streams import stream
+from .trace import Trace
+
+__all__ = ["simulate", "effective_definition"]
+
+SAGA_FINAL_ORDER = (SagaState.COMPLETED, SagaState.FAILED, SagaState.OPERATOR_REQUIRED)
+
+Progress = Callable[[int, int], None]
+
+
+@attrs.define
+class _SagaRecord:
+    data: Mapping[str, Any]
+    fates: list[StepFate]
+    started_at: float
+    finished: bool = False
+
+
+def effective_definition(scenario: Scenario, config: SimulationConfig) -> SagaDefinition:
+    """The scenario's definition, with ``config.step_timeout`` applied to every step."""
+    definition = scenario.definition
+    if config.step_timeout is None:
+        return definition
+    return attrs.evolve(
+        definition,
+        steps=tuple(attrs.evolve(s, timeout=config.step_timeout) for s in definition.steps),
+    )
+
+
+class _Run:
+    def __init__(
+        self,
+        scenario: Scenario,
+        config: SimulationConfig,
+        trace: Trace,
+        progress: Progress | None,
+    ) -> None:
+        self.scenario = scenario
+        self.config = config
+        self.definition = effective_definition(scenario, config)
+        self.env = env = simpy.Environment()
+        self.trace = trace
+        self.progress = progress
+        self.progress_every = max(1, config.sagas // 200)
+        self.faults: Counter[str] = Counter()
+        self.metrics = RunMetrics()
+        self.records: dict[str, _SagaRecord] = {}
+        self.started = self.finished = 0
+        self.done = env.event()
+        self.unfinished_reason: str | None = None
+        seed = config.seed
+        self.fates = stream(seed, "fates")
+        self.network = Network(
+            env, config, stream(seed, "latency"), stream(seed, "faults"), trace, self.faults
+        )
+        self.domain = scenario.make_domain(stream(seed, "domain"))
+        self.store = InMemoryStore()
+        self.saga_states: Counter[str] = Counter()
+        recorder = TraceRecorder(trace, self._saga_transition)
+        self.orchestrator = SimOrchestrator(
+            env,
+            self.definition,
+            self.network,
+            self.store,
+            trace,
+            recorder,
+            lambda saga_id: self.records[saga_id].data,
+            self._saga_finished,
+        )
+        steps = self.definition.steps
+        self.participant_steps: dict[str, list[str]] = {}
+        for step in steps:
+            self.participant_steps.setdefault(step.participant, []).append(step.name)
+        self.participants: dict[str, SimParticipant] = {}
+        services = self.domain.services
+        for name in self.participant_steps:
+            if name not in services:
+                raise ValueError(f"scenario {scenario.name!r} has no service for {name!r}")
+            participant = SimParticipant(
+                env,
+                name,
+                config.participant_config(name),
+                services[name],
+                self.network,
+                trace,
+                stream(seed, f"participant/{name}"),
+                self.faults,
+                self._context,
+                self.definition.index_of,
+            )
+            self.participants[name] = participant
+            self.network.register(name, participant.receive)
+
+    # -- saga bookkeeping ----------------------------------------------------------------------
+
+    def _context(self, saga_id: str) -> tuple[Mapping[str, Any], list[StepFate]] | None:
+        record = self.records.get(saga_id)
+        return None if record is None else (record.data, record.fates)
+
+    def new_saga(self) -> None:
+        index = self.started
+        self.started += 1
+        saga_id = f"s{index}"
+        rng = random.Random(self.fates.getrandbits(64))
+        # Fates first, a fixed number of draws, so a scenario's order draws cannot shift them.
+        fates = [(rng.random(), rng.random(), rng.random()) for _ in self.definition.steps]
+        now = self.env.now
+        self.records[saga_id] = _SagaRecord(self.scenario.make_order(rng), fates, now)
+        self.metrics.saga_started(now)
+        self.trace.record(now, "start", saga_id, self.definition.name)
+        self.orchestrator.start(saga_id)
+
+    def _saga_transition(self, now: float, source: SagaState, dest: SagaState) -> None:
+        self.saga_states[source.value] -= 1
+        self.saga_states[dest.value] += 1
+
+    def _saga_finished(self, saga_id: str, state: SagaState, reason: str | None) -> None:
+        now = self.env.now
+        record = self.records[saga_id]
+        record.finished = True
+        self.trace.record(now, "finish", saga_id, state.value, reason)
+        self.metrics.saga_finished(state.value, record.started_at, now)
+        self.domain.saga_finished(saga_id, record.data, state)
+        self.finished += 1
+        timeout = self.env.timeout(self.config.retention, saga_id)
+        timeout.callbacks.append(self._evict)
+        if self.progress is not None and (
+            self.finished % self.progress_every == 0 or self.finished == self.config.sagas
+        ):
+            self.progress(self.finished, self.config.sagas)
+        if self.config.load.kind == "closed" and self.started < self.config.sagas:
+            self.new_saga()
+        if self.finished == self.config.sagas and not self.done.triggered:
+            self.done.succeed()
+
+    def _evict(self, event: simpy.Event) -> None:
+        saga_id = str(event.value)
+        del self.records[saga_id]
+        for name, steps in self.participant_steps.items():
+            keys = [action_key(saga_id, s) for s in steps]
+            keys += [compensation_key(saga_id, s) for s in steps]
+            self.participants[name].forget(keys)
+
+    # -- processes -----------------------------------------------------------------------------
+
+    def arrivals(self) -> Generator[simpy.Event, Any, None]:
+        load = self.config.load
+        total = self.config.sagas
+        if load.kind == "burst":
+            for _ in range(total):
+                self.new_saga()
+            return
+        if load.kind == "closed":
+            for _ in range(min(load.concurrency, total)):
+                self.new_saga()
+            return
+        rng = stream(self.config.seed, "arrivals")
+        rate = load.arrival_rate
+        for _ in range(total):
+            yield self.env.timeout(rng.expovariate(rate))
+            self.new_saga()
+
+    def orchestrator_crashes(self) -> Generator[simpy.Event, Any, None]:
+        plan = self.config.faults
+        rng = stream(self.config.seed, "crashes")
+        downtime = plan.orchestrator_downtime.sampler(rng)
+        until = plan.until if plan.until is not None else math.inf
+        while True:
+            yield self.env.timeout(rng.expovariate(plan.orchestrator_crash_rate))
+            if self.env.now >= until or self.done.triggered:
+                return
+            self.faults["orchestrator_crash"] += 1
+            self.orchestrator.crash()
+            yield self.env.timeout(downtime())
+            self.orchestrator.restart()
+
+    def window(
+        self, start: float, end: float, begin: Callable[[], None], finish: Callable[[], None]
+    ) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(start)
+        begin()
+        yield self.env.timeout(end - start)
+        finish()
+
+    def start_processes(self) -> None:
+        env, plan = self.env, self.config.faults
+        env.process(self.arrivals())
+        if plan.orchestrator_crash_rate > 0:
+            env.process(self.orchestrator_crashes())
+        for window in plan.orchestrator_crashes:
+            env.process(
+                self.window(
+                    window.start, window.end, self._crash_orchestrator, self.orchestrator.restart
+                )
+            )
+        for kind, windows in (("partition", plan.partitions), ("crash", plan.participant_crashes)):
+            for window in windows:
+                if window.participant not in self.participants:
+                    continue  # validated by the caller against the scenario
+                env.process(
+                    self.window(
+                        window.start,
+                        window.end,
+                        self._participant_down(window.participant, kind),
+                        self._participant_up(window.participant),
+                    )
+                )
+        guard = env.timeout(self.config.max_sim_time)
+        guard.callbacks.append(self._time_limit)
+
+    def _crash_orchestrator(self) -> None:
+        self.faults["orchestrator_crash"] += 1
+        self.orchestrator.crash()
+
+    def _participant_down(self, name: str, kind: str) -> Callable[[], None]:
+        def down() -> None:
+            self.faults[f"participant_{kind}"] += 1
+            self.network.set_down(name, f"participant_{kind}")
+            self.trace.record(self.env.now, "crash", None, name)
+            if kind == "crash":
+                self.participants[name].crash()
+
+        return down
+
+    def _participant_up(self, name: str) -> Callable[[], None]:
+        def up() -> None:
+            self.network.set_down(name, None)
+            self.trace.record(self.env.now, "restart", None, name, 0)
+
+        return up
+
+    def _time_limit(self, event: simpy.Event) -> None:
+        if not self.done.triggered:
+            self.unfinished_reason = f"still running at the time limit {self.config.max_sim_time}s"
+            self.done.succeed()
+
+    def run(self, drain: bool) -> None:
+        self.start_processes()
+        try:
+            self.env.run(until=self.done)
+        except RuntimeError:
+            # SimPy: no event left and ``done`` never triggered: some saga waits forever.
+            self.unfinished_reason = "waiting forever: no event left to move it"
+        if drain:
+            self.orchestrator.timers.reset()
+            self.env.run()
+
+
+def _validate_against(scenario: Scenario, config: SimulationConfig) -> None:
+    from ..errors import InvalidConfig
+
+    known = {step.participant for step in scenario.definition.steps}
+    named = set(config.participants) | set(config.links)
+    named |= {w.participant for w in config.faults.partitions}
+    named |= {w.participant for w in config.faults.participant_crashes}
+    unknown = sorted(named - known)
+    if unknown:
+        raise InvalidConfig(
+            f"scenario {scenario.name!r} has no participant {unknown[0]!r} "
+            f"(its participants: {', '.join(sorted(known))})"
+        )
+
+
+def simulate(
+    scenario: Scenario,
+    config: SimulationConfig,
+    *,
+    trace_path: str | Path | None = None,
+    progress: Progress | None = None,
+    drain: bool = False,
+) -> RunResult:
+    """Run ``scenario`` under ``config``; return the result (outcomes, metrics, digest...).
+
+    ``trace_path`` writes every trace record as a JSON line. ``drain`` keeps the simulation running
+    after the last saga finished until no message is in flight (for conservation checks).
+    """
+    _validate_against(scenario, config)
+    wall_start = time.perf_counter()
+    trace = Trace(trace_path)
+    run = _Run(scenario, config, trace, progress)
+    try:
+        run.run(drain)
+    finally:
+        digest = trace.digest()
+        trace.close()
+    wall = time.perf_counter() - wall_start
+    violations: list[Violation] = []
+    unfinished = [saga_id for saga_id, record in run.records.items() if not record.finished]
+    if run.finished < config.sagas:
+        reason = run.unfinished_reason or "the run stopped first"
+        for saga_id in unfinished:
+            violations.append(
+                Violation(
+                    saga_id=saga_id,
+                    property="termination",
+                    detail=f"the saga never reached a final state ({reason})",
+                )
+            )
+    else:  # domain totals only balance once every saga has ended
+        for problem in run.domain.invariants():
+            violations.append(Violation(saga_id=None, property="domain-invariants", detail=problem))
+    return _result(run, digest, wall, violations)
+
+
+def _result(run: _Run, digest: str, wall: float, violations: list[Violation]) -> RunResult:
+    config, metrics, network = run.config, run.metrics, run.network
+    sim_time = run.env.now
+    span = metrics.span
+    outcomes = {state.value: metrics.outcomes[state.value] for state in SAGA_FINAL_ORDER}
+    unfinished = config.sagas - sum(outcomes.values())
+    if unfinished:
+        outcomes["unfinished"] = unfinished
+    latency: dict[str, Any] = {**_percentiles(metrics.all_durations.summary())}
+    latency["by_outcome"] = {
+        outcome: _percentiles(histogram.summary())
+        for outcome, histogram in sorted(metrics.durations.items())
+    }
+    participants = {
+        name: {
+            "operations": p.operations,
+            "utilisation": p.busy_time / (p.resource.capacity * span) if span > 0 else 0.0,
+        }
+        for name, p in run.participants.items()
+    }
+    return RunResult(
+        scenario=run.scenario.name,
+        seed=config.seed,
+        sagas=config.sagas,
+        outcomes=outcomes,
+        violations=tuple(violations),
+        digest=digest,
+        sim_time=sim_time,
+        wall_seconds=wall,
+        events=run.trace.total,
+        messages=attrs.asdict(network.statistics()),
+        faults=dict(sorted(run.faults.items())),
+        metrics={
+            "throughput_per_s": metrics.throughput(),
+            "goodput": metrics.goodput(),
+            "span_s": span,
+            "latency": latency,
+            "completed_per_second": {
+                str(k): v for k, v in sorted(metrics.completed_per_window.items())
+            },
+            "participants": participants,
+            "orchestrator_crashes": run.orchestrator.crashes,
+            "store_writes": run.store.writes,
+        },
+        durations=dict(metrics.durations),
+    )
+
+
+def _percentiles(summary: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if math.isnan(v) else v) for k, v in summary.items()}

@@ -1,0 +1,102 @@
+"""What a simulation runs: a saga definition, the domain behind its participants, its invariants.
+
+A scenario is a Python module with a ``scenario()`` function returning a :class:`Scenario`.
+Built-in ones live in the ``simulations`` package (``order_fulfillment``, ``travel_booking``); a
+user's own is any ``.py`` file with that function, passed by path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from ..definition import SagaDefinition
+from ..errors import InvalidConfig
+from ..lifecycle import SagaState
+
+__all__ = ["Service", "Domain", "Scenario", "load_scenario"]
+
+
+class Service(Protocol):
+    """The business logic of one participant, without any fault or messaging concern.
+
+    The simulator wraps it with idempotency, tombstones, capacity and fault injection; the service
+    only changes its domain state.
+    """
+
+    def apply(self, action: str, saga_id: str, data: Mapping[str, Any]) -> bool:
+        """Apply an action. False means a definite business failure, with no effect."""
+
+    def undo(self, compensation: str, saga_id: str, data: Mapping[str, Any]) -> None:
+        """Undo the effect of this saga's action (called only if the action was applied)."""
+
+
+class Domain(Protocol):
+    """All participants' services, and what must hold once every saga has ended."""
+
+    @property
+    def services(self) -> Mapping[str, Service]: ...
+
+    def saga_finished(self, saga_id: str, data: Mapping[str, Any], state: SagaState) -> None:
+        """Fold a finished saga into whatever the invariants compare against."""
+
+    def invariants(self) -> list[str]:
+        """One sentence per broken domain invariant (stock, money...); empty when all hold."""
+
+
+@attrs.frozen(kw_only=True)
+class Scenario:
+    name: str
+    definition: SagaDefinition
+    make_domain: Callable[[random.Random], Domain]
+    """Builds fresh domain state for one run (the rng is the run's domain stream)."""
+    make_order: Callable[[random.Random], dict[str, Any]]
+    """Draws one saga's input data from that saga's own rng."""
+    description: str = ""
+    defaults: Mapping[str, Any] = attrs.field(factory=dict)
+    """Configuration defaults for this scenario, as plain data (the TOML layout)."""
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a user's scenario file by path."""
+    if name_or_path.endswith(".py") or "/" in name_or_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise InvalidConfig(f"scenario file {name_or_path!r} does not exist")
+        spec = importlib.util.spec_from_file_location(f"_sagafsm_scenario_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise InvalidConfig(f"cannot load scenario file {name_or_path!r}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(f"simulations.{name_or_path}")
+        except ModuleNotFoundError as error:
+            if error.name not in (f"simulations.{name_or_path}", "simulations"):
+                raise
+            raise InvalidConfig(
+                f"unknown scenario {name_or_path!r} (built in: {', '.join(builtin_scenarios())};"
+                " or give the path of a .py file)"
+            ) from None
+    factory = getattr(module, "scenario", None)
+    if not callable(factory):
+        raise InvalidConfig(f"scenario {name_or_path!r} has no scenario() function")
+    result = factory()
+    if not isinstance(result, Scenario):
+        raise InvalidConfig(f"scenario() of {name_or_path!r} did not return a Scenario")
+    return result
+
+
+def builtin_scenarios() -> list[str]:
+    try:
+        package = importlib.import_module("simulations")
+    except ModuleNotFoundError:
+        return []
+    folder = Path(next(iter(package.__path__)))
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))

@@ -1,0 +1,95 @@
+"""The trace of a run: every send, delivery, fault, timer, transition and ledger effect.
+
+Records are plain tuples ``(time, kind, saga_id, *fields)``; :data:`RECORD_FIELDS` names the fields
+of each kind. The trace is hashed as it goes (SHA-256 over the records' ``repr``), so a run's digest
+costs no memory; records are kept only when a JSONL file is asked for, or a listener wants them.
+Same scenario, configuration and seed give the same digest, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["Trace", "RECORD_FIELDS", "Record", "read_trace"]
+
+Record = tuple[Any, ...]
+
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "start": ("saga", "definition"),
+    "send": ("saga", "msg", "src", "dst", "type", "step", "op", "attempt", "outcome"),
+    "deliver": ("saga", "msg", "dst"),
+    "drop": ("saga", "msg", "reason"),
+    "duplicate": ("saga", "msg"),
+    "delay": ("saga", "msg", "extra"),
+    "timer": ("saga", "timer", "delay", "purpose", "step"),
+    "timer_fired": ("saga", "timer"),
+    "transition": ("saga", "step", "trigger", "source", "dest"),
+    "ignored": ("saga", "event", "reason"),
+    "effect": ("saga", "participant", "step", "effect"),
+    "finish": ("saga", "state", "reason"),
+    "crash": ("saga", "node"),
+    "restart": ("saga", "node", "recovered"),
+}
+"""Field names after ``t`` and ``kind``, per record kind."""
+
+_FLUSH_EVERY = 4096
+
+
+class Trace:
+    """Hashes every record; writes them to ``path`` as JSON lines if given."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._buffer: list[Record] = []
+        self._sha = hashlib.sha256()
+        self.count = 0
+        self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115 (closed by close())
+        self.listeners: list[Callable[[Record], None]] = []
+
+    def record(self, *fields: Any) -> None:
+        """Add one record: ``(time, kind, saga_id, *kind-specific fields)``."""
+        self._buffer.append(fields)
+        for listener in self.listeners:
+            listener(fields)
+        if len(self._buffer) >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        self.count += len(self._buffer)
+        self._sha.update(repr(self._buffer).encode())
+        if self._file is not None:
+            self._file.writelines(json.dumps(as_dict(r)) + "\n" for r in self._buffer)
+        self._buffer.clear()
+
+    def digest(self) -> str:
+        """SHA-256 of every record so far (flushes pending records)."""
+        self._flush()
+        return self._sha.hexdigest()
+
+    @property
+    def total(self) -> int:
+        return self.count + len(self._buffer)
+
+    def close(self) -> None:
+        self._flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def as_dict(record: Record) -> dict[str, Any]:
+    t, kind, *rest = record
+    return {"t": t, "kind": kind, **dict(zip(RECORD_FIELDS[kind], rest, strict=True))}
+
+
+def read_trace(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The records of a JSONL trace file, as dicts."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)

@@ -1,0 +1,1 @@
+"""Ready-made scenarios for ``sagafsm simulate``: each module has a ``scenario()`` function."""
