@@ -90,8 +90,12 @@ class SagaFinished:
 Command: TypeAlias = ExecuteStep | CompensateStep | StartTimer | CancelTimer | SagaFinished
 
 
-def action_key(saga_id: str, step: str) -> str:
-    return f"{saga_id}/{step}/action"
+def action_key(saga_id: str, step: str, generation: int = 0) -> str:
+    """The idempotency key of a step's action. Tries after a timeout reuse it; a retriable step
+    that failed definitely is retried under the next generation's key (the failure had no effect,
+    and the participant keeps answering "failed" to the old key)."""
+    base = f"{saga_id}/{step}/action"
+    return base if generation == 0 else f"{base}/{generation}"
 
 
 def compensation_key(saga_id: str, step: str) -> str:

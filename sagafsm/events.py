@@ -33,6 +33,9 @@ class StepSucceeded:
 
     saga_id: str
     step: str
+    idempotency_key: str | None = None
+    """The key of the command this answers, if the driver knows it: a reply to an earlier
+    generation's key (a retriable step's failed try) is then ignored."""
 
 
 @attrs.frozen(kw_only=True)
@@ -42,6 +45,8 @@ class StepFailed:
     saga_id: str
     step: str
     reason: str = ""
+    idempotency_key: str | None = None
+    """As for :class:`StepSucceeded`."""
 
 
 @attrs.frozen(kw_only=True)

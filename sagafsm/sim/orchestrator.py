@@ -137,10 +137,11 @@ class SimOrchestrator:
         succeeded = message.outcome is Outcome.SUCCEEDED
         event: Event
         if message.kind is MessageKind.ACTION_REPLY:
+            key = message.idempotency_key
             event = (
-                StepSucceeded(saga_id=saga_id, step=message.step)
+                StepSucceeded(saga_id=saga_id, step=message.step, idempotency_key=key)
                 if succeeded
-                else StepFailed(saga_id=saga_id, step=message.step)
+                else StepFailed(saga_id=saga_id, step=message.step, idempotency_key=key)
             )
         else:
             event = (

@@ -7,8 +7,10 @@ participant does what a well-built service does and what faults break:
   gets the same reply and changes nothing;
 - **tombstones**: a compensation for an action never applied leaves a tombstone, so the action, if
   it arrives later, is a no-op;
-- **faults**: an action fails definitely, or hangs (no reply; its effect may land or not), as the
-  saga's pre-drawn fate and the participant's rates decide; a compensation try fails at random.
+- **faults**: an action fails definitely, or hangs (no reply; its effect may land or not). The
+  first execution of a saga's step follows the saga's pre-drawn fate, so which sagas fail does
+  not depend on timing; any later execution (a retry under a new key, or after a hang that did
+  not land) draws afresh from the participant's stream. A compensation try fails at random.
 
 Every effect goes to the trace as an ``effect`` record: that is the participant's ledger, the ground
 truth the checkers read.
@@ -64,7 +66,7 @@ class SimParticipant:
         trace: Trace,
         rng: random.Random,
         faults: Counter[str],
-        saga_context: Callable[[str], tuple[Mapping[str, Any], list[StepFate]] | None],
+        saga_context: Callable[[str], tuple[Mapping[str, Any], list[StepFate | None]] | None],
         step_index: Callable[[str], int],
     ) -> None:
         self.name = name
@@ -82,7 +84,6 @@ class SimParticipant:
         self._results: dict[str, Outcome] = {}
         self._tombstones: set[str] = set()
         self._compensated: set[str] = set()
-        self._hung: set[str] = set()
         self._epoch = 0
         """Bumped at each crash: operations in service across a crash are abandoned."""
         self.busy_time = 0.0
@@ -102,7 +103,6 @@ class SimParticipant:
             self._results.pop(key, None)
             self._tombstones.discard(key)
             self._compensated.discard(key)
-            self._hung.discard(key)
 
     def _serve(self, message: Envelope) -> Generator[simpy.Event, Any, None]:
         epoch = self._epoch
@@ -120,7 +120,7 @@ class SimParticipant:
             return  # the saga ended longer ago than the retention: a stale request is refused
         data, fates = context
         if message.kind is MessageKind.EXECUTE:
-            outcome = self._execute(message, data, fates[self._step_index(message.step)])
+            outcome = self._execute(message, data, fates, self._step_index(message.step))
         else:
             outcome = self._compensate(message, data)
         if outcome is not None:
@@ -129,7 +129,11 @@ class SimParticipant:
     # -- the ledger ----------------------------------------------------------------------------
 
     def _execute(
-        self, message: Envelope, data: Mapping[str, Any], fate: StepFate
+        self,
+        message: Envelope,
+        data: Mapping[str, Any],
+        fates: list[StepFate | None],
+        step: int,
     ) -> Outcome | None:
         key = message.idempotency_key
         if key in self._tombstones:
@@ -138,13 +142,18 @@ class SimParticipant:
         known = self._results.get(key)
         if known is not None:
             return known
-        fail, hang, lands = fate
+        fate = fates[step]
+        if fate is None:
+            draw = self._random
+            fail, hang, lands = draw(), draw(), draw()
+        else:
+            fail, hang, lands = fate
+            fates[step] = None  # the first execution spends the pre-drawn fate
         config = self._config
         if fail < config.failure_rate:
             self._faults["step_failure"] += 1
             return self._record(message, Outcome.FAILED, Effect.ACTION_FAILED)
-        if hang < config.hang_rate and key not in self._hung:
-            self._hung.add(key)
+        if hang < config.hang_rate:
             self._faults["hang"] += 1
             if lands < config.hang_lands:
                 self._apply(message, data)

@@ -29,7 +29,7 @@ from .participant import SimParticipant, StepFate
 from .result import RunResult, Violation
 from .scenario import Scenario
 from .streams import stream
-from .trace import Trace
+from .trace import Record, Trace
 
 __all__ = ["simulate", "effective_definition"]
 
@@ -41,7 +41,7 @@ Progress = Callable[[int, int], None]
 @attrs.define
 class _SagaRecord:
     data: Mapping[str, Any]
-    fates: list[StepFate]
+    fates: list[StepFate | None]
     started_at: float
     finished: bool = False
 
@@ -123,7 +123,7 @@ class _Run:
 
     # -- saga bookkeeping ----------------------------------------------------------------------
 
-    def _context(self, saga_id: str) -> tuple[Mapping[str, Any], list[StepFate]] | None:
+    def _context(self, saga_id: str) -> tuple[Mapping[str, Any], list[StepFate | None]] | None:
         record = self.records.get(saga_id)
         return None if record is None else (record.data, record.fates)
 
@@ -133,7 +133,9 @@ class _Run:
         saga_id = f"s{index}"
         rng = random.Random(self.fates.getrandbits(64))
         # Fates first, a fixed number of draws, so a scenario's order draws cannot shift them.
-        fates = [(rng.random(), rng.random(), rng.random()) for _ in self.definition.steps]
+        fates: list[StepFate | None] = [
+            (rng.random(), rng.random(), rng.random()) for _ in self.definition.steps
+        ]
         now = self.env.now
         self.records[saga_id] = _SagaRecord(self.scenario.make_order(rng), fates, now)
         self.metrics.saga_started(now)
@@ -298,15 +300,19 @@ def simulate(
     trace_path: str | Path | None = None,
     progress: Progress | None = None,
     drain: bool = False,
+    observe: Callable[[Record], None] | None = None,
 ) -> RunResult:
     """Run ``scenario`` under ``config``; return the result (outcomes, metrics, digest...).
 
-    ``trace_path`` writes every trace record as a JSON line. ``drain`` keeps the simulation running
-    after the last saga finished until no message is in flight (for conservation checks).
+    ``trace_path`` writes every trace record as a JSON line; ``observe`` is called with every
+    record as it happens (see :data:`~sagafsm.sim.trace.RECORD_FIELDS`). ``drain`` keeps the
+    simulation running after the last saga finished until no message is in flight.
     """
     _validate_against(scenario, config)
     wall_start = time.perf_counter()
     trace = Trace(trace_path)
+    if observe is not None:
+        trace.listeners.append(observe)
     run = _Run(scenario, config, trace, progress)
     try:
         run.run(drain)

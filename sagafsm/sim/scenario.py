@@ -19,6 +19,7 @@ import attrs
 from ..definition import SagaDefinition
 from ..errors import InvalidConfig
 from ..lifecycle import SagaState
+from .config import SimulationConfig, apply_overrides, config_from_dict, merge
 
 __all__ = ["Service", "Domain", "Scenario", "load_scenario"]
 
@@ -61,6 +62,13 @@ class Scenario:
     description: str = ""
     defaults: Mapping[str, Any] = attrs.field(factory=dict)
     """Configuration defaults for this scenario, as plain data (the TOML layout)."""
+
+    def config(self, data: Mapping[str, Any] | None = None, **overrides: Any) -> SimulationConfig:
+        """This scenario's defaults, then ``data`` (TOML layout), then dotted-key ``overrides``
+        written with ``__`` for dots: ``scenario.config(sagas=500, faults__loss=0.05)``."""
+        merged = merge(self.defaults, data or {})
+        dotted = {key.replace("__", "."): value for key, value in overrides.items()}
+        return config_from_dict(apply_overrides(merged, dotted))
 
 
 def load_scenario(name_or_path: str) -> Scenario:
