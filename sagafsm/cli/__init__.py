@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import SagaError
-from . import simulate
+from . import diagram, simulate
 
 __all__ = ["main"]
 
-_SUBCOMMANDS: tuple[ModuleType, ...] = (simulate,)
+_SUBCOMMANDS: tuple[ModuleType, ...] = (simulate, diagram)
 
 
 def _parser() -> argparse.ArgumentParser:
