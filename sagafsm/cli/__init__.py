@@ -8,16 +8,17 @@ subclasses: they print one line on stderr and exit with status 2, never a traceb
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import SagaError
-from . import diagram, simulate
+from . import diagram, selfcheck, simulate
 
 __all__ = ["main"]
 
-_SUBCOMMANDS: tuple[ModuleType, ...] = (simulate, diagram)
+_SUBCOMMANDS: tuple[ModuleType, ...] = (simulate, selfcheck, diagram)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,4 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sagafsm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return status

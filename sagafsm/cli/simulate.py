@@ -104,6 +104,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
     parser.add_argument(
+        "--mutant",
+        metavar="NAME",
+        help="run a deliberately broken variant instead of the correct system "
+        "(names: sagafsm selfcheck)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of the report"
     )
     parser.set_defaults(run=run)
@@ -172,6 +178,7 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Cal
 def run(args: argparse.Namespace) -> int:
     from ..sim import config_from_dict, load_scenario, simulate
     from ..sim.config import apply_overrides, merge, read_config_file
+    from ..sim.mutants import get_mutant
     from ..sim.report import format_report
 
     scenario = load_scenario(args.scenario)
@@ -179,12 +186,15 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         data = merge(data, read_config_file(args.config))
     config = config_from_dict(apply_overrides(data, _overrides(args)))
+    mutant = get_mutant(args.mutant) if args.mutant else None
     plots_dir = _check_output_dir(args.plots, "--plots") if args.plots else None
 
     progress, stop = _progress_bar(not args.json and sys.stderr.isatty())
     try:
         with _atomic_file(args.trace) as trace_path:
-            result = simulate(scenario, config, trace_path=trace_path, progress=progress)
+            result = simulate(
+                scenario, config, trace_path=trace_path, progress=progress, mutant=mutant
+            )
     finally:
         stop()
     if plots_dir is not None:

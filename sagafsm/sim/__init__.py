@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ..checks import Violation
 from .config import (
     FaultPlan,
     LoadConfig,
@@ -16,7 +17,7 @@ from .config import (
     load_config_file,
 )
 from .distributions import Distribution, parse_distribution
-from .result import RunResult, Violation
+from .result import RunResult
 from .run import simulate
 from .scenario import Domain, Scenario, Service, load_scenario
 from .trace import RECORD_FIELDS, read_trace

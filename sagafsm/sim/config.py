@@ -159,10 +159,12 @@ class SimulationConfig:
     step_timeout: float | None = None
     """Overrides every step's timeout in the scenario, in seconds."""
     faults: FaultPlan = FaultPlan()
+    store_latency: float = attrs.field(default=0.0, validator=_non_negative)
+    """How long the orchestrator's store write takes; a crash in between loses the transaction."""
+    termination_bound: float = attrs.field(default=300.0, validator=_positive)
+    """Simulated seconds after the last start request by which every saga must have ended."""
     retention: float = attrs.field(default=60.0, validator=_positive)
     """How long participants keep a finished saga's idempotency records (simulated seconds)."""
-    max_sim_time: float = attrs.field(default=1e6, validator=_positive)
-    """Safety stop: sagas still running then are reported unfinished."""
 
     def __attrs_post_init__(self) -> None:
         timeout = self.step_timeout

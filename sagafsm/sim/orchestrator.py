@@ -1,8 +1,15 @@
 """The simulated orchestrator: drives the sans-IO engine over the simulated network.
 
-It saves each saga's snapshot to the store *before* sending the commands the new state implies
-(outbox order). A crash wipes its memory (running sagas, timers); at restart it reloads every
-unfinished saga from the store and re-sends what was in flight, under the same idempotency keys.
+Each event is one transaction: the engine's new state (its snapshot) and the commands it implies.
+The transaction commits when the store write completes (``store_latency`` later; at once when it is
+0): only then are its commands sent and its lifecycle transitions recorded (outbox order). A crash
+loses every transaction not yet committed and the orchestrator's memory; at restart it reloads
+every unfinished saga from the store and re-sends what was in flight, under the same idempotency
+keys. Start requests count as accepted only once their first transaction commits; those lost in a
+crash are retried by the client when the orchestrator is back.
+
+The ``send_before_save`` switch exists only for the mutant of the same name: it sends commands
+(and accepts start requests) before the store write, as a naive orchestrator would.
 """
 
 from __future__ import annotations
@@ -35,34 +42,37 @@ from ..messages import Envelope, MessageKind, Outcome
 from ..stores import SagaStore
 from .network import ORCHESTRATOR, Network
 from .timers import Timers
-from .trace import Trace
+from .trace import Record, Trace
 
 __all__ = ["SimOrchestrator", "TraceRecorder"]
 
 
 class TraceRecorder:
-    """The engine's :class:`~sagafsm.Recorder`: transitions and ignored events go to the trace."""
+    """The engine's :class:`~sagafsm.Recorder`: transitions and ignored events go to the trace,
+    or, while a transaction is open, to its buffer (written when it commits)."""
 
-    __slots__ = ("_record", "saga_transition")
+    __slots__ = ("_record", "buffer")
 
-    def __init__(
-        self, trace: Trace, saga_transition: Callable[[float, SagaState, SagaState], None]
-    ) -> None:
+    def __init__(self, trace: Trace) -> None:
         self._record = trace.record
-        self.saga_transition = saga_transition
+        self.buffer: list[Record] | None = None
 
     def transition(
         self, now: float, saga_id: str, step: str | None, trigger: str, source: Any, dest: Any
     ) -> None:
-        self._record(now, "transition", saga_id, step, trigger, source.value, dest.value)
-        if step is None:
-            self.saga_transition(now, source, dest)
+        record = (now, "transition", saga_id, step, trigger, source.value, dest.value)
+        if self.buffer is None:
+            self._record(*record)
+        else:
+            self.buffer.append(record)
 
     def ignored(self, now: float, saga_id: str, event: Event, reason: str) -> None:
         self._record(now, "ignored", saga_id, type(event).__name__, reason)
 
 
 class SimOrchestrator:
+    default_engine: type[SagaInstance] = SagaInstance
+
     def __init__(
         self,
         env: simpy.Environment,
@@ -70,20 +80,29 @@ class SimOrchestrator:
         network: Network,
         store: SagaStore,
         trace: Trace,
-        recorder: TraceRecorder,
         saga_data: Callable[[str], Mapping[str, Any]],
         on_finished: Callable[[str, SagaState, str | None], None],
+        *,
+        store_latency: float = 0.0,
+        engine: type[SagaInstance] = SagaInstance,
+        send_before_save: bool = False,
     ) -> None:
         self._env = env
         self._definition = definition
         self._network = network
         self._store = store
         self._trace = trace
-        self._recorder = recorder
+        self._recorder = TraceRecorder(trace)
         self._saga_data = saga_data
         self._on_finished = on_finished
+        self._store_latency = store_latency
+        self._engine = engine
+        self._send_before_save = send_before_save
         self._sagas: dict[str, SagaInstance] = {}
         self._waiting: list[str] = []
+        """Start requests not accepted yet (the orchestrator is down, or was when they came)."""
+        self._unaccepted: set[str] = set()
+        self._epoch = 0
         self.timers = Timers(env, self._timer_fired)
         self.up = True
         self.crashes = 0
@@ -97,18 +116,22 @@ class SimOrchestrator:
         if not self.up:
             self._waiting.append(saga_id)
             return
-        saga = SagaInstance(self._definition, saga_id, recorder=self._recorder)
+        saga = self._engine(self._definition, saga_id, recorder=self._recorder)
         self._sagas[saga_id] = saga
-        self._commit(saga, saga.start(self._env.now))
+        self._unaccepted.add(saga_id)
+        self._transaction(saga, saga.start)
 
     def crash(self) -> None:
         if not self.up:
             return
         self.up = False
         self.crashes += 1
+        self._epoch += 1  # uncommitted transactions die with the process
         self._network.set_down(ORCHESTRATOR, "orchestrator_down")
         self._sagas.clear()
         self.timers.reset()
+        self._waiting.extend(sorted(self._unaccepted, key=_creation_order))
+        self._unaccepted.clear()
         self._trace.record(self._env.now, "crash", None, ORCHESTRATOR)
 
     def restart(self) -> None:
@@ -119,10 +142,10 @@ class SimOrchestrator:
         now = self._env.now
         recovered = 0
         for saga_id, (snapshot, _) in self._store.load_all():
-            saga = SagaInstance.restore(self._definition, snapshot, recorder=self._recorder)
+            saga = self._engine.restore(self._definition, snapshot, recorder=self._recorder)
             self._sagas[saga_id] = saga
             recovered += 1
-            self._commit(saga, saga.resume(now))
+            self._transaction(saga, saga.resume)
         self._trace.record(now, "restart", None, ORCHESTRATOR, recovered)
         waiting, self._waiting = self._waiting, []
         for saga_id in waiting:
@@ -131,9 +154,7 @@ class SimOrchestrator:
     # -- inbound -------------------------------------------------------------------------------
 
     def _receive(self, message: Envelope) -> None:
-        now = self._env.now
         saga_id = message.saga_id
-        saga = self._sagas.get(saga_id)
         succeeded = message.outcome is Outcome.SUCCEEDED
         event: Event
         if message.kind is MessageKind.ACTION_REPLY:
@@ -149,28 +170,71 @@ class SimOrchestrator:
                 if succeeded
                 else CompensationFailed(saga_id=saga_id, step=message.step)
             )
+        saga = self._sagas.get(saga_id)
         if saga is None:
-            self._recorder.ignored(now, saga_id, event, "no running saga with that id")
+            self._recorder.ignored(self._env.now, saga_id, event, "no running saga with that id")
             return
-        self._commit(saga, saga.handle(event, now))
+        self._transaction(saga, lambda now: saga.handle(event, now))
 
     def _timer_fired(self, saga_id: str, timer_id: str) -> None:
-        now = self._env.now
-        self._trace.record(now, "timer_fired", saga_id, timer_id)
+        self._trace.record(self._env.now, "timer_fired", saga_id, timer_id)
         saga = self._sagas[saga_id]
-        self._commit(saga, saga.handle(TimerFired(saga_id=saga_id, timer_id=timer_id), now))
+        event = TimerFired(saga_id=saga_id, timer_id=timer_id)
+        self._transaction(saga, lambda now: saga.handle(event, now))
 
-    # -- outbound ------------------------------------------------------------------------------
+    # -- transactions --------------------------------------------------------------------------
 
-    def _commit(self, saga: SagaInstance, commands: list[Command]) -> None:
+    def _transaction(self, saga: SagaInstance, step: Callable[[float], list[Command]]) -> None:
+        """Run one engine step; commit its state and commands (see the module docstring)."""
+        now = self._env.now
+        if not self._store_latency:
+            self._commit(saga, step(now), None)
+            return
+        recorder = self._recorder
+        buffer: list[Record] = []
+        recorder.buffer = buffer
+        try:
+            commands = step(now)
+        finally:
+            recorder.buffer = None
+        if not commands:
+            return
+        snapshot = None if saga.finished else saga.snapshot()
+        if self._send_before_save:
+            self._publish(saga.saga_id, commands, buffer)
+            buffer = []
+        delay = self._env.timeout(self._store_latency, (self._epoch, saga, snapshot, commands))
+        delay.callbacks.append(lambda event: self._stored(event, buffer))
+
+    def _stored(self, event: simpy.Event, records: list[Record]) -> None:
+        epoch, saga, snapshot, commands = event.value  # type: ignore[misc]
+        if epoch != self._epoch:
+            return  # the orchestrator crashed before the write completed: it never happened
+        self._save(saga.saga_id, snapshot)
+        if not self._send_before_save:
+            self._publish(saga.saga_id, commands, records)
+
+    def _commit(
+        self, saga: SagaInstance, commands: list[Command], records: list[Record] | None
+    ) -> None:
         if not commands:
             return  # nothing changed (an ignored event)
-        saga_id = saga.saga_id
-        data = self._saga_data(saga_id)
-        if saga.finished:
+        self._save(saga.saga_id, None if saga.finished else saga.snapshot())
+        self._publish(saga.saga_id, commands, records)
+
+    def _save(self, saga_id: str, snapshot: dict[str, Any] | None) -> None:
+        if snapshot is None:
             self._store.delete(saga_id)
         else:
-            self._store.save(saga_id, saga.snapshot(), data)
+            self._store.save(saga_id, snapshot, self._saga_data(saga_id))
+
+    def _publish(self, saga_id: str, commands: list[Command], records: list[Record] | None) -> None:
+        self._unaccepted.discard(saga_id)
+        if records:
+            record = self._trace.record
+            for fields in records:
+                record(*fields)
+        data = self._saga_data(saga_id)
         for command in commands:
             self._dispatch(command, data)
 
@@ -224,5 +288,10 @@ class SimOrchestrator:
             self.timers.cancel(command.saga_id)
         elif isinstance(command, SagaFinished):
             self.timers.forget(command.saga_id)
-            del self._sagas[command.saga_id]
+            self._sagas.pop(command.saga_id, None)
             self._on_finished(command.saga_id, command.state, command.reason)
+
+
+def _creation_order(saga_id: str) -> tuple[int, str]:
+    digits = saga_id.lstrip("s")
+    return (int(digits), saga_id) if digits.isdigit() else (0, saga_id)

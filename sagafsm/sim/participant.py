@@ -68,6 +68,9 @@ class SimParticipant:
         faults: Counter[str],
         saga_context: Callable[[str], tuple[Mapping[str, Any], list[StepFate | None]] | None],
         step_index: Callable[[str], int],
+        *,
+        dedup: bool = True,
+        tombstones: bool = True,
     ) -> None:
         self.name = name
         self._env = env
@@ -81,6 +84,8 @@ class SimParticipant:
         self._context = saga_context
         self._step_index = step_index
         self.resource = simpy.Resource(env, capacity=config.capacity)
+        self._dedup = dedup  # False only for the no-dedup-participant mutant
+        self._use_tombstones = tombstones  # False only for the no-tombstone mutant
         self._results: dict[str, Outcome] = {}
         self._tombstones: set[str] = set()
         self._compensated: set[str] = set()
@@ -140,7 +145,7 @@ class SimParticipant:
             self._effect(message, Effect.ACTION_BLOCKED)
             return Outcome.FAILED
         known = self._results.get(key)
-        if known is not None:
+        if known is not None and self._dedup:
             return known
         fate = fates[step]
         if fate is None:
@@ -172,7 +177,7 @@ class SimParticipant:
 
     def _compensate(self, message: Envelope, data: Mapping[str, Any]) -> Outcome:
         key = message.idempotency_key
-        if key in self._compensated:
+        if key in self._compensated and self._dedup:
             return Outcome.SUCCEEDED
         if self._random() < self._config.compensation_failure_rate:
             self._faults["compensation_failure"] += 1
@@ -184,7 +189,8 @@ class SimParticipant:
             self._service.undo(message.operation, message.saga_id, data)
             self._effect(message, Effect.COMPENSATION)
         else:
-            self._tombstones.add(action_key)
+            if self._use_tombstones:
+                self._tombstones.add(action_key)
             self._effect(message, Effect.COMPENSATION_NOOP)
         self._compensated.add(key)
         return Outcome.SUCCEEDED

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..checks import Violation
+from ..lifecycle import SagaState
+from .coverage import Coverage
 from .metrics import DurationHistogram
 
-__all__ = ["RunResult", "Violation"]
+if TYPE_CHECKING:
+    from .run import _Run
 
+__all__ = ["RunResult", "Violation", "build_result"]
 
-@attrs.frozen(kw_only=True)
-class Violation:
-    """A broken correctness property: which saga (None for a run-wide property), which property,
-    and a sentence saying what happened."""
-
-    saga_id: str | None
-    property: str
-    detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"saga_id": self.saga_id, "property": self.property, "detail": self.detail}
+_FINAL_ORDER = (SagaState.COMPLETED, SagaState.FAILED, SagaState.OPERATOR_REQUIRED)
+_MAX_VIOLATIONS_IN_JSON = 200
 
 
 @attrs.frozen(kw_only=True)
@@ -33,6 +30,8 @@ class RunResult:
     outcomes: Mapping[str, int]
     """Final state name -> count; sums to ``sagas`` (``unfinished`` counts the rest, if any)."""
     violations: tuple[Violation, ...]
+    violation_counts: Mapping[str, int]
+    """Property -> violations found (``violations`` keeps the first thousand)."""
     digest: str
     """SHA-256 of the whole trace: equal digests, identical runs."""
     sim_time: float
@@ -43,6 +42,9 @@ class RunResult:
     faults: Mapping[str, int]
     """Injected fault kind -> count."""
     metrics: Mapping[str, Any]
+    coverage: Mapping[str, Any]
+    """Per lifecycle: declared transitions exercised, and the ones never exercised."""
+    mutant: str | None = None
     durations: Mapping[str, DurationHistogram] = attrs.field(factory=dict, eq=False, repr=False)
     """Saga durations by outcome, for figures (not part of the JSON)."""
 
@@ -59,8 +61,10 @@ class RunResult:
             "scenario": self.scenario,
             "seed": self.seed,
             "sagas": self.sagas,
+            "mutant": self.mutant,
             "outcomes": dict(self.outcomes),
-            "violations": [v.to_json() for v in self.violations],
+            "violations": [v.to_json() for v in self.violations[:_MAX_VIOLATIONS_IN_JSON]],
+            "violation_counts": dict(self.violation_counts),
             "digest": self.digest,
             "sim_time": self.sim_time,
             "wall_seconds": self.wall_seconds,
@@ -68,4 +72,67 @@ class RunResult:
             "messages": dict(self.messages),
             "faults": dict(self.faults),
             "metrics": dict(self.metrics),
+            "coverage": dict(self.coverage),
         }
+
+
+def build_result(
+    run: _Run,
+    digest: str,
+    wall: float,
+    violations: list[Violation],
+    violation_counts: dict[str, int],
+    coverage: Coverage,
+    mutant: str | None,
+) -> RunResult:
+    config, metrics, network = run.config, run.metrics, run.network
+    span = metrics.span
+    outcomes = {state.value: metrics.outcomes[state.value] for state in _FINAL_ORDER}
+    unfinished = config.sagas - sum(outcomes.values())
+    if unfinished:
+        outcomes["unfinished"] = unfinished
+    latency: dict[str, Any] = {**_percentiles(metrics.all_durations.summary())}
+    latency["by_outcome"] = {
+        outcome: _percentiles(histogram.summary())
+        for outcome, histogram in sorted(metrics.durations.items())
+    }
+    participants = {
+        name: {
+            "operations": p.operations,
+            "utilisation": p.busy_time / (p.resource.capacity * span) if span > 0 else 0.0,
+        }
+        for name, p in run.participants.items()
+    }
+    return RunResult(
+        scenario=run.scenario.name,
+        seed=config.seed,
+        sagas=config.sagas,
+        outcomes=outcomes,
+        violations=tuple(violations),
+        violation_counts=violation_counts,
+        digest=digest,
+        sim_time=run.env.now,
+        wall_seconds=wall,
+        events=run.trace.total,
+        messages=attrs.asdict(network.statistics()),
+        faults=dict(sorted(run.faults.items())),
+        metrics={
+            "throughput_per_s": metrics.throughput(),
+            "goodput": metrics.goodput(),
+            "span_s": span,
+            "latency": latency,
+            "completed_per_second": {
+                str(k): v for k, v in sorted(metrics.completed_per_window.items())
+            },
+            "participants": participants,
+            "orchestrator_crashes": run.orchestrator.crashes,
+            "store_writes": run.store.writes,
+        },
+        coverage=coverage.summary(),
+        mutant=mutant,
+        durations=dict(metrics.durations),
+    )
+
+
+def _percentiles(summary: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if math.isnan(v) else v) for k, v in summary.items()}

@@ -1,12 +1,12 @@
-"""One simulation run: wire the scenario, network, participants and orchestrator; run; report.
+"""One simulation run: wire the scenario, network, participants and orchestrator; run; check.
 
-A run is a pure function of (scenario, configuration): every random stream derives from the seed
-(:mod:`.streams`), and the trace digest proves two runs identical.
+A run is a pure function of (scenario, configuration, mutant): every random stream derives from
+the seed (:mod:`.streams`), and the trace digest proves two runs identical. Every run is checked
+(:mod:`sagafsm.checks`) from the participants' ledgers as it goes.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections import Counter
@@ -17,23 +17,25 @@ from typing import Any
 import attrs
 import simpy
 
+from ..checks import StreamingChecker, Violation
 from ..commands import action_key, compensation_key
 from ..definition import SagaDefinition
+from ..errors import InvalidConfig
 from ..lifecycle import SagaState
 from ..stores import InMemoryStore
 from .config import SimulationConfig
+from .coverage import Coverage
 from .metrics import RunMetrics
+from .mutants import Mutant
 from .network import Network
-from .orchestrator import SimOrchestrator, TraceRecorder
+from .orchestrator import SimOrchestrator
 from .participant import SimParticipant, StepFate
-from .result import RunResult, Violation
+from .result import RunResult, build_result
 from .scenario import Scenario
 from .streams import stream
 from .trace import Record, Trace
 
 __all__ = ["simulate", "effective_definition"]
-
-SAGA_FINAL_ORDER = (SagaState.COMPLETED, SagaState.FAILED, SagaState.OPERATOR_REQUIRED)
 
 Progress = Callable[[int, int], None]
 
@@ -64,6 +66,7 @@ class _Run:
         config: SimulationConfig,
         trace: Trace,
         progress: Progress | None,
+        mutant: Mutant | None,
     ) -> None:
         self.scenario = scenario
         self.config = config
@@ -85,27 +88,26 @@ class _Run:
         )
         self.domain = scenario.make_domain(stream(seed, "domain"))
         self.store = InMemoryStore()
-        self.saga_states: Counter[str] = Counter()
-        recorder = TraceRecorder(trace, self._saga_transition)
         self.orchestrator = SimOrchestrator(
             env,
             self.definition,
             self.network,
             self.store,
             trace,
-            recorder,
             lambda saga_id: self.records[saga_id].data,
             self._saga_finished,
+            store_latency=config.store_latency,
+            engine=mutant.engine if mutant else SimOrchestrator.default_engine,
+            send_before_save=mutant.send_before_save if mutant else False,
         )
-        steps = self.definition.steps
         self.participant_steps: dict[str, list[str]] = {}
-        for step in steps:
+        for step in self.definition.steps:
             self.participant_steps.setdefault(step.participant, []).append(step.name)
         self.participants: dict[str, SimParticipant] = {}
         services = self.domain.services
         for name in self.participant_steps:
             if name not in services:
-                raise ValueError(f"scenario {scenario.name!r} has no service for {name!r}")
+                raise InvalidConfig(f"scenario {scenario.name!r} has no service for {name!r}")
             participant = SimParticipant(
                 env,
                 name,
@@ -117,6 +119,8 @@ class _Run:
                 self.faults,
                 self._context,
                 self.definition.index_of,
+                dedup=mutant.participant_dedup if mutant else True,
+                tombstones=mutant.participant_tombstones if mutant else True,
             )
             self.participants[name] = participant
             self.network.register(name, participant.receive)
@@ -141,14 +145,16 @@ class _Run:
         self.metrics.saga_started(now)
         self.trace.record(now, "start", saga_id, self.definition.name)
         self.orchestrator.start(saga_id)
-
-    def _saga_transition(self, now: float, source: SagaState, dest: SagaState) -> None:
-        self.saga_states[source.value] -= 1
-        self.saga_states[dest.value] += 1
+        if self.started == self.config.sagas:
+            guard = self.env.timeout(self.config.termination_bound)
+            guard.callbacks.append(self._termination_bound)
 
     def _saga_finished(self, saga_id: str, state: SagaState, reason: str | None) -> None:
         now = self.env.now
         record = self.records[saga_id]
+        if record.finished:
+            self.trace.record(now, "finish", saga_id, state.value, reason)
+            return  # a second finish (only a broken variant does this): the checker reports it
         record.finished = True
         self.trace.record(now, "finish", saga_id, state.value, reason)
         self.metrics.saga_finished(state.value, record.started_at, now)
@@ -166,12 +172,14 @@ class _Run:
             self.done.succeed()
 
     def _evict(self, event: simpy.Event) -> None:
+        """The retention ran out: participants forget the saga, and so does the checker."""
         saga_id = str(event.value)
         del self.records[saga_id]
         for name, steps in self.participant_steps.items():
             keys = [action_key(saga_id, s) for s in steps]
             keys += [compensation_key(saga_id, s) for s in steps]
             self.participants[name].forget(keys)
+        self.trace.record(self.env.now, "forget", saga_id)
 
     # -- processes -----------------------------------------------------------------------------
 
@@ -196,13 +204,12 @@ class _Run:
         plan = self.config.faults
         rng = stream(self.config.seed, "crashes")
         downtime = plan.orchestrator_downtime.sampler(rng)
-        until = plan.until if plan.until is not None else math.inf
+        until = plan.until if plan.until is not None else float("inf")
         while True:
             yield self.env.timeout(rng.expovariate(plan.orchestrator_crash_rate))
             if self.env.now >= until or self.done.triggered:
                 return
-            self.faults["orchestrator_crash"] += 1
-            self.orchestrator.crash()
+            self._crash_orchestrator()
             yield self.env.timeout(downtime())
             self.orchestrator.restart()
 
@@ -227,8 +234,6 @@ class _Run:
             )
         for kind, windows in (("partition", plan.partitions), ("crash", plan.participant_crashes)):
             for window in windows:
-                if window.participant not in self.participants:
-                    continue  # validated by the caller against the scenario
                 env.process(
                     self.window(
                         window.start,
@@ -237,8 +242,6 @@ class _Run:
                         self._participant_up(window.participant),
                     )
                 )
-        guard = env.timeout(self.config.max_sim_time)
-        guard.callbacks.append(self._time_limit)
 
     def _crash_orchestrator(self) -> None:
         self.faults["orchestrator_crash"] += 1
@@ -261,9 +264,11 @@ class _Run:
 
         return up
 
-    def _time_limit(self, event: simpy.Event) -> None:
+    def _termination_bound(self, event: simpy.Event) -> None:
         if not self.done.triggered:
-            self.unfinished_reason = f"still running at the time limit {self.config.max_sim_time}s"
+            self.unfinished_reason = (
+                f"still running {self.config.termination_bound:g}s after the last start request"
+            )
             self.done.succeed()
 
     def run(self, drain: bool) -> None:
@@ -273,14 +278,12 @@ class _Run:
         except RuntimeError:
             # SimPy: no event left and ``done`` never triggered: some saga waits forever.
             self.unfinished_reason = "waiting forever: no event left to move it"
-        if drain:
+        if drain and self.unfinished_reason is None:
             self.orchestrator.timers.reset()
             self.env.run()
 
 
 def _validate_against(scenario: Scenario, config: SimulationConfig) -> None:
-    from ..errors import InvalidConfig
-
     known = {step.participant for step in scenario.definition.steps}
     named = set(config.participants) | set(config.links)
     named |= {w.participant for w in config.faults.partitions}
@@ -301,90 +304,44 @@ def simulate(
     progress: Progress | None = None,
     drain: bool = False,
     observe: Callable[[Record], None] | None = None,
+    mutant: Mutant | None = None,
 ) -> RunResult:
-    """Run ``scenario`` under ``config``; return the result (outcomes, metrics, digest...).
+    """Run ``scenario`` under ``config``, check it, and return the result.
 
     ``trace_path`` writes every trace record as a JSON line; ``observe`` is called with every
     record as it happens (see :data:`~sagafsm.sim.trace.RECORD_FIELDS`). ``drain`` keeps the
-    simulation running after the last saga finished until no message is in flight.
+    simulation running after the last saga finished until no message is in flight. ``mutant``
+    runs a deliberately broken variant (:mod:`.mutants`).
     """
     _validate_against(scenario, config)
     wall_start = time.perf_counter()
     trace = Trace(trace_path)
+    run = _Run(scenario, config, trace, progress, mutant)
+    checker = StreamingChecker(run.definition)
+    coverage = Coverage()
+    trace.listeners += [checker.observe, coverage.observe]
     if observe is not None:
         trace.listeners.append(observe)
-    run = _Run(scenario, config, trace, progress)
     try:
         run.run(drain)
     finally:
         digest = trace.digest()
         trace.close()
     wall = time.perf_counter() - wall_start
-    violations: list[Violation] = []
-    unfinished = [saga_id for saga_id, record in run.records.items() if not record.finished]
-    if run.finished < config.sagas:
-        reason = run.unfinished_reason or "the run stopped first"
-        for saga_id in unfinished:
-            violations.append(
-                Violation(
-                    saga_id=saga_id,
-                    property="termination",
-                    detail=f"the saga never reached a final state ({reason})",
-                )
-            )
-    else:  # domain totals only balance once every saga has ended
-        for problem in run.domain.invariants():
-            violations.append(Violation(saga_id=None, property="domain-invariants", detail=problem))
-    return _result(run, digest, wall, violations)
-
-
-def _result(run: _Run, digest: str, wall: float, violations: list[Violation]) -> RunResult:
-    config, metrics, network = run.config, run.metrics, run.network
-    sim_time = run.env.now
-    span = metrics.span
-    outcomes = {state.value: metrics.outcomes[state.value] for state in SAGA_FINAL_ORDER}
-    unfinished = config.sagas - sum(outcomes.values())
-    if unfinished:
-        outcomes["unfinished"] = unfinished
-    latency: dict[str, Any] = {**_percentiles(metrics.all_durations.summary())}
-    latency["by_outcome"] = {
-        outcome: _percentiles(histogram.summary())
-        for outcome, histogram in sorted(metrics.durations.items())
-    }
-    participants = {
-        name: {
-            "operations": p.operations,
-            "utilisation": p.busy_time / (p.resource.capacity * span) if span > 0 else 0.0,
-        }
-        for name, p in run.participants.items()
-    }
-    return RunResult(
-        scenario=run.scenario.name,
-        seed=config.seed,
-        sagas=config.sagas,
-        outcomes=outcomes,
-        violations=tuple(violations),
-        digest=digest,
-        sim_time=sim_time,
-        wall_seconds=wall,
-        events=run.trace.total,
-        messages=attrs.asdict(network.statistics()),
-        faults=dict(sorted(run.faults.items())),
-        metrics={
-            "throughput_per_s": metrics.throughput(),
-            "goodput": metrics.goodput(),
-            "span_s": span,
-            "latency": latency,
-            "completed_per_second": {
-                str(k): v for k, v in sorted(metrics.completed_per_window.items())
-            },
-            "participants": participants,
-            "orchestrator_crashes": run.orchestrator.crashes,
-            "store_writes": run.store.writes,
-        },
-        durations=dict(metrics.durations),
+    violations: list[Violation] = list(checker.finish())
+    if run.finished == config.sagas:  # domain totals only balance once every saga has ended
+        violations += [
+            Violation(saga_id=None, property="domain-invariants", detail=problem)
+            for problem in run.domain.invariants()
+        ]
+    counts = dict(checker.counts)
+    counts["domain-invariants"] = len(violations) - len(checker.violations)
+    return build_result(
+        run,
+        digest,
+        wall,
+        violations,
+        {k: v for k, v in counts.items() if v},
+        coverage,
+        mutant.name if mutant else None,
     )
-
-
-def _percentiles(summary: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if math.isnan(v) else v) for k, v in summary.items()}

@@ -33,6 +33,7 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "finish": ("saga", "state", "reason"),
     "crash": ("saga", "node"),
     "restart": ("saga", "node", "recovered"),
+    "forget": ("saga",),
 }
 """Field names after ``t`` and ``kind``, per record kind."""
 
