@@ -29,8 +29,12 @@ class StepKind(enum.Enum):
     """After the pivot; retried (failures included) until it succeeds. Has no compensation."""
 
 
+def _finite_number(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _positive_number(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    return _finite_number(value) and value > 0
 
 
 @attrs.frozen(kw_only=True)
@@ -52,15 +56,13 @@ class RetryPolicy:
             raise InvalidDefinition(f"max_attempts must be an integer, got {self.max_attempts!r}")
         if self.max_attempts < 1:
             raise InvalidDefinition(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if not (isinstance(self.initial_backoff, (int, float)) and self.initial_backoff >= 0):
+        if not (_finite_number(self.initial_backoff) and self.initial_backoff >= 0):
             raise InvalidDefinition(
                 f"initial_backoff must be a number >= 0, got {self.initial_backoff!r}"
             )
-        if not (isinstance(self.multiplier, (int, float)) and self.multiplier >= 1):
+        if not (_finite_number(self.multiplier) and self.multiplier >= 1):
             raise InvalidDefinition(f"multiplier must be >= 1, got {self.multiplier!r}")
-        if not (
-            isinstance(self.max_backoff, (int, float)) and self.max_backoff >= self.initial_backoff
-        ):
+        if not (_finite_number(self.max_backoff) and self.max_backoff >= self.initial_backoff):
             raise InvalidDefinition(
                 f"max_backoff must be >= initial_backoff ({self.initial_backoff}), "
                 f"got {self.max_backoff!r}"
@@ -68,9 +70,11 @@ class RetryPolicy:
 
     def backoff(self, failed_attempt: int) -> float:
         """Seconds to wait after try number ``failed_attempt`` (1-based) failed."""
-        return min(
-            self.initial_backoff * self.multiplier ** (failed_attempt - 1), self.max_backoff
-        )
+        try:
+            delay = self.initial_backoff * self.multiplier ** (failed_attempt - 1)
+        except OverflowError:  # a long retry budget: the geometric wait is far past the cap
+            return self.max_backoff
+        return min(delay, self.max_backoff)
 
 
 @attrs.frozen(kw_only=True)
@@ -124,9 +128,7 @@ def _as_tuple(steps: Iterable[StepDefinition]) -> tuple[StepDefinition, ...]:
     return tuple(steps)
 
 
-_STEP_OPTIONS = frozenset(
-    {"timeout", "retry", "compensation_timeout", "compensation_retry"}
-)
+_STEP_OPTIONS = frozenset({"timeout", "retry", "compensation_timeout", "compensation_retry"})
 
 
 @attrs.frozen(kw_only=True)
@@ -231,9 +233,7 @@ class SagaBuilder:
             name, participant=participant, action=action, kind=StepKind.PIVOT, **options
         )
 
-    def retriable(
-        self, name: str, *, participant: str, action: str, **options: Any
-    ) -> SagaBuilder:
+    def retriable(self, name: str, *, participant: str, action: str, **options: Any) -> SagaBuilder:
         """Add a retriable step (after the pivot; failures are retried too)."""
         return self.step(
             name, participant=participant, action=action, kind=StepKind.RETRIABLE, **options

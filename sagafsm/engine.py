@@ -77,12 +77,14 @@ class Recorder(Protocol):
 class _StepRun:
     """The run-time state of one step of one saga: the model the step machine drives."""
 
-    __slots__ = ("attempt", "compensation_attempt", "state")
+    __slots__ = ("attempt", "compensation_attempt", "generation", "state")
 
     def __init__(self) -> None:
         self.state = StepState.PENDING
         self.attempt = 0
         self.compensation_attempt = 0
+        self.generation = 0
+        """Bumped when a retriable step failed: its retry needs a fresh idempotency key."""
 
 
 class SagaInstance:
@@ -148,6 +150,8 @@ class SagaInstance:
         index = self._index(event, now)
         if index is None:
             return out
+        if isinstance(event, (StepSucceeded, StepFailed)) and self._stale_key(index, event, now):
+            return out
         if isinstance(event, StepSucceeded):
             self._on_action_success(index, event, now, out)
         elif isinstance(event, StepFailed):
@@ -162,7 +166,10 @@ class SagaInstance:
             purpose = (
                 _P.ACTION_TIMEOUT if isinstance(event, StepTimedOut) else _P.COMPENSATION_TIMEOUT
             )
-            if self.timer_step == index and self.timer_purpose is purpose:
+            armed = self.timer_id
+            if armed is not None and self.timer_step == index and self.timer_purpose is purpose:
+                # the driver's own timer for this wait is pointless now: cancel it
+                out.append(CancelTimer(saga_id=self.saga_id, timer_id=armed))
                 self._timer_fired(now, out)
             else:
                 self._ignored(event, now, "stale timeout: the step is not waiting for that reply")
@@ -210,6 +217,7 @@ class SagaInstance:
         retriable = definition.kind is StepKind.RETRIABLE
         if retriable and run.attempt < definition.retry.max_attempts:
             if self._step(index, "back_off", event, now):
+                run.generation += 1
                 self._disarm(out)
                 self._arm(index, _P.ACTION_BACKOFF, definition.retry.backoff(run.attempt), now, out)
             return
@@ -242,8 +250,7 @@ class SagaInstance:
             self._disarm(out)
             self._finish(
                 "escalate",
-                f"compensation of step {definition.name!r} failed "
-                f"{run.compensation_attempt} times",
+                f"compensation of step {definition.name!r} failed {run.compensation_attempt} times",
                 now,
                 out,
             )
@@ -312,7 +319,7 @@ class SagaInstance:
             participant=step.participant,
             action=step.action,
             attempt=self.steps[index].attempt,
-            idempotency_key=action_key(self.saga_id, step.name),
+            idempotency_key=action_key(self.saga_id, step.name, self.steps[index].generation),
         )
 
     def _compensate_command(self, index: int) -> CompensateStep:
@@ -325,7 +332,7 @@ class SagaInstance:
             compensation=step.compensation,
             attempt=self.steps[index].compensation_attempt,
             idempotency_key=compensation_key(self.saga_id, step.name),
-            action_key=action_key(self.saga_id, step.name),
+            action_key=action_key(self.saga_id, step.name, self.steps[index].generation),
         )
 
     def _arm(
@@ -384,6 +391,18 @@ class SagaInstance:
             return None
         return self.definition.index_of(step)
 
+    def _stale_key(self, index: int, event: StepSucceeded | StepFailed, now: float) -> bool:
+        generation = self.steps[index].generation
+        key = event.idempotency_key
+        if (
+            generation
+            and key is not None
+            and key != action_key(self.saga_id, event.step, generation)
+        ):
+            self._ignored(event, now, "stale: answers a failed earlier try of a retriable step")
+            return True
+        return False
+
     def _ignored(self, event: Event, now: float, reason: str) -> None:
         if self.recorder is not None:
             self.recorder.ignored(now, self.saga_id, event, reason)
@@ -396,9 +415,12 @@ class SagaInstance:
             "version": SNAPSHOT_VERSION,
             "saga_id": self.saga_id,
             "definition": self.definition.name,
+            "step_names": list(self.definition.step_names),
             "state": self.state.value,
             "reason": self.reason,
-            "steps": [[r.state.value, r.attempt, r.compensation_attempt] for r in self.steps],
+            "steps": [
+                [r.state.value, r.attempt, r.compensation_attempt, r.generation] for r in self.steps
+            ],
             "timer": None
             if self.timer_id is None or self.timer_purpose is None
             else [self.timer_id, self.timer_purpose.value, self.timer_step, self.timer_due],
@@ -426,20 +448,28 @@ class SagaInstance:
                     f"snapshot has {len(data['steps'])} steps, "
                     f"definition {definition.name!r} has {len(definition.steps)}"
                 )
+            if list(data["step_names"]) != list(definition.step_names):
+                raise InvalidSnapshot(
+                    f"snapshot has steps {data['step_names']!r}, "
+                    f"definition {definition.name!r} has {list(definition.step_names)!r}"
+                )
             saga = cls(definition, str(data["saga_id"]), recorder=recorder)
             saga.state = SagaState(data["state"])
             saga.reason = data["reason"]
-            for run, (state, attempt, compensation_attempt) in zip(
+            for run, (state, attempt, compensation_attempt, generation) in zip(
                 saga.steps, data["steps"], strict=True
             ):
                 run.state = StepState(state)
                 run.attempt = int(attempt)
                 run.compensation_attempt = int(compensation_attempt)
+                run.generation = int(generation)
             if data["timer"] is not None:
                 timer_id, purpose, step, due = data["timer"]
                 saga.timer_id = str(timer_id)
                 saga.timer_purpose = TimerPurpose(purpose)
                 saga.timer_step = int(step)
+                if not 0 <= saga.timer_step < len(definition.steps):
+                    raise InvalidSnapshot(f"snapshot timer names no step of the saga: {step!r}")
                 saga.timer_due = float(due)
             saga.timer_seq = int(data["timer_seq"])
         except (KeyError, TypeError, ValueError) as error:
@@ -447,5 +477,3 @@ class SagaInstance:
                 raise
             raise InvalidSnapshot(f"malformed saga snapshot: {error!r}") from None
         return saga
-
-

@@ -1,4 +1,4 @@
-"""``sagafsm selfcheck``: prove the checkers bite — every mutant caught, the correct system clean."""
+"""``sagafsm selfcheck``: the checkers must bite: every mutant caught, the correct system clean."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ __all__ = [
     "ParticipantConfig",
     "Window",
     "ParticipantWindow",
+    "TargetedFault",
     "FaultPlan",
     "LoadConfig",
     "SimulationConfig",
@@ -94,6 +95,31 @@ class ParticipantWindow(Window):
 
 
 @attrs.frozen(kw_only=True)
+class TargetedFault:
+    """One fault placed by hand (or by the explorer) on one saga.
+
+    Either on a message: ``message`` is the n-th message (1-based) sent for the saga, counting
+    commands and replies in the order they are sent; ``fault`` is ``drop``, ``duplicate`` or
+    ``delay`` (by ``delay`` extra seconds). Or on a step: ``step`` names it, and ``fault`` is
+    ``fail`` (its first execution fails definitely), ``hang`` (no reply, no effect) or
+    ``hang_lands`` (no reply, but the effect lands).
+    """
+
+    saga: str
+    fault: Literal["drop", "duplicate", "delay", "fail", "hang", "hang_lands"]
+    message: int | None = None
+    step: str | None = None
+    delay: float = attrs.field(default=1.0, validator=_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        on_message = self.fault in ("drop", "duplicate", "delay")
+        if on_message and (self.message is None or self.message < 1 or self.step is not None):
+            raise InvalidConfig(f"a {self.fault!r} fault needs message = N >= 1 (and no step)")
+        if not on_message and (self.step is None or self.message is not None):
+            raise InvalidConfig(f"a {self.fault!r} fault needs step = NAME (and no message)")
+
+
+@attrs.frozen(kw_only=True)
 class FaultPlan:
     """What the simulator breaks, when, and how often."""
 
@@ -113,8 +139,10 @@ class FaultPlan:
     orchestrator_downtime: Distribution = attrs.field(factory=lambda: _const("const:0.5"))
     orchestrator_crashes: tuple[Window, ...] = ()
     """Crash windows given explicitly, on top of the random ones."""
+    targeted: tuple[TargetedFault, ...] = ()
+    """Faults placed on given sagas' messages and steps (what ``sagafsm explore`` writes)."""
     until: float | None = None
-    """No new fault after this simulated time (None: faults for the whole run)."""
+    """No new random fault after this simulated time (None: faults for the whole run)."""
 
     @property
     def injects_anything(self) -> bool:
@@ -145,6 +173,10 @@ class SimulationConfig:
     """Everything a run depends on besides the scenario. A run is a pure function of
     (scenario, this configuration); the seed is part of it."""
 
+    scenario: str | None = None
+    """The scenario this configuration was written for (``sagafsm simulate`` may omit it then)."""
+    mutant: str | None = None
+    """Run this deliberately broken variant (saved counterexamples name theirs)."""
     sagas: int = attrs.field(default=1000, validator=_at_least_one)
     seed: int = 0
     load: LoadConfig = LoadConfig()

@@ -15,7 +15,7 @@ import attrs
 import simpy
 
 from ..messages import Envelope
-from .config import SimulationConfig
+from .config import SimulationConfig, TargetedFault
 from .distributions import Distribution
 from .trace import Trace
 
@@ -61,6 +61,11 @@ class Network:
         self._down: dict[str, str] = {}
         """Endpoint -> why it cannot send or receive right now (partition, crash)."""
         self._next_id = 0
+        self._targets: dict[str, dict[int, TargetedFault]] = {}
+        self._counts: dict[str, int] = {}
+        for fault in plan.targeted:
+            if fault.message is not None:
+                self._targets.setdefault(fault.saga, {})[fault.message] = fault
         self.sent = self.delivered = self.dropped = self.duplicated = self.delayed = 0
 
     def register(self, name: str, receiver: Callable[[Envelope], None]) -> None:
@@ -105,6 +110,18 @@ class Network:
         lost = self._random() < self._loss
         doubled = self._random() < self._duplicate
         delayed = self._random() < self._reorder
+        extra_delay: float | None = None
+        if message.saga_id in self._targets:
+            count = self._counts[message.saga_id] = self._counts.get(message.saga_id, 0) + 1
+            target = self._targets[message.saga_id].get(count)
+            if target is not None:
+                self._faults[f"targeted_{target.fault}"] += 1
+                if target.fault == "drop":
+                    self._drop(message, "targeted")
+                    return
+                doubled = doubled or target.fault == "duplicate"
+                if target.fault == "delay":
+                    extra_delay = target.delay
         reason = self._down.get(message.source) or self._down.get(message.dest)
         if reason is not None:
             self._drop(message, reason)
@@ -124,7 +141,11 @@ class Network:
             trace.record(now, "duplicate", message.saga_id, message.message_id)
         for _ in range(copies):
             delay = latency()
-            if delayed:
+            if extra_delay is not None:
+                delay += extra_delay
+                trace.record(now, "delay", message.saga_id, message.message_id, extra_delay)
+                extra_delay = None
+            elif delayed:
                 extra = self._reorder_delay()
                 delay += extra
                 self.delayed += 1

@@ -40,6 +40,15 @@ __all__ = ["simulate", "effective_definition"]
 Progress = Callable[[int, int], None]
 
 
+# Pre-drawn (fail, hang, lands) uniforms that force an outcome whatever the rates: a draw below
+# every rate, or above every rate.
+_FORCED: dict[str, StepFate] = {
+    "fail": (-1.0, 2.0, 2.0),
+    "hang": (2.0, -1.0, 2.0),
+    "hang_lands": (2.0, -1.0, -1.0),
+}
+
+
 @attrs.define
 class _SagaRecord:
     data: Mapping[str, Any]
@@ -83,6 +92,10 @@ class _Run:
         self.unfinished_reason: str | None = None
         seed = config.seed
         self.fates = stream(seed, "fates")
+        self.forced_fates: dict[str, dict[str, StepFate]] = {}
+        for fault in config.faults.targeted:
+            if fault.step is not None:
+                self.forced_fates.setdefault(fault.saga, {})[fault.step] = _FORCED[fault.fault]
         self.network = Network(
             env, config, stream(seed, "latency"), stream(seed, "faults"), trace, self.faults
         )
@@ -140,6 +153,8 @@ class _Run:
         fates: list[StepFate | None] = [
             (rng.random(), rng.random(), rng.random()) for _ in self.definition.steps
         ]
+        for step, fate in self.forced_fates.get(saga_id, {}).items():
+            fates[self.definition.index_of(step)] = fate
         now = self.env.now
         self.records[saga_id] = _SagaRecord(self.scenario.make_order(rng), fates, now)
         self.metrics.saga_started(now)
@@ -284,6 +299,13 @@ class _Run:
 
 
 def _validate_against(scenario: Scenario, config: SimulationConfig) -> None:
+    steps = set(scenario.definition.step_names)
+    for fault in config.faults.targeted:
+        if fault.step is not None and fault.step not in steps:
+            raise InvalidConfig(
+                f"targeted fault names step {fault.step!r}, which scenario {scenario.name!r} "
+                f"does not have (its steps: {', '.join(scenario.definition.step_names)})"
+            )
     known = {step.participant for step in scenario.definition.steps}
     named = set(config.participants) | set(config.links)
     named |= {w.participant for w in config.faults.partitions}

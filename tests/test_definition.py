@@ -1,0 +1,205 @@
+"""Definitions are validated when built: one InvalidDefinition per problem, naming the step."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import pytest
+
+from sagafsm import (
+    InvalidDefinition,
+    RetryPolicy,
+    SagaBuilder,
+    SagaDefinition,
+    SagaError,
+    StepDefinition,
+    StepKind,
+)
+
+
+def step(name: str, kind: StepKind = StepKind.COMPENSATABLE, **fields: Any) -> StepDefinition:
+    if kind is StepKind.COMPENSATABLE:
+        fields.setdefault("compensation", f"undo_{name}")
+    return StepDefinition(name=name, participant="p", action=f"do_{name}", kind=kind, **fields)
+
+
+def test_invalid_definition_is_a_saga_error_and_a_value_error() -> None:
+    """Callers that catch ValueError keep working."""
+    assert issubclass(InvalidDefinition, SagaError)
+    assert issubclass(InvalidDefinition, ValueError)
+
+
+def test_a_well_formed_definition_keeps_its_steps_in_order() -> None:
+    """compensatable, pivot, retriable: accepted, indexed by name."""
+    definition = SagaDefinition(
+        name="order",
+        steps=[step("a"), step("b"), step("p", StepKind.PIVOT), step("r", StepKind.RETRIABLE)],
+    )
+    assert definition.step_names == ("a", "b", "p", "r")
+    assert isinstance(definition.steps, tuple)
+    assert [definition.index_of(n) for n in ("a", "b", "p", "r")] == [0, 1, 2, 3]
+    assert definition.has_step("p")
+    assert not definition.has_step("zzz")
+
+
+def test_duplicate_step_names_are_rejected_naming_the_step() -> None:
+    """Two steps called the same cannot be told apart by their replies."""
+    with pytest.raises(InvalidDefinition, match="duplicate step name 'a'"):
+        SagaDefinition(name="order", steps=[step("a"), step("b"), step("a")])
+
+
+def test_a_compensatable_step_without_compensation_is_rejected() -> None:
+    """Compensatable means it can be undone, so it must say how."""
+    with pytest.raises(InvalidDefinition, match=r"'reserve'.*needs a compensation"):
+        StepDefinition(name="reserve", participant="inv", action="reserve")
+
+
+@pytest.mark.parametrize("kind", [StepKind.PIVOT, StepKind.RETRIABLE])
+def test_a_pivot_or_retriable_step_with_a_compensation_is_rejected(kind: StepKind) -> None:
+    """Nothing at or after the pivot is ever undone."""
+    with pytest.raises(InvalidDefinition, match=r"'x'.*cannot have a compensation"):
+        StepDefinition(name="x", participant="p", action="do", compensation="undo", kind=kind)
+
+
+def test_more_than_one_pivot_is_rejected_naming_both() -> None:
+    """A saga has at most one point of no return."""
+    with pytest.raises(InvalidDefinition, match=r"more than one pivot.*'p1'.*'p2'"):
+        SagaDefinition(name="order", steps=[step("p1", StepKind.PIVOT), step("p2", StepKind.PIVOT)])
+
+
+def test_a_compensatable_step_after_the_pivot_is_rejected() -> None:
+    """After the pivot the saga only goes forward; nothing there could be compensated."""
+    with pytest.raises(InvalidDefinition, match=r"compensatable step 'late'.*after the pivot 'p'"):
+        SagaDefinition(name="order", steps=[step("p", StepKind.PIVOT), step("late")])
+
+
+def test_a_retriable_step_before_the_pivot_is_rejected() -> None:
+    """Retriable steps live after the pivot; before it they could not be undone."""
+    with pytest.raises(InvalidDefinition, match=r"retriable step 'r'.*before any pivot"):
+        SagaDefinition(name="order", steps=[step("a"), step("r", StepKind.RETRIABLE)])
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, math.nan, math.inf, "1", None])
+def test_a_non_positive_or_non_finite_timeout_is_rejected(timeout: Any) -> None:
+    """Zero, negative, NaN, infinite or non-numeric timeouts never arm a usable timer."""
+    with pytest.raises(InvalidDefinition, match="step 'a': timeout must be positive"):
+        step("a", timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", [0, -0.5, math.nan])
+def test_a_bad_compensation_timeout_is_rejected(timeout: float) -> None:
+    """The compensation timeout obeys the same rule as the action's."""
+    with pytest.raises(InvalidDefinition, match="step 'a': compensation_timeout"):
+        step("a", compensation_timeout=timeout)
+
+
+def test_the_compensation_timeout_defaults_to_the_action_timeout() -> None:
+    """Unless given, a compensation waits as long as its action."""
+    assert step("a", timeout=2.5).effective_compensation_timeout == 2.5
+    assert step("a", timeout=2.5, compensation_timeout=7).effective_compensation_timeout == 7
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be at least 1"),
+        ({"max_attempts": 1.5}, "max_attempts must be an integer"),
+        ({"max_attempts": True}, "max_attempts must be an integer"),
+        ({"initial_backoff": -0.1}, "initial_backoff"),
+        ({"initial_backoff": math.nan}, "initial_backoff"),
+        ({"multiplier": 0.5}, "multiplier"),
+        ({"multiplier": math.nan}, "multiplier"),
+        ({"initial_backoff": 2.0, "max_backoff": 1.0}, "max_backoff"),
+        ({"max_backoff": math.nan}, "max_backoff"),
+    ],
+)
+def test_a_bad_retry_policy_is_rejected(fields: dict[str, Any], message: str) -> None:
+    """Each broken field gets its own error that names it."""
+    with pytest.raises(InvalidDefinition, match=message):
+        RetryPolicy(**fields)
+
+
+def test_the_retry_backoff_grows_geometrically_up_to_its_cap() -> None:
+    """0.1, 0.2, 0.4, then capped at 0.5."""
+    policy = RetryPolicy(max_attempts=9, initial_backoff=0.1, multiplier=2.0, max_backoff=0.5)
+    assert [policy.backoff(n) for n in (1, 2, 3, 4, 8)] == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
+
+
+def test_an_unknown_builder_option_is_rejected_naming_it() -> None:
+    """A typo in an option is an error, both as a default and per step."""
+    with pytest.raises(InvalidDefinition, match="unknown step option 'timout'"):
+        SagaBuilder("order", timout=1.0)
+    builder = SagaBuilder("order")
+    with pytest.raises(InvalidDefinition, match="unknown step option 'retries'"):
+        builder.step("a", participant="p", action="do", compensation="undo", retries=3)
+
+
+def test_builder_defaults_apply_to_every_step_and_a_step_can_override_them() -> None:
+    """Shared options are defaults, not overrides."""
+    policy = RetryPolicy(max_attempts=7)
+    definition = (
+        SagaBuilder("order", timeout=3.0, retry=policy)
+        .step("a", participant="p", action="do", compensation="undo", timeout=0.5)
+        .pivot("p", participant="q", action="charge")
+        .retriable("r", participant="m", action="send")
+        .build()
+    )
+    assert [s.timeout for s in definition.steps] == [0.5, 3.0, 3.0]
+    assert all(s.retry == policy for s in definition.steps)
+    assert [s.kind for s in definition.steps] == [
+        StepKind.COMPENSATABLE,
+        StepKind.PIVOT,
+        StepKind.RETRIABLE,
+    ]
+
+
+def test_an_empty_saga_is_rejected() -> None:
+    """A saga of no steps has nothing to run."""
+    with pytest.raises(InvalidDefinition, match="saga 'empty': has no steps"):
+        SagaBuilder("empty").build()
+
+
+@pytest.mark.parametrize("field", ["name", "participant", "action"])
+def test_a_step_needs_non_empty_names(field: str) -> None:
+    """Empty identifiers are rejected when built."""
+    fields: dict[str, Any] = {"name": "a", "participant": "p", "action": "do", "compensation": "u"}
+    fields[field] = ""
+    with pytest.raises(InvalidDefinition, match=field):
+        StepDefinition(**fields)
+
+
+def test_a_step_kind_must_be_a_step_kind() -> None:
+    """A string is not silently accepted as a kind."""
+    with pytest.raises(InvalidDefinition, match="'a': kind must be a StepKind"):
+        StepDefinition(name="a", participant="p", action="do", kind="pivot")  # type: ignore[arg-type]
+
+
+def test_a_saga_of_something_other_than_steps_is_rejected() -> None:
+    """Each element of steps must be a StepDefinition."""
+    with pytest.raises(InvalidDefinition, match="step 1 is not a StepDefinition"):
+        SagaDefinition(name="order", steps=[step("a"), "b"])  # type: ignore[list-item]
+
+
+def test_definitions_are_frozen() -> None:
+    """Values never change once built."""
+    definition = SagaDefinition(name="order", steps=[step("a")])
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        definition.name = "other"  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        definition.steps[0].timeout = 3.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("field", ["initial_backoff", "multiplier", "max_backoff"])
+def test_an_infinite_retry_parameter_is_rejected(field: str) -> None:
+    """An infinite wait is a timer that never fires: the saga would hang."""
+    fields: dict[str, Any] = {"initial_backoff": 0.0, "max_backoff": 1.0, field: math.inf}
+    with pytest.raises(InvalidDefinition, match=field):
+        RetryPolicy(**fields)
+
+
+def test_the_backoff_stays_at_its_cap_however_many_tries_failed() -> None:
+    """A long retry budget never overflows the float exponent: the wait is the cap."""
+    policy = RetryPolicy(max_attempts=5000, initial_backoff=0.1, multiplier=2.0, max_backoff=9.0)
+    assert policy.backoff(4999) == 9.0
