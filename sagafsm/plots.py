@@ -10,14 +10,20 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .sim.result import RunResult
 
-__all__ = ["duration_figure", "throughput_figure", "write_run_figures"]
+__all__ = [
+    "duration_figure",
+    "swimlane_figure",
+    "throughput_figure",
+    "write_figure",
+    "write_run_figures",
+]
 
 _COLORS = {"completed": "tab:green", "failed": "tab:orange", "operator_required": "tab:red"}
 
@@ -117,13 +123,112 @@ def write_run_figures(result: RunResult, directory: str | Path) -> list[Path]:
     written = []
     for name, make in (("durations", duration_figure), ("throughput", throughput_figure)):
         path = folder / f"{result.scenario}-{name}.png"
-        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".png.partial")
-        os.close(handle)
-        try:
-            make(result).savefig(temporary, format="png", dpi=110)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        write_figure(make(result), path)
         written.append(path)
     return written
+
+
+def write_figure(figure: Figure, path: str | Path) -> None:
+    """Save as PNG through a temporary file, so a failure leaves nothing half-written."""
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".png.partial")
+    os.close(handle)
+    try:
+        figure.savefig(temporary, format="png", dpi=110)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def swimlane_figure(
+    records: list[tuple[Any, ...]], saga_id: str, lanes: list[str] | None = None
+) -> Figure:
+    """One saga as a sequence diagram: the orchestrator and its participants as lanes, one row
+    per trace record (time runs down; rows are labelled with simulated time), messages as arrows
+    (a lost one ends in a red cross), ledger effects as green marks, lifecycle changes in purple,
+    crash spans shaded."""
+    from matplotlib.figure import Figure
+
+    from .sim.timeline import saga_timeline
+
+    story = [r for r in saga_timeline(records, saga_id) if r[1] != "forget"]
+    if lanes is None:
+        lanes = ["orchestrator"]
+        for record in story:
+            if record[1] == "send":
+                lanes += [end for end in (record[4], record[5]) if end not in lanes]
+    column = {lane: i for i, lane in enumerate(lanes)}
+    figure = Figure(
+        figsize=(2.4 * len(lanes) + 3, max(4.0, 0.28 * len(story) + 1.5)), layout="constrained"
+    )
+    axes = figure.subplots()
+    for x in column.values():
+        axes.axvline(x, color="0.8", linewidth=1, zorder=0)
+    sends: dict[int, tuple[int, tuple[Any, ...]]] = {}
+    down_since: dict[str, int] = {}
+    for row, record in enumerate(story):
+        kind = record[1]
+        if kind == "send":
+            sends[record[3]] = (row, record)
+        elif kind in ("deliver", "drop") and record[3] in sends:
+            sent_row, send = sends[record[3]]
+            x0, x1 = column.get(send[4]), column.get(send[5])
+            if x0 is None or x1 is None:
+                continue
+            label = f"{send[8]}#{send[9]}" if send[10] is None else f"{send[8]}: {send[10]}"
+            if kind == "deliver":
+                axes.annotate(
+                    "",
+                    xy=(x1, row),
+                    xytext=(x0, sent_row),
+                    arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 1},
+                )
+            else:
+                xm = (x0 + x1) / 2
+                axes.plot([x0, xm], [sent_row, row], color="tab:red", linestyle="--", lw=1)
+                axes.plot([xm], [row], marker="x", color="tab:red", markersize=9)
+                label += f" (lost: {record[4]})"
+            axes.text(
+                (x0 + x1) / 2,
+                (sent_row + row) / 2,
+                label,
+                fontsize=7,
+                ha="center",
+                va="bottom",
+                color="0.3",
+            )
+        elif kind == "effect" and record[3] in column:
+            axes.plot([column[record[3]]], [row], marker="s", color="tab:green", markersize=6)
+            axes.text(
+                column[record[3]] + 0.07, row, record[5], fontsize=7, va="center", color="tab:green"
+            )
+        elif kind == "transition" and record[3] is None:
+            axes.text(
+                -0.07,
+                row,
+                f"saga: {record[6]}",
+                fontsize=7,
+                ha="right",
+                va="center",
+                color="tab:purple",
+            )
+        elif kind == "timer_fired":
+            axes.text(
+                -0.07, row, "timer fired", fontsize=7, ha="right", va="center", color="tab:orange"
+            )
+        elif kind == "crash":
+            down_since[record[3]] = row
+        elif kind == "restart" and record[3] in down_since and record[3] in column:
+            x = column[record[3]]
+            axes.fill_betweenx(
+                [down_since.pop(record[3]), row], x - 0.35, x + 0.35, color="tab:red", alpha=0.15
+            )
+    ticks = list(range(0, len(story), max(1, len(story) // 25)))
+    axes.set_yticks(ticks, [f"{story[i][0]:.4f}" for i in ticks])
+    axes.set_xticks(range(len(lanes)), lanes)
+    axes.set_xlim(-1.4, len(lanes) - 0.2)
+    axes.set_ylim(len(story), -1)
+    axes.set_ylabel("simulated time (s), one row per trace record")
+    axes.set_title(f"Saga {saga_id}")
+    return figure

@@ -20,7 +20,6 @@ def run(
     data: dict[str, Any] | None = None,
     *,
     quiet: bool = False,
-    drain: bool = False,
     **overrides: Any,
 ) -> tuple[RunResult, list[Record]]:
     """Run a scenario; return its result and every trace record."""
@@ -30,7 +29,7 @@ def run(
     base = merge(QUIET, data or {}) if quiet else (data or {})
     config = loaded.config(base, **overrides)
     records: list[Record] = []
-    result = simulate(loaded, config, observe=records.append, drain=drain)
+    result = simulate(loaded, config, observe=records.append)
     return result, records
 
 

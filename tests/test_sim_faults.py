@@ -6,11 +6,10 @@ from simtools import effects, final_states, run
 
 
 def test_messages_are_conserved_once_the_network_drains() -> None:
-    """sent + duplicated copies = delivered + dropped, when nothing is left in flight."""
+    """sent + duplicated copies = delivered + dropped: the run ends with nothing in flight."""
     result, _ = run(
         sagas=400,
         seed=2,
-        drain=True,
         faults__loss=0.05,
         faults__duplicate=0.1,
         faults__reorder=0.2,

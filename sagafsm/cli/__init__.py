@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import SagaError
-from . import diagram, selfcheck, simulate
+from . import diagram, explore, replay, selfcheck, simulate
 
 __all__ = ["main"]
 
-_SUBCOMMANDS: tuple[ModuleType, ...] = (simulate, selfcheck, diagram)
+_SUBCOMMANDS: tuple[ModuleType, ...] = (simulate, replay, explore, selfcheck, diagram)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,25 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidConfig
+from ._run_config import add_run_arguments, resolve_run
 
 __all__ = ["register", "run"]
-
-# flag -> dotted configuration key
-_FLAG_KEYS = {
-    "sagas": "sagas",
-    "seed": "seed",
-    "load": "load.kind",
-    "arrival_rate": "load.arrival_rate",
-    "concurrency": "load.concurrency",
-    "latency": "latency",
-    "loss": "faults.loss",
-    "duplicate": "faults.duplicate",
-    "reorder": "faults.reorder",
-    "step_failure_rate": "participant.failure_rate",
-    "timeout": "step_timeout",
-    "crash_orchestrator": "faults.orchestrator_crash_rate",
-    "crash_downtime": "faults.orchestrator_downtime",
-}
 
 
 def register(subparsers: Any) -> None:
@@ -45,82 +29,12 @@ def register(subparsers: Any) -> None:
         description="Run a seeded failure-injection simulation and print its report. "
         "Exit status: 0 clean, 1 a correctness property was violated, 2 bad input.",
     )
-    parser.add_argument(
-        "scenario",
-        help="a built-in scenario (order_fulfillment, "
-        "travel_booking) or the path of a .py file with a scenario() function",
-    )
-    parser.add_argument("--config", metavar="FILE.toml", help="configuration file (TOML)")
-    parser.add_argument("--sagas", type=int, metavar="N", help="sagas to run")
-    parser.add_argument("--seed", type=int, metavar="S", help="the run's seed")
-    parser.add_argument(
-        "--load",
-        choices=("open", "closed", "burst"),
-        help="open: Poisson arrivals; closed: N in flight; burst: all at once",
-    )
-    parser.add_argument(
-        "--arrival-rate",
-        type=float,
-        metavar="PER_S",
-        help="open load: sagas started per simulated second",
-    )
-    parser.add_argument("--concurrency", type=int, metavar="N", help="closed load: sagas in flight")
-    parser.add_argument(
-        "--latency",
-        metavar="DIST",
-        help="one-way network latency, e.g. exp:0.005, const:0.01, "
-        "uniform:0.005:0.02, lognormal:0.005:0.5 (seconds)",
-    )
-    parser.add_argument("--loss", type=float, metavar="P", help="message loss probability")
-    parser.add_argument(
-        "--duplicate", type=float, metavar="P", help="message duplication probability"
-    )
-    parser.add_argument(
-        "--reorder", type=float, metavar="P", help="probability a message is held back (reordered)"
-    )
-    parser.add_argument(
-        "--step-failure-rate",
-        type=float,
-        metavar="P",
-        help="probability an action fails definitely, per saga and step",
-    )
-    parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="every step's reply timeout"
-    )
-    parser.add_argument(
-        "--crash-orchestrator",
-        type=float,
-        metavar="PER_S",
-        help="orchestrator crashes per simulated second (Poisson); "
-        "0.1 at the default 50 sagas/s is ~6 crashes in 3,000 sagas",
-    )
-    parser.add_argument(
-        "--crash-downtime",
-        metavar="DIST",
-        help="how long the orchestrator stays down (default const:0.5)",
-    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--trace", metavar="FILE.jsonl", help="write every trace record as a JSON line"
     )
     parser.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
-    parser.add_argument(
-        "--mutant",
-        metavar="NAME",
-        help="run a deliberately broken variant instead of the correct system "
-        "(names: sagafsm selfcheck)",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of the report"
-    )
     parser.set_defaults(run=run)
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        key: getattr(args, flag)
-        for flag, key in _FLAG_KEYS.items()
-        if getattr(args, flag) is not None
-    }
 
 
 def _check_output_dir(path: str, flag: str) -> Path:
@@ -176,17 +90,10 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Cal
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sim import config_from_dict, load_scenario, simulate
-    from ..sim.config import apply_overrides, merge, read_config_file
-    from ..sim.mutants import get_mutant
+    from ..sim import simulate
     from ..sim.report import format_report
 
-    scenario = load_scenario(args.scenario)
-    data = dict(scenario.defaults)
-    if args.config:
-        data = merge(data, read_config_file(args.config))
-    config = config_from_dict(apply_overrides(data, _overrides(args)))
-    mutant = get_mutant(args.mutant) if args.mutant else None
+    scenario, config, mutant = resolve_run(args)
     plots_dir = _check_output_dir(args.plots, "--plots") if args.plots else None
 
     progress, stop = _progress_bar(not args.json and sys.stderr.isatty())

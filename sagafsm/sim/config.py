@@ -101,12 +101,13 @@ class TargetedFault:
     Either on a message: ``message`` is the n-th message (1-based) sent for the saga, counting
     commands and replies in the order they are sent; ``fault`` is ``drop``, ``duplicate`` or
     ``delay`` (by ``delay`` extra seconds). Or on a step: ``step`` names it, and ``fault`` is
-    ``fail`` (its first execution fails definitely), ``hang`` (no reply, no effect) or
-    ``hang_lands`` (no reply, but the effect lands).
+    ``fail`` (its first execution fails definitely), ``hang`` (no reply, no effect),
+    ``hang_lands`` (no reply, but the effect lands) or ``compensation_fail`` (the first try of its
+    compensation fails).
     """
 
     saga: str
-    fault: Literal["drop", "duplicate", "delay", "fail", "hang", "hang_lands"]
+    fault: Literal["drop", "duplicate", "delay", "fail", "hang", "hang_lands", "compensation_fail"]
     message: int | None = None
     step: str | None = None
     delay: float = attrs.field(default=1.0, validator=_non_negative)
@@ -191,6 +192,8 @@ class SimulationConfig:
     step_timeout: float | None = None
     """Overrides every step's timeout in the scenario, in seconds."""
     faults: FaultPlan = FaultPlan()
+    retry_attempts: int | None = None
+    """Overrides every step's ``retry.max_attempts`` (tries of an action before giving up)."""
     store_latency: float = attrs.field(default=0.0, validator=_non_negative)
     """How long the orchestrator's store write takes; a crash in between loses the transaction."""
     termination_bound: float = attrs.field(default=300.0, validator=_positive)
@@ -199,6 +202,8 @@ class SimulationConfig:
     """How long participants keep a finished saga's idempotency records (simulated seconds)."""
 
     def __attrs_post_init__(self) -> None:
+        if self.retry_attempts is not None and self.retry_attempts < 1:
+            raise InvalidConfig(f"retry_attempts: must be at least 1, got {self.retry_attempts!r}")
         timeout = self.step_timeout
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise InvalidConfig(f"step_timeout: must be a finite number > 0, got {timeout!r}")

@@ -51,8 +51,10 @@ class Effect:
     """This try of the compensation failed: no effect."""
 
 
-StepFate = tuple[float, float, float]
-"""Per saga and step, pre-drawn uniforms: (fail, hang, hang lands)."""
+StepFate = list[float | None]
+"""Per saga and step, pre-drawn uniforms ``[fail, hang, hang lands, compensation fails]``. The
+first execution spends the first three (sets ``fate[0]`` to None), the first compensation try the
+last; later tries draw afresh."""
 
 
 class SimParticipant:
@@ -66,7 +68,7 @@ class SimParticipant:
         trace: Trace,
         rng: random.Random,
         faults: Counter[str],
-        saga_context: Callable[[str], tuple[Mapping[str, Any], list[StepFate | None]] | None],
+        saga_context: Callable[[str], tuple[Mapping[str, Any], list[StepFate]] | None],
         step_index: Callable[[str], int],
         *,
         dedup: bool = True,
@@ -127,7 +129,7 @@ class SimParticipant:
         if message.kind is MessageKind.EXECUTE:
             outcome = self._execute(message, data, fates, self._step_index(message.step))
         else:
-            outcome = self._compensate(message, data)
+            outcome = self._compensate(message, data, fates[self._step_index(message.step)])
         if outcome is not None:
             self._reply(message, outcome)
 
@@ -137,7 +139,7 @@ class SimParticipant:
         self,
         message: Envelope,
         data: Mapping[str, Any],
-        fates: list[StepFate | None],
+        fates: list[StepFate],
         step: int,
     ) -> Outcome | None:
         key = message.idempotency_key
@@ -148,12 +150,12 @@ class SimParticipant:
         if known is not None and self._dedup:
             return known
         fate = fates[step]
-        if fate is None:
+        fail, hang, lands = fate[0], fate[1], fate[2]
+        if fail is None or hang is None or lands is None:
             draw = self._random
             fail, hang, lands = draw(), draw(), draw()
         else:
-            fail, hang, lands = fate
-            fates[step] = None  # the first execution spends the pre-drawn fate
+            fate[0] = None  # the first execution spends the pre-drawn fate
         config = self._config
         if fail < config.failure_rate:
             self._faults["step_failure"] += 1
@@ -175,11 +177,16 @@ class SimParticipant:
         self._effect(message, effect)
         return outcome
 
-    def _compensate(self, message: Envelope, data: Mapping[str, Any]) -> Outcome:
+    def _compensate(self, message: Envelope, data: Mapping[str, Any], fate: StepFate) -> Outcome:
         key = message.idempotency_key
         if key in self._compensated and self._dedup:
             return Outcome.SUCCEEDED
-        if self._random() < self._config.compensation_failure_rate:
+        failing = fate[3]
+        if failing is None:
+            failing = self._random()
+        else:
+            fate[3] = None
+        if failing < self._config.compensation_failure_rate:
             self._faults["compensation_failure"] += 1
             self._effect(message, Effect.COMPENSATION_FAILED)
             return Outcome.FAILED

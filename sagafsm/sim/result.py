@@ -111,7 +111,7 @@ def build_result(
         violations=tuple(violations),
         violation_counts=violation_counts,
         digest=digest,
-        sim_time=run.env.now,
+        sim_time=run.ended_at,
         wall_seconds=wall,
         events=run.trace.total,
         messages=attrs.asdict(network.statistics()),

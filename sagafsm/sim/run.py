@@ -42,30 +42,36 @@ Progress = Callable[[int, int], None]
 
 # Pre-drawn (fail, hang, lands) uniforms that force an outcome whatever the rates: a draw below
 # every rate, or above every rate.
-_FORCED: dict[str, StepFate] = {
-    "fail": (-1.0, 2.0, 2.0),
-    "hang": (2.0, -1.0, 2.0),
-    "hang_lands": (2.0, -1.0, -1.0),
+_FORCED: dict[str, dict[int, float]] = {
+    "fail": {0: -1.0, 1: 2.0, 2: 2.0},
+    "hang": {0: 2.0, 1: -1.0, 2: 2.0},
+    "hang_lands": {0: 2.0, 1: -1.0, 2: -1.0},
+    "compensation_fail": {3: -1.0},
 }
 
 
 @attrs.define
 class _SagaRecord:
     data: Mapping[str, Any]
-    fates: list[StepFate | None]
+    fates: list[StepFate]
     started_at: float
     finished: bool = False
 
 
 def effective_definition(scenario: Scenario, config: SimulationConfig) -> SagaDefinition:
-    """The scenario's definition, with ``config.step_timeout`` applied to every step."""
+    """The scenario's definition, with ``config.step_timeout`` and ``config.retry_attempts``
+    applied to every step."""
     definition = scenario.definition
-    if config.step_timeout is None:
-        return definition
-    return attrs.evolve(
-        definition,
-        steps=tuple(attrs.evolve(s, timeout=config.step_timeout) for s in definition.steps),
-    )
+    changes: dict[str, Any] = {}
+    if config.step_timeout is not None:
+        changes["timeout"] = config.step_timeout
+    steps = []
+    for step in definition.steps:
+        retry = step.retry
+        if config.retry_attempts is not None:
+            retry = attrs.evolve(retry, max_attempts=config.retry_attempts)
+        steps.append(attrs.evolve(step, retry=retry, **changes))
+    return attrs.evolve(definition, steps=tuple(steps))
 
 
 class _Run:
@@ -89,13 +95,15 @@ class _Run:
         self.records: dict[str, _SagaRecord] = {}
         self.started = self.finished = 0
         self.done = env.event()
+        self.ended_at = 0.0
         self.unfinished_reason: str | None = None
         seed = config.seed
         self.fates = stream(seed, "fates")
-        self.forced_fates: dict[str, dict[str, StepFate]] = {}
+        self.forced_fates: dict[str, dict[str, dict[int, float]]] = {}
         for fault in config.faults.targeted:
             if fault.step is not None:
-                self.forced_fates.setdefault(fault.saga, {})[fault.step] = _FORCED[fault.fault]
+                forced = self.forced_fates.setdefault(fault.saga, {}).setdefault(fault.step, {})
+                forced.update(_FORCED[fault.fault])
         self.network = Network(
             env, config, stream(seed, "latency"), stream(seed, "faults"), trace, self.faults
         )
@@ -140,7 +148,7 @@ class _Run:
 
     # -- saga bookkeeping ----------------------------------------------------------------------
 
-    def _context(self, saga_id: str) -> tuple[Mapping[str, Any], list[StepFate | None]] | None:
+    def _context(self, saga_id: str) -> tuple[Mapping[str, Any], list[StepFate]] | None:
         record = self.records.get(saga_id)
         return None if record is None else (record.data, record.fates)
 
@@ -150,11 +158,13 @@ class _Run:
         saga_id = f"s{index}"
         rng = random.Random(self.fates.getrandbits(64))
         # Fates first, a fixed number of draws, so a scenario's order draws cannot shift them.
-        fates: list[StepFate | None] = [
-            (rng.random(), rng.random(), rng.random()) for _ in self.definition.steps
+        fates: list[StepFate] = [
+            [rng.random(), rng.random(), rng.random(), rng.random()] for _ in self.definition.steps
         ]
-        for step, fate in self.forced_fates.get(saga_id, {}).items():
-            fates[self.definition.index_of(step)] = fate
+        for step, forced in self.forced_fates.get(saga_id, {}).items():
+            fate = fates[self.definition.index_of(step)]
+            for position, value in forced.items():
+                fate[position] = value
         now = self.env.now
         self.records[saga_id] = _SagaRecord(self.scenario.make_order(rng), fates, now)
         self.metrics.saga_started(now)
@@ -286,14 +296,18 @@ class _Run:
             )
             self.done.succeed()
 
-    def run(self, drain: bool) -> None:
+    def run(self) -> None:
         self.start_processes()
         try:
             self.env.run(until=self.done)
         except RuntimeError:
             # SimPy: no event left and ``done`` never triggered: some saga waits forever.
             self.unfinished_reason = "waiting forever: no event left to move it"
-        if drain and self.unfinished_reason is None:
+        self.ended_at = self.env.now
+        if self.unfinished_reason is None:
+            # Every saga ended, but messages may still be in flight: a late action can still take
+            # effect (that is what tombstones are for). Run until the network is quiet and every
+            # saga's retention has run out, so the ledgers are complete when they are checked.
             self.orchestrator.timers.reset()
             self.env.run()
 
@@ -324,15 +338,15 @@ def simulate(
     *,
     trace_path: str | Path | None = None,
     progress: Progress | None = None,
-    drain: bool = False,
     observe: Callable[[Record], None] | None = None,
     mutant: Mutant | None = None,
 ) -> RunResult:
     """Run ``scenario`` under ``config``, check it, and return the result.
 
     ``trace_path`` writes every trace record as a JSON line; ``observe`` is called with every
-    record as it happens (see :data:`~sagafsm.sim.trace.RECORD_FIELDS`). ``drain`` keeps the
-    simulation running after the last saga finished until no message is in flight. ``mutant``
+    record as it happens (see :data:`~sagafsm.sim.trace.RECORD_FIELDS`). After the last saga
+    ends, the simulation runs on until no message is in flight and every saga's retention has
+    run out, so late effects are in the ledgers when they are checked. ``mutant``
     runs a deliberately broken variant (:mod:`.mutants`).
     """
     _validate_against(scenario, config)
@@ -345,7 +359,7 @@ def simulate(
     if observe is not None:
         trace.listeners.append(observe)
     try:
-        run.run(drain)
+        run.run()
     finally:
         digest = trace.digest()
         trace.close()

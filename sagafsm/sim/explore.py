@@ -1,0 +1,304 @@
+"""Search fault placements for a violation, and shrink it to a minimal counterexample.
+
+Two modes. :func:`search` lets Hypothesis place faults (which message of which saga is dropped,
+duplicated or delayed past its timeout; which step fails or hangs; where the orchestrator crashes)
+and shrinks the first violating plan to the fewest sagas and faults. :func:`exhaustive` runs every
+placement of one fault, and of two, on a small run, so "no violation" is a statement about all of
+them, with the count. Both return plans as configuration data that ``sagafsm simulate --config``
+and ``sagafsm replay --config`` accept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..checks import Violation
+from .config import merge
+from .coverage import Coverage
+from .mutants import Mutant
+from .run import simulate
+from .scenario import Scenario
+from .selfcheck import NO_FAULTS
+
+__all__ = [
+    "Counterexample",
+    "ExhaustiveReport",
+    "search",
+    "exhaustive",
+    "plan_data",
+    "save_plan",
+]
+
+_MESSAGE_FAULTS = ("drop", "duplicate", "delay")
+_STEP_FAULTS = ("fail", "hang", "hang_lands", "compensation_fail")
+_CRASH_DOWNTIME = 0.1
+_STORE_LATENCY = 0.002
+"""Explored runs give the orchestrator's store write a little time, so a crash can fall between a
+transaction and its commit (what the outbox order is for)."""
+_LATE = 20
+"""A delayed message arrives this many step timeouts late: after every retry has given up."""
+
+
+@attrs.frozen(kw_only=True)
+class Placement:
+    """One fault: on the n-th message of a saga, on a step of a saga, or a crash at a time."""
+
+    saga: int = 0
+    fault: str
+    message: int | None = None
+    step: str | None = None
+    at: float | None = None
+    """For ``crash``: when the orchestrator goes down (it is back ``_CRASH_DOWNTIME`` later)."""
+
+
+@attrs.frozen(kw_only=True)
+class Counterexample:
+    data: dict[str, Any]
+    """The plan as configuration data (TOML layout), scenario and mutant included."""
+    violations: tuple[Violation, ...]
+    sagas: int
+    faults: int
+    seconds: float
+    examples: int
+    """Plans run before (and while) shrinking."""
+
+
+@attrs.frozen(kw_only=True)
+class ExhaustiveReport:
+    sagas: int
+    single: int
+    """Placements of one fault that were run."""
+    pairs: int
+    """Placements of two faults that were run."""
+    violating: int
+    first: Counterexample | None
+    seconds: float
+
+
+def plan_data(
+    scenario: Scenario,
+    mutant: Mutant | None,
+    sagas: int,
+    placements: list[Placement],
+    retry_attempts: int | None = None,
+    *,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Configuration data for a small burst of ``sagas`` with exactly these faults (and, if
+    given, that many tries per action)."""
+    timeout = max(step.timeout for step in scenario.definition.steps)
+    targeted = []
+    crashes = []
+    for p in placements:
+        if p.fault == "crash":
+            assert p.at is not None
+            crashes.append({"start": p.at, "end": p.at + _CRASH_DOWNTIME})
+        elif p.message is not None:
+            entry: dict[str, Any] = {"saga": f"s{p.saga}", "message": p.message, "fault": p.fault}
+            if p.fault == "delay":
+                entry["delay"] = _LATE * timeout
+            targeted.append(entry)
+        else:
+            targeted.append({"saga": f"s{p.saga}", "step": p.step, "fault": p.fault})
+    data = merge(
+        NO_FAULTS,
+        {
+            "scenario": scenario.name,
+            "sagas": sagas,
+            "seed": seed,
+            "load": {"kind": "burst"},
+            "store_latency": _STORE_LATENCY,
+            "faults": {"targeted": targeted, "orchestrator_crashes": crashes},
+        },
+    )
+    if retry_attempts is not None:
+        data["retry_attempts"] = retry_attempts
+    if mutant is not None:
+        data["mutant"] = mutant.name
+    return data
+
+
+def _run(
+    scenario: Scenario,
+    mutant: Mutant | None,
+    data: dict[str, Any],
+    coverage: Coverage | None = None,
+) -> tuple[Violation, ...]:
+    observe = coverage.observe if coverage is not None else None
+    return simulate(scenario, scenario.config(data), mutant=mutant, observe=observe).violations
+
+
+def search(
+    scenario: Scenario,
+    mutant: Mutant | None = None,
+    *,
+    max_sagas: int = 3,
+    max_message: int = 16,
+    max_faults: int = 4,
+    max_examples: int = 1000,
+    seed: int = 0,
+    retry_attempts: int | None = None,
+    coverage: Coverage | None = None,
+) -> Counterexample | None:
+    """Hypothesis search for a violating plan, shrunk to a minimal one; None if none found.
+
+    Plans draw the tries per action from 1 to 3 (shrinking towards 1) unless ``retry_attempts``
+    fixes it."""
+    from hypothesis import HealthCheck, Phase, find, settings
+    from hypothesis import strategies as st
+    from hypothesis.errors import NoSuchExample
+
+    steps = list(scenario.definition.step_names)
+
+    def placement(sagas: int) -> st.SearchStrategy[Placement]:
+        saga = st.integers(0, sagas - 1)
+        return st.one_of(
+            st.builds(
+                Placement,
+                saga=saga,
+                fault=st.sampled_from(_STEP_FAULTS),
+                step=st.sampled_from(steps),
+            ),
+            st.builds(
+                Placement,
+                saga=saga,
+                fault=st.sampled_from(_MESSAGE_FAULTS),
+                message=st.integers(1, max_message),
+            ),
+            st.builds(
+                Placement, fault=st.just("crash"), at=st.integers(0, 50).map(lambda ms: ms / 1000)
+            ),
+        )
+
+    plans = st.integers(1, max_sagas).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.lists(placement(n), max_size=max_faults),
+            st.integers(1, 3) if retry_attempts is None else st.just(retry_attempts),
+        )
+    )
+    runs = 0
+
+    def violates(plan: tuple[int, list[Placement], int]) -> bool:
+        nonlocal runs
+        runs += 1
+        return bool(_run(scenario, mutant, plan_data(scenario, mutant, *plan), coverage))
+
+    started = time.perf_counter()
+    try:
+        sagas, placements, attempts = find(
+            plans,
+            violates,
+            settings=settings(
+                max_examples=max_examples,
+                database=None,
+                deadline=None,
+                phases=[Phase.generate, Phase.shrink],
+                suppress_health_check=list(HealthCheck),
+            ),
+            random=random.Random(seed),
+        )
+    except NoSuchExample:
+        return None
+    data = plan_data(scenario, mutant, sagas, placements, attempts)
+    return Counterexample(
+        data=data,
+        violations=_run(scenario, mutant, data),
+        sagas=sagas,
+        faults=len(placements),
+        seconds=time.perf_counter() - started,
+        examples=runs,
+    )
+
+
+def _placements(
+    scenario: Scenario, sagas: int, messages: int, times: list[float]
+) -> Iterator[Placement]:
+    for saga in range(sagas):
+        for step in scenario.definition.step_names:
+            for fault in _STEP_FAULTS:
+                yield Placement(saga=saga, fault=fault, step=step)
+        for message in range(1, messages + 1):
+            for fault in _MESSAGE_FAULTS:
+                yield Placement(saga=saga, fault=fault, message=message)
+    for at in times:
+        yield Placement(fault="crash", at=at)
+
+
+def exhaustive(
+    scenario: Scenario,
+    mutant: Mutant | None = None,
+    *,
+    sagas: int = 1,
+    pairs: bool = True,
+    retry_attempts: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    coverage: Coverage | None = None,
+) -> ExhaustiveReport:
+    """Run every placement of one fault (and of two, with ``pairs``) on ``sagas`` sagas.
+
+    Message placements cover twice the messages a fault-free run sends (retries and compensations
+    send more); crash placements start just after each message of the fault-free run is sent.
+    """
+    started = time.perf_counter()
+    baseline = plan_data(scenario, mutant, sagas, [], retry_attempts)
+    records: list[tuple[Any, ...]] = []
+    simulate(scenario, scenario.config(baseline), observe=records.append)
+    sends = [r for r in records if r[1] == "send"]
+    per_saga = max((sum(1 for r in sends if r[2] == f"s{i}") for i in range(sagas)), default=1)
+    times = sorted({r[0] + 1e-6 for r in sends})
+    singles = list(_placements(scenario, sagas, 2 * per_saga, times))
+    plans: list[list[Placement]] = [[p] for p in singles]
+    if pairs:
+        plans += [list(pair) for pair in itertools.combinations(singles, 2)]
+    violating = 0
+    first: Counterexample | None = None
+    for done, placements in enumerate(plans, 1):
+        data = plan_data(scenario, mutant, sagas, placements, retry_attempts)
+        found = _run(scenario, mutant, data, coverage)
+        if found:
+            violating += 1
+            if first is None:
+                first = Counterexample(
+                    data=data,
+                    violations=found,
+                    sagas=sagas,
+                    faults=len(placements),
+                    seconds=0.0,
+                    examples=done,
+                )
+        if progress is not None and (done % 100 == 0 or done == len(plans)):
+            progress(done, len(plans))
+    return ExhaustiveReport(
+        sagas=sagas,
+        single=len(singles),
+        pairs=len(plans) - len(singles),
+        violating=violating,
+        first=first,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def save_plan(data: dict[str, Any], path: str | Path) -> None:
+    """Write a plan as TOML (through a temporary file: nothing half-written)."""
+    import os
+    import tempfile
+
+    import tomli_w
+
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".toml.partial")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            tomli_w.dump(data, stream)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
