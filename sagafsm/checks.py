@@ -40,7 +40,8 @@ __all__ = [
 Record = tuple[Any, ...]
 
 PROPERTIES: dict[str, str] = {
-    "termination": "every saga reaches a final state once faults stop",
+    "termination": "every saga reaches a final state, at the latest termination_bound "
+    "simulated seconds after the last start request",
     "single-run": "every saga is started once and finishes once, across crashes",
     "completed-exactly-once": "a completed saga applied every action exactly once and "
     "no compensation",

@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidConfig
+from ..sim.mutants import MUTANTS
 
 if TYPE_CHECKING:
     from ..sim import Scenario, SimulationConfig
@@ -94,11 +95,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mutant",
         metavar="NAME",
-        help="run a deliberately broken variant instead of the correct system "
-        "(names: sagafsm selfcheck)",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of the report"
+        help="run a deliberately broken variant instead of the correct system: "
+        + ", ".join(MUTANTS),
     )
 
 

@@ -34,6 +34,9 @@ def register(subparsers: Any) -> None:
         "--trace", metavar="FILE.jsonl", help="write every trace record as a JSON line"
     )
     parser.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the report"
+    )
     parser.set_defaults(run=run)
 
 

@@ -1,8 +1,9 @@
 """The simulated network: latency per link, and the message faults of a fault plan.
 
 Each message costs one SimPy timeout with a callback (no process per message). Every message draws
-the same three uniforms from the fault stream (loss, duplicate, reorder) whatever the outcome, and
-its latencies from the latency stream, so changing one knob does not reshuffle the other draws.
+the same three uniforms from the fault stream (loss, duplicate, reorder) and one latency from the
+latency stream, whatever happens to it; a duplicate's latency and a reordered message's extra delay
+come from streams of their own. So turning one knob up does not reshuffle the other draws.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Network:
         fault_rng: random.Random,
         trace: Trace,
         faults: Counter[str],
+        duplicate_rng: random.Random,
+        reorder_rng: random.Random,
     ) -> None:
         self._env = env
         self._trace = trace
@@ -52,11 +55,15 @@ class Network:
         self._loss, self._duplicate, self._reorder = plan.loss, plan.duplicate, plan.reorder
         self._faults_until = plan.until if plan.until is not None else float("inf")
         self._random = fault_rng.random
-        self._reorder_delay = plan.reorder_delay.sampler(fault_rng)
-        self._latency_rng = latency_rng
-        self._default_latency = config.latency.sampler(latency_rng)
+        self._reorder_delay = plan.reorder_delay.sampler(reorder_rng)
+        self._latency_rngs = (latency_rng, duplicate_rng)
+        self._default_latency = (
+            config.latency.sampler(latency_rng),
+            config.latency.sampler(duplicate_rng),
+        )
         self._link_specs = dict(config.links)
-        self._latency: dict[str, Callable[[], float]] = {}
+        self._latency: dict[str, tuple[Callable[[], float], Callable[[], float]]] = {}
+        """Per link: (first copy's latency, a duplicate's latency)."""
         self._receivers: dict[str, Callable[[Envelope], None]] = {}
         self._down: dict[str, str] = {}
         """Endpoint -> why it cannot send or receive right now (partition, crash)."""
@@ -72,7 +79,9 @@ class Network:
         self._receivers[name] = receiver
         spec: Distribution | None = self._link_specs.get(name)
         self._latency[name] = (
-            spec.sampler(self._latency_rng) if spec is not None else self._default_latency
+            (spec.sampler(self._latency_rngs[0]), spec.sampler(self._latency_rngs[1]))
+            if spec is not None
+            else self._default_latency
         )
 
     def set_down(self, name: str, reason: str | None) -> None:
@@ -110,18 +119,21 @@ class Network:
         lost = self._random() < self._loss
         doubled = self._random() < self._duplicate
         delayed = self._random() < self._reorder
-        extra_delay: float | None = None
+        link = message.dest if message.dest != ORCHESTRATOR else message.source
+        first_latency, duplicate_latency = self._latency[link]
+        delay = first_latency()
+        extra: float | None = None
         if message.saga_id in self._targets:
             count = self._counts[message.saga_id] = self._counts.get(message.saga_id, 0) + 1
             target = self._targets[message.saga_id].get(count)
             if target is not None:
                 self._faults[f"targeted_{target.fault}"] += 1
                 if target.fault == "drop":
-                    self._drop(message, "targeted")
+                    self._drop(message, "targeted", count=False)
                     return
                 doubled = doubled or target.fault == "duplicate"
                 if target.fault == "delay":
-                    extra_delay = target.delay
+                    extra = target.delay
         reason = self._down.get(message.source) or self._down.get(message.dest)
         if reason is not None:
             self._drop(message, reason)
@@ -130,30 +142,25 @@ class Network:
             if lost:
                 self._drop(message, "loss")
                 return
+            if delayed and extra is None:
+                extra = self._reorder_delay()
+                self._faults["reorder"] += 1
         else:
-            doubled = delayed = False
-        link = message.dest if message.dest != ORCHESTRATOR else message.source
-        latency = self._latency[link]
-        copies = 2 if doubled else 1
+            doubled = False
+        if extra is not None:
+            delay += extra  # only the first copy is held back
+            self.delayed += 1
+            trace.record(now, "delay", message.saga_id, message.message_id, extra)
+        self._schedule(message, delay)
         if doubled:
             self.duplicated += 1
             self._faults["duplicate"] += 1
             trace.record(now, "duplicate", message.saga_id, message.message_id)
-        for _ in range(copies):
-            delay = latency()
-            if extra_delay is not None:
-                delay += extra_delay
-                trace.record(now, "delay", message.saga_id, message.message_id, extra_delay)
-                extra_delay = None
-            elif delayed:
-                extra = self._reorder_delay()
-                delay += extra
-                self.delayed += 1
-                self._faults["reorder"] += 1
-                trace.record(now, "delay", message.saga_id, message.message_id, extra)
-                delayed = False  # only the first copy is held back
-            event = env.timeout(delay, message)
-            event.callbacks.append(self._arrive)
+            self._schedule(message, duplicate_latency())
+
+    def _schedule(self, message: Envelope, delay: float) -> None:
+        event = self._env.timeout(delay, message)
+        event.callbacks.append(self._arrive)
 
     def _arrive(self, event: simpy.Event) -> None:
         message = event.value
@@ -168,9 +175,10 @@ class Network:
         )
         self._receivers[message.dest](message)
 
-    def _drop(self, message: Envelope, reason: str) -> None:
+    def _drop(self, message: Envelope, reason: str, *, count: bool = True) -> None:
         self.dropped += 1
-        self._faults[reason] += 1
+        if count:
+            self._faults[reason] += 1
         self._trace.record(self._env.now, "drop", message.saga_id, message.message_id, reason)
 
     def statistics(self) -> NetworkStatistics:

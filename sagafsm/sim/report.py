@@ -59,6 +59,8 @@ def format_report(result: RunResult) -> str:
         f"trace digest        {result.digest}",
         "",
     ]
+    if result.stopped:
+        lines.append(f"STOPPED EARLY       {result.stopped}")
     if result.violations:
         lines.append(f"VIOLATIONS ({len(result.violations)})")
         for violation in result.violations[:20]:

@@ -45,6 +45,8 @@ class RunResult:
     coverage: Mapping[str, Any]
     """Per lifecycle: declared transitions exercised, and the ones never exercised."""
     mutant: str | None = None
+    stopped: str | None = None
+    """Why the run stopped before every saga ended (None when every saga ended)."""
     durations: Mapping[str, DurationHistogram] = attrs.field(factory=dict, eq=False, repr=False)
     """Saga durations by outcome, for figures (not part of the JSON)."""
 
@@ -62,6 +64,7 @@ class RunResult:
             "seed": self.seed,
             "sagas": self.sagas,
             "mutant": self.mutant,
+            "stopped": self.stopped,
             "outcomes": dict(self.outcomes),
             "violations": [v.to_json() for v in self.violations[:_MAX_VIOLATIONS_IN_JSON]],
             "violation_counts": dict(self.violation_counts),
@@ -130,6 +133,7 @@ def build_result(
         },
         coverage=coverage.summary(),
         mutant=mutant,
+        stopped=run.unfinished_reason,
         durations=dict(metrics.durations),
     )
 

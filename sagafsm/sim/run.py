@@ -19,14 +19,14 @@ import simpy
 
 from ..checks import StreamingChecker, Violation
 from ..commands import action_key, compensation_key
-from ..definition import SagaDefinition
+from ..definition import SagaDefinition, StepKind
 from ..errors import InvalidConfig
 from ..lifecycle import SagaState
 from ..stores import InMemoryStore
 from .config import SimulationConfig
 from .coverage import Coverage
 from .metrics import RunMetrics
-from .mutants import Mutant
+from .mutants import Mutant, get_mutant
 from .network import Network
 from .orchestrator import SimOrchestrator
 from .participant import SimParticipant, StepFate
@@ -105,7 +105,14 @@ class _Run:
                 forced = self.forced_fates.setdefault(fault.saga, {}).setdefault(fault.step, {})
                 forced.update(_FORCED[fault.fault])
         self.network = Network(
-            env, config, stream(seed, "latency"), stream(seed, "faults"), trace, self.faults
+            env,
+            config,
+            stream(seed, "latency"),
+            stream(seed, "faults"),
+            trace,
+            self.faults,
+            duplicate_rng=stream(seed, "duplicate-latency"),
+            reorder_rng=stream(seed, "reorder-delay"),
         )
         self.domain = scenario.make_domain(stream(seed, "domain"))
         self.store = InMemoryStore()
@@ -122,8 +129,14 @@ class _Run:
             send_before_save=mutant.send_before_save if mutant else False,
         )
         self.participant_steps: dict[str, list[str]] = {}
+        self.participant_keys: dict[str, list[tuple[str, int]]] = {}
+        """Participant -> (step, generation) of every action key a saga may use with it."""
         for step in self.definition.steps:
             self.participant_steps.setdefault(step.participant, []).append(step.name)
+            generations = step.retry.max_attempts if step.kind is StepKind.RETRIABLE else 1
+            self.participant_keys.setdefault(step.participant, []).extend(
+                (step.name, g) for g in range(generations)
+            )
         self.participants: dict[str, SimParticipant] = {}
         services = self.domain.services
         for name in self.participant_steps:
@@ -201,7 +214,7 @@ class _Run:
         saga_id = str(event.value)
         del self.records[saga_id]
         for name, steps in self.participant_steps.items():
-            keys = [action_key(saga_id, s) for s in steps]
+            keys = [action_key(saga_id, s, g) for s, g in self.participant_keys[name]]
             keys += [compensation_key(saga_id, s) for s in steps]
             self.participants[name].forget(keys)
         self.trace.record(self.env.now, "forget", saga_id)
@@ -274,7 +287,7 @@ class _Run:
 
     def _participant_down(self, name: str, kind: str) -> Callable[[], None]:
         def down() -> None:
-            self.faults[f"participant_{kind}"] += 1
+            self.faults[f"participant_{kind}_window"] += 1
             self.network.set_down(name, f"participant_{kind}")
             self.trace.record(self.env.now, "crash", None, name)
             if kind == "crash":
@@ -313,6 +326,10 @@ class _Run:
 
 
 def _validate_against(scenario: Scenario, config: SimulationConfig) -> None:
+    if config.scenario is not None and config.scenario != scenario.name:
+        raise InvalidConfig(
+            f"the configuration is for scenario {config.scenario!r}, not {scenario.name!r}"
+        )
     steps = set(scenario.definition.step_names)
     for fault in config.faults.targeted:
         if fault.step is not None and fault.step not in steps:
@@ -350,6 +367,8 @@ def simulate(
     runs a deliberately broken variant (:mod:`.mutants`).
     """
     _validate_against(scenario, config)
+    if mutant is None and config.mutant is not None:
+        mutant = get_mutant(config.mutant)
     wall_start = time.perf_counter()
     trace = Trace(trace_path)
     run = _Run(scenario, config, trace, progress, mutant)

@@ -1,0 +1,72 @@
+"""The explorer finds seeded mutants, shrinks them to a few faults, and finds nothing in the
+correct system."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sagafsm.sim import load_scenario, simulate
+from sagafsm.sim.config import load_config_file
+from sagafsm.sim.explore import exhaustive, save_plan, search
+from sagafsm.sim.mutants import MUTANTS
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tutorial-orchestrator",
+        "forward-order-compensation",
+        "no-tombstone",
+        "send-before-save",
+        "compensate-after-pivot",
+    ],
+)
+def test_search_finds_a_mutant_and_shrinks_it_to_a_few_faults(name: str) -> None:
+    """A violation is found and shrunk to one saga and at most three faults."""
+    mutant = MUTANTS[name]
+    found = search(load_scenario(mutant.scenario), mutant, max_examples=400)
+    assert found is not None
+    assert found.sagas == 1 and 1 <= found.faults <= 3
+    assert {v.property for v in found.violations} & set(mutant.catches)
+
+
+def test_search_finds_nothing_in_the_correct_system() -> None:
+    """The same search over the correct engine comes back empty."""
+    assert search(load_scenario("order_fulfillment"), None, max_examples=150) is None
+
+
+def test_exhaustive_counts_every_placement_and_the_correct_system_survives_them() -> None:
+    """Every single-fault placement on one saga runs clean, and the count is stated."""
+    report = exhaustive(load_scenario("order_fulfillment"), None, pairs=False)
+    steps, step_faults, message_faults = 4, 4, 3
+    # 8 messages in a fault-free run: placements cover twice as many, plus a crash after each.
+    assert report.single == steps * step_faults + 16 * message_faults + 8
+    assert report.violating == 0 and report.first is None
+
+
+def test_exhaustive_finds_a_single_fault_that_breaks_a_mutant() -> None:
+    """With one try per action, one late message is enough to expose a missing tombstone."""
+    report = exhaustive(
+        load_scenario("order_fulfillment"),
+        MUTANTS["no-tombstone"],
+        pairs=False,
+        retry_attempts=1,
+    )
+    assert report.violating > 0 and report.first is not None
+    assert report.first.faults == 1
+
+
+def test_a_saved_counterexample_replays_to_the_same_violation(tmp_path: Path) -> None:
+    """The saved TOML is a configuration: loading and running it reproduces the violation."""
+    mutant = MUTANTS["forward-order-compensation"]
+    scenario = load_scenario(mutant.scenario)
+    found = search(scenario, mutant, max_examples=200)
+    assert found is not None
+    path = tmp_path / "counterexample.toml"
+    save_plan(found.data, path)
+    config = load_config_file(path, defaults=scenario.defaults)
+    assert config.mutant == mutant.name and config.scenario == scenario.name
+    again = simulate(scenario, config, mutant=mutant)
+    assert [v.detail for v in again.violations] == [v.detail for v in found.violations]
