@@ -1,0 +1,723 @@
+"""The checkers, over hand-made histories: each property fires on a broken one, not on a clean one.
+
+A history is a list of trace records ``(t, kind, saga_id, *fields)`` (see
+:data:`sagafsm.sim.trace.RECORD_FIELDS`). :class:`History` writes them the way the simulator does:
+saga and step transitions from the lifecycle tables, and the participants' ``effect`` records.
+Domain invariants are scenario-specific and tested with the scenarios.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sagafsm import SagaBuilder, SagaDefinition
+from sagafsm.checks import (
+    PROPERTIES,
+    StreamingChecker,
+    Violation,
+    check_history,
+    check_saga,
+    format_record,
+)
+from sagafsm.sim import load_scenario, simulate
+from sagafsm.sim.config import merge
+from sagafsm.sim.participant import Effect
+from sagafsm.sim.selfcheck import NO_FAULTS
+
+Record = tuple[Any, ...]
+
+THREE = (
+    SagaBuilder("three", timeout=0.1)
+    .step("reserve", participant="inventory", action="reserve", compensation="release")
+    .step("charge", participant="payment", action="charge", compensation="refund")
+    .step("ship", participant="shipping", action="ship", compensation="cancel")
+    .build()
+)
+"""Three compensatable steps."""
+
+PIVOTED = (
+    SagaBuilder("pivoted", timeout=0.1)
+    .step("reserve", participant="inventory", action="reserve", compensation="release")
+    .pivot("charge", participant="payment", action="charge")
+    .retriable("notify", participant="mailer", action="send")
+    .build()
+)
+"""A compensatable step, the pivot, a retriable step."""
+
+
+class History:
+    """Writes one saga's records, a hundredth of a second apart."""
+
+    def __init__(self, definition: SagaDefinition = THREE, saga_id: str = "s1") -> None:
+        self.definition = definition
+        self.saga_id = saga_id
+        self.records: list[Record] = []
+        self.t = 0.0
+
+    def add(self, kind: str, *fields: Any, same_time: bool = False) -> History:
+        if not same_time:
+            self.t += 0.01
+        self.records.append((round(self.t, 2), kind, self.saga_id, *fields))
+        return self
+
+    # -- raw records ---------------------------------------------------------------------------
+
+    def start(self) -> History:
+        self.add("start", self.definition.name)
+        return self.saga("begin", "started", "pending")
+
+    def saga(self, trigger: str, source: str, dest: str) -> History:
+        return self.add("transition", None, trigger, source, dest)
+
+    def step(self, name: str, trigger: str, source: str, dest: str) -> History:
+        return self.add("transition", name, trigger, source, dest)
+
+    def effect(self, step: str, effect: str, *, same_time: bool = False) -> History:
+        participant = self.definition.steps[self.definition.index_of(step)].participant
+        return self.add("effect", participant, step, effect, same_time=same_time)
+
+    def finish(self, state: str, reason: str | None = None) -> History:
+        return self.add("finish", state, reason)
+
+    # -- what a correct run writes -------------------------------------------------------------
+
+    def succeed(self, step: str) -> History:
+        self.step(step, "send", "pending", "executing")
+        self.effect(step, Effect.ACTION)
+        return self.step(step, "succeed", "executing", "succeeded")
+
+    def fail(self, step: str) -> History:
+        self.step(step, "send", "pending", "executing")
+        self.effect(step, Effect.ACTION_FAILED)
+        return self.step(step, "fail", "executing", "failed")
+
+    def give_up(self, step: str) -> History:
+        """The action got no reply (it may have landed or not: the caller writes that)."""
+        self.step(step, "send", "pending", "executing")
+        return self.step(step, "give_up", "executing", "timed_out")
+
+    def compensate(
+        self, step: str, effect: str = Effect.COMPENSATION, *, source: str = "succeeded"
+    ) -> History:
+        self.step(step, "compensate", source, "compensating")
+        self.effect(step, effect)
+        return self.step(step, "compensated", "compensating", "compensated")
+
+    def complete(self) -> History:
+        self.saga("complete", "pending", "completed")
+        return self.finish("completed")
+
+    def abort(self) -> History:
+        return self.saga("abort", "pending", "compensating")
+
+    def failed(self) -> History:
+        self.saga("compensated", "compensating", "failed")
+        return self.finish("failed")
+
+    # -- checking ------------------------------------------------------------------------------
+
+    def check(self) -> list[Violation]:
+        return check_saga(self.saga_id, self.records, self.definition)
+
+
+def completed(definition: SagaDefinition = THREE, saga_id: str = "s1") -> History:
+    """A clean completed saga."""
+    history = History(definition, saga_id).start()
+    for name in definition.step_names:
+        history.succeed(name)
+    return history.complete()
+
+
+def failed_at_ship(saga_id: str = "s1") -> History:
+    """A clean failed saga: ``ship`` failed, ``charge`` then ``reserve`` compensated."""
+    history = History(THREE, saga_id).start().succeed("reserve").succeed("charge").fail("ship")
+    return history.abort().compensate("charge").compensate("reserve").failed()
+
+
+def properties(violations: list[Violation]) -> set[str]:
+    return {v.property for v in violations}
+
+
+def details(violations: list[Violation], prop: str) -> list[str]:
+    return [v.detail for v in violations if v.property == prop]
+
+
+# -- the clean shapes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        pytest.param(completed(), id="completed"),
+        pytest.param(failed_at_ship(), id="failed"),
+        pytest.param(completed(PIVOTED), id="pivot-completed"),
+    ],
+)
+def test_a_clean_history_has_no_violation(history: History) -> None:
+    """A completed saga, and a failed one compensated in reverse order, break nothing."""
+    assert history.check() == []
+
+
+def test_every_property_but_domain_invariants_is_tested_here() -> None:
+    """The properties this file covers are exactly the per-saga ones the checkers know."""
+    covered = {
+        "termination",
+        "single-run",
+        "completed-exactly-once",
+        "compensated-exactly-once",
+        "reverse-order",
+        "no-effect-after-compensation",
+        "no-duplicate-effect",
+        "declared-transitions",
+        "pivot-rule",
+    }
+    assert covered | {"domain-invariants"} == set(PROPERTIES)
+
+
+# -- termination -----------------------------------------------------------------------------------
+
+
+def test_a_saga_that_never_finishes_breaks_termination() -> None:
+    """Every step succeeded but no finish record came: the saga never reached a final state."""
+    history = History().start().succeed("reserve").succeed("charge").succeed("ship")
+    violations = history.check()
+    assert properties(violations) == {"termination"}
+    assert details(violations, "termination") == ["the saga never reached a final state"]
+
+
+def test_the_same_saga_with_its_finish_terminates() -> None:
+    """The same history with its completion and finish record is clean."""
+    history = History().start().succeed("reserve").succeed("charge").succeed("ship").complete()
+    assert history.check() == []
+
+
+def test_an_operator_required_saga_has_terminated() -> None:
+    """Handing a saga to an operator is a final state: termination holds."""
+    history = History().start().succeed("reserve").give_up("charge")
+    history.saga("escalate", "pending", "operator_required").finish("operator_required", "unknown")
+    assert history.check() == []
+
+
+# -- single-run ------------------------------------------------------------------------------------
+
+
+def test_a_saga_started_twice_breaks_single_run() -> None:
+    """A second start record (a crash recovery that restarted the saga) is reported."""
+    history = completed()
+    history.records.insert(2, (history.records[1][0], "start", "s1", "three"))
+    violations = history.check()
+    assert properties(violations) == {"single-run"}
+    assert details(violations, "single-run") == ["the saga was started 2 times"]
+
+
+def test_a_saga_finished_twice_breaks_single_run() -> None:
+    """A second finish record is reported, with both final states."""
+    history = completed().finish("completed")
+    violations = history.check()
+    assert properties(violations) == {"single-run"}
+    assert details(violations, "single-run") == [
+        "the saga finished 2 times: ['completed', 'completed']"
+    ]
+
+
+def test_a_saga_never_started_breaks_single_run() -> None:
+    """Records of a saga with no start record are reported too."""
+    history = completed()
+    del history.records[0]
+    assert properties(history.check()) == {"single-run"}
+
+
+# -- completed-exactly-once ------------------------------------------------------------------------
+
+
+def test_a_completed_saga_with_an_action_missing_is_reported() -> None:
+    """The saga says completed, but charge's participant never applied the action."""
+    history = History().start().succeed("reserve")
+    history.step("charge", "send", "pending", "executing")
+    history.step("charge", "succeed", "executing", "succeeded")  # a reply no ledger backs
+    history.succeed("ship").complete()
+    violations = history.check()
+    assert properties(violations) == {"completed-exactly-once"}
+    [detail] = details(violations, "completed-exactly-once")
+    assert "'charge'" in detail and "0 times" in detail
+
+
+def test_a_completed_saga_with_an_action_applied_twice_is_reported() -> None:
+    """Charging twice breaks completed-exactly-once (and, with it, no-duplicate-effect)."""
+    history = History().start().succeed("reserve").succeed("charge")
+    history.effect("charge", Effect.ACTION)
+    history.succeed("ship").complete()
+    violations = history.check()
+    assert properties(violations) == {"completed-exactly-once", "no-duplicate-effect"}
+    [detail] = details(violations, "completed-exactly-once")
+    assert "'charge'" in detail and "2 times" in detail
+
+
+@pytest.mark.parametrize("effect", [Effect.COMPENSATION, Effect.COMPENSATION_NOOP])
+def test_a_completed_saga_with_a_compensation_is_reported(effect: str) -> None:
+    """A completed saga must not have compensated anything, not even as a no-op."""
+    history = History().start().succeed("reserve").effect("reserve", effect)
+    history.succeed("charge").succeed("ship").complete()
+    violations = history.check()
+    assert properties(violations) == {"completed-exactly-once"}
+    assert details(violations, "completed-exactly-once") == [
+        "the saga completed but step 'reserve' was compensated"
+    ]
+
+
+def test_failed_actions_and_blocked_actions_do_not_count_as_applied() -> None:
+    """Only ``action`` effects count: a failed first try then a landed retry is applied once."""
+    history = History().start().succeed("reserve")
+    history.effect("charge", Effect.ACTION_FAILED)
+    history.succeed("charge").succeed("ship").complete()
+    assert history.check() == []
+
+
+# -- compensated-exactly-once ----------------------------------------------------------------------
+
+
+def test_a_failed_saga_with_a_landed_action_not_compensated_is_reported() -> None:
+    """charge landed, the saga failed, and only reserve was undone."""
+    history = History().start().succeed("reserve").succeed("charge").fail("ship")
+    history.abort().step("charge", "compensate", "succeeded", "compensating")
+    history.compensate("reserve").failed()
+    violations = history.check()
+    assert properties(violations) == {"compensated-exactly-once"}
+    assert details(violations, "compensated-exactly-once") == [
+        "step 'charge''s action took effect but was compensated 0 times"
+    ]
+
+
+def test_a_timed_out_action_that_landed_must_be_compensated() -> None:
+    """A hung action whose effect landed counts as landed even though no reply came."""
+    history = History().start().succeed("reserve").give_up("charge").effect("charge", Effect.ACTION)
+    history.abort().compensate("reserve").failed()
+    violations = history.check()
+    assert properties(violations) == {"compensated-exactly-once"}
+    assert "'charge'" in details(violations, "compensated-exactly-once")[0]
+
+
+def test_a_compensation_without_its_action_is_reported() -> None:
+    """charge timed out without landing, yet its participant 'refunded' it: nothing to undo."""
+    history = History().start().succeed("reserve").give_up("charge").abort()
+    history.compensate("charge", Effect.COMPENSATION, source="timed_out")
+    history.compensate("reserve").failed()
+    violations = history.check()
+    assert properties(violations) == {"compensated-exactly-once"}
+    assert details(violations, "compensated-exactly-once") == [
+        "step 'charge' was compensated but its action never took effect"
+    ]
+
+
+def test_a_compensation_applied_twice_is_reported() -> None:
+    """Refunding twice breaks compensated-exactly-once and no-duplicate-effect."""
+    history = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
+    history.compensate("charge").effect("charge", Effect.COMPENSATION)
+    history.compensate("reserve").failed()
+    violations = history.check()
+    assert properties(violations) == {"compensated-exactly-once", "no-duplicate-effect"}
+    assert details(violations, "compensated-exactly-once") == [
+        "step 'charge''s action took effect but was compensated 2 times"
+    ]
+
+
+def test_a_no_op_compensation_of_a_step_that_never_landed_is_fine() -> None:
+    """charge timed out without landing; its compensation found nothing to undo: clean."""
+    history = History().start().succeed("reserve").give_up("charge").abort()
+    history.compensate("charge", Effect.COMPENSATION_NOOP, source="timed_out")
+    history.compensate("reserve").failed()
+    assert history.check() == []
+
+
+def test_a_failed_compensation_try_then_a_successful_one_counts_once() -> None:
+    """``compensation_failed`` has no effect: one failed try then a success is compensated once."""
+    history = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
+    history.step("charge", "compensate", "succeeded", "compensating")
+    history.effect("charge", Effect.COMPENSATION_FAILED)
+    history.step("charge", "compensation_back_off", "compensating", "waiting_compensation_retry")
+    history.step("charge", "compensation_retry", "waiting_compensation_retry", "compensating")
+    history.effect("charge", Effect.COMPENSATION)
+    history.step("charge", "compensated", "compensating", "compensated")
+    history.compensate("reserve").failed()
+    assert history.check() == []
+
+
+# -- reverse-order ---------------------------------------------------------------------------------
+
+
+def test_compensating_in_forward_order_is_reported() -> None:
+    """reserve undone before charge: the detail lists the order."""
+    history = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
+    history.compensate("reserve").compensate("charge").failed()
+    violations = history.check()
+    assert properties(violations) == {"reverse-order"}
+    assert details(violations, "reverse-order") == [
+        "steps were compensated in the order ['reserve', 'charge']"
+    ]
+
+
+def test_a_no_op_compensation_counts_for_the_order() -> None:
+    """A no-op compensation of a later step after an earlier one is still out of order."""
+    history = History().start().succeed("reserve").give_up("charge").abort()
+    history.compensate("reserve")
+    history.compensate("charge", Effect.COMPENSATION_NOOP, source="timed_out").failed()
+    violations = history.check()
+    assert properties(violations) == {"reverse-order"}
+    assert "'charge'" in details(violations, "reverse-order")[0]
+
+
+def test_a_retried_compensation_does_not_reorder() -> None:
+    """Only a step's first compensation record places it: a repeat later is not out of order."""
+    history = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
+    history.step("charge", "compensate", "succeeded", "compensating")
+    history.effect("charge", Effect.COMPENSATION)
+    history.effect("reserve", Effect.COMPENSATION)
+    history.effect("charge", Effect.COMPENSATION_NOOP)  # a no-op repeat of charge's
+    history.step("charge", "compensated", "compensating", "compensated")
+    history.step("reserve", "compensate", "succeeded", "compensating")
+    history.step("reserve", "compensated", "compensating", "compensated")
+    history.failed()
+    assert history.check() == []
+
+
+# -- no-effect-after-compensation ------------------------------------------------------------------
+
+
+def test_an_action_after_its_no_op_compensation_is_reported() -> None:
+    """charge's action lands after its no-op compensation left a tombstone (then is undone)."""
+    history = History().start().succeed("reserve").give_up("charge").abort()
+    history.compensate("charge", Effect.COMPENSATION_NOOP, source="timed_out")
+    history.effect("charge", Effect.ACTION)  # the late action, not blocked
+    history.effect("charge", Effect.COMPENSATION)  # even undone, it took effect after the undo
+    history.compensate("reserve").failed()
+    violations = history.check()
+    assert properties(violations) == {"no-effect-after-compensation"}
+    assert details(violations, "no-effect-after-compensation") == [
+        "the action of step 'charge' took effect after its compensation"
+    ]
+
+
+def test_an_action_after_its_no_op_compensation_left_in_place_is_reported_twice_over() -> None:
+    """Left in place, the late action also breaks compensated-exactly-once."""
+    history = History().start().succeed("reserve").give_up("charge").abort()
+    history.compensate("charge", Effect.COMPENSATION_NOOP, source="timed_out")
+    history.effect("charge", Effect.ACTION)
+    history.compensate("reserve").failed()
+    assert properties(history.check()) == {
+        "no-effect-after-compensation",
+        "compensated-exactly-once",
+    }
+
+
+def test_a_late_action_blocked_by_the_tombstone_is_fine() -> None:
+    """The tombstone turns the late action into ``action_blocked``: nothing took effect."""
+    history = History().start().succeed("reserve").give_up("charge").abort()
+    history.compensate("charge", Effect.COMPENSATION_NOOP, source="timed_out")
+    history.effect("charge", Effect.ACTION_BLOCKED)
+    history.compensate("reserve").failed()
+    assert history.check() == []
+
+
+def test_an_action_after_its_compensation_at_the_same_instant_is_reported() -> None:
+    """Records at equal times are ordered by the trace: the later action is still after."""
+    history = History().start().succeed("reserve").give_up("charge").abort()
+    history.step("charge", "compensate", "timed_out", "compensating")
+    history.effect("charge", Effect.COMPENSATION_NOOP)
+    history.effect("charge", Effect.ACTION, same_time=True)  # right after, same instant
+    history.effect("charge", Effect.COMPENSATION)
+    history.step("charge", "compensated", "compensating", "compensated")
+    history.compensate("reserve").failed()
+    assert "no-effect-after-compensation" in properties(history.check())
+
+
+# -- no-duplicate-effect ---------------------------------------------------------------------------
+
+
+def test_an_action_applied_twice_in_a_failed_saga_is_reported() -> None:
+    """A duplicate delivery applied reserve twice; one compensation does not hide it."""
+    history = History().start().succeed("reserve").effect("reserve", Effect.ACTION)
+    history.fail("charge").abort().compensate("reserve").failed()
+    violations = history.check()
+    assert properties(violations) == {"no-duplicate-effect"}
+    assert details(violations, "no-duplicate-effect") == [
+        "the action of step 'reserve' took effect 2 times"
+    ]
+
+
+def test_a_compensation_applied_twice_names_the_compensation() -> None:
+    """The duplicate detail says which effect repeated."""
+    history = History().start().succeed("reserve").fail("charge").abort()
+    history.compensate("reserve").effect("reserve", Effect.COMPENSATION).failed()
+    assert details(history.check(), "no-duplicate-effect") == [
+        "the compensation of step 'reserve' took effect 2 times"
+    ]
+
+
+def test_repeated_no_op_and_failed_effects_are_not_duplicates() -> None:
+    """Effects that change nothing (failed tries, blocked actions, no-op repeats) may repeat."""
+    history = History().start().succeed("reserve").give_up("charge")
+    history.effect("charge", Effect.ACTION_FAILED).effect("charge", Effect.ACTION_FAILED)
+    history.abort().compensate("charge", Effect.COMPENSATION_NOOP, source="timed_out")
+    history.effect("charge", Effect.COMPENSATION_NOOP)
+    history.effect("charge", Effect.ACTION_BLOCKED).effect("charge", Effect.ACTION_BLOCKED)
+    history.compensate("reserve").failed()
+    assert history.check() == []
+
+
+# -- declared-transitions --------------------------------------------------------------------------
+
+
+def test_an_undeclared_transition_is_reported() -> None:
+    """ship succeeding straight from pending (never sent) is not a row of the table."""
+    history = History().start().succeed("reserve").succeed("charge")
+    history.step("ship", "succeed", "pending", "succeeded")
+    history.effect("ship", Effect.ACTION)
+    history.complete()
+    violations = history.check()
+    assert properties(violations) == {"declared-transitions"}
+    assert details(violations, "declared-transitions") == [
+        "step 'ship' took the undeclared transition 'succeed': pending -> succeeded"
+    ]
+
+
+def test_an_undeclared_saga_transition_is_reported() -> None:
+    """A saga jumping from pending to failed without compensating is not declared."""
+    history = History().start().fail("reserve")
+    history.saga("compensated", "pending", "failed").finish("failed")
+    violations = history.check()
+    assert properties(violations) == {"declared-transitions"}
+    assert details(violations, "declared-transitions") == [
+        "the saga took the undeclared transition 'compensated': pending -> failed"
+    ]
+
+
+def test_a_transition_from_a_state_the_step_is_not_in_is_reported() -> None:
+    """A declared row, but charge was never sent: its source is not its current state."""
+    history = History().start().succeed("reserve")
+    history.effect("charge", Effect.ACTION)
+    history.step("charge", "succeed", "executing", "succeeded")
+    history.succeed("ship").complete()
+    violations = history.check()
+    assert properties(violations) == {"declared-transitions"}
+    assert details(violations, "declared-transitions") == [
+        "step 'charge' moved from 'executing' while it was in 'pending'"
+    ]
+
+
+def test_a_saga_leaving_a_final_state_is_reported() -> None:
+    """After completing, the saga 'aborts' from pending: it was in a final state."""
+    history = completed().saga("abort", "pending", "compensating")
+    violations = history.check()
+    assert properties(violations) == {"declared-transitions"}
+    assert details(violations, "declared-transitions") == [
+        "the saga moved from 'pending' while it was in 'completed' (a final state)"
+    ]
+
+
+def test_a_step_leaving_a_final_state_is_reported() -> None:
+    """A compensated step compensated again: no row leaves ``compensated``."""
+    history = failed_at_ship().step("charge", "compensate", "compensated", "compensating")
+    violations = history.check()
+    assert properties(violations) == {"declared-transitions"}
+    assert details(violations, "declared-transitions") == [
+        "step 'charge' took the undeclared transition 'compensate': compensated -> compensating"
+    ]
+
+
+def test_a_step_re_entering_from_a_stale_state_names_the_final_state() -> None:
+    """A failed step 'retried' as if it were waiting: it was in a final state."""
+    history = History().start().succeed("reserve").fail("charge")
+    history.step("charge", "retry", "waiting_retry", "executing")
+    violations = history.check()
+    assert "declared-transitions" in properties(violations)
+    assert details(violations, "declared-transitions") == [
+        "step 'charge' moved from 'waiting_retry' while it was in 'failed' (a final state)"
+    ]
+
+
+def test_retries_and_backoffs_are_declared() -> None:
+    """A step that times out, backs off, retries and succeeds moves only along declared rows."""
+    history = History().start().succeed("reserve")
+    history.step("charge", "send", "pending", "executing")
+    history.step("charge", "back_off", "executing", "waiting_retry")
+    history.step("charge", "retry", "waiting_retry", "executing")
+    history.effect("charge", Effect.ACTION)
+    history.step("charge", "succeed", "executing", "succeeded")
+    history.succeed("ship").complete()
+    assert history.check() == []
+
+
+# -- pivot-rule ------------------------------------------------------------------------------------
+
+
+def test_compensating_after_the_pivot_landed_is_reported() -> None:
+    """charge (the pivot) landed, notify ran out of tries, and reserve was compensated."""
+    history = History(PIVOTED).start().succeed("reserve").succeed("charge")
+    history.step("notify", "send", "pending", "executing")
+    history.effect("notify", Effect.ACTION_FAILED)
+    history.step("notify", "fail", "executing", "failed")
+    history.saga("escalate", "pending", "operator_required")
+    history.compensate("reserve").finish("operator_required", "notify failed")
+    violations = history.check()
+    assert properties(violations) == {"pivot-rule"}
+    assert details(violations, "pivot-rule") == [
+        "the pivot 'charge' took effect, yet ['reserve'] were compensated"
+    ]
+
+
+def test_a_saga_failing_after_the_pivot_landed_is_reported() -> None:
+    """Failing after the pivot breaks the pivot rule twice over: a compensation and a failure."""
+    history = History(PIVOTED).start().succeed("reserve").succeed("charge").fail("notify")
+    history.abort().compensate("reserve").failed()
+    violations = history.check()
+    assert properties(violations) == {"pivot-rule", "compensated-exactly-once"}
+    assert sorted(details(violations, "pivot-rule")) == [
+        "the pivot 'charge' took effect, yet ['reserve'] were compensated",
+        "the pivot 'charge' took effect, yet the saga failed",
+    ]
+    # the pivot has no compensation: its landed action is also left un-undone
+    assert details(violations, "compensated-exactly-once") == [
+        "step 'charge''s action took effect but was compensated 0 times"
+    ]
+
+
+def test_a_retriable_step_that_keeps_failing_after_the_pivot_escalates_cleanly() -> None:
+    """Past the pivot, running out of tries goes to an operator with nothing compensated."""
+    history = History(PIVOTED).start().succeed("reserve").succeed("charge")
+    history.step("notify", "send", "pending", "executing")
+    history.effect("notify", Effect.ACTION_FAILED)
+    history.step("notify", "fail", "executing", "failed")
+    history.saga("escalate", "pending", "operator_required")
+    history.finish("operator_required", "notify kept failing")
+    assert history.check() == []
+
+
+def test_failing_before_the_pivot_may_compensate() -> None:
+    """The pivot itself failed (no effect): compensating reserve and failing is the right path."""
+    history = History(PIVOTED).start().succeed("reserve").fail("charge")
+    history.abort().compensate("reserve").failed()
+    assert history.check() == []
+
+
+# -- Violation, format_record ----------------------------------------------------------------------
+
+
+def test_violations_carry_the_saga_and_its_history_lines() -> None:
+    """Each violation names the saga and has one readable line per record of its history."""
+    history = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
+    history.compensate("reserve").compensate("charge").failed()
+    [violation] = history.check()
+    assert violation.saga_id == "s1"
+    assert violation.history == tuple(format_record(r) for r in history.records)
+    assert len(violation.history) == len(history.records)
+    effect_lines = [line for line in violation.history if " effect " in line]
+    assert effect_lines[-1].split()[1:] == [
+        "effect",
+        "participant=payment",
+        "step=charge",
+        "effect=compensation",
+    ]
+    data = violation.to_json()
+    assert data["saga_id"] == "s1" and data["property"] == "reverse-order"
+    assert data["history"] == list(violation.history)
+
+
+def test_format_record_drops_the_saga_and_empty_fields() -> None:
+    """A saga transition's line has no ``saga=`` and no ``step=None``."""
+    line = format_record((1.5, "transition", "s9", None, "begin", "started", "pending"))
+    assert line == "    1.5000  transition  trigger=begin source=started dest=pending"
+
+
+# -- StreamingChecker and check_history ------------------------------------------------------------
+
+
+def interleave(*histories: History) -> list[Record]:
+    """Several sagas' records merged in time order (stable: ties keep each saga's order)."""
+    merged = [r for h in histories for r in h.records]
+    return sorted(merged, key=lambda r: r[0])
+
+
+def test_a_saga_is_checked_when_it_is_forgotten() -> None:
+    """The ``forget`` record checks the saga at once and drops its records."""
+    broken = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
+    broken.compensate("reserve").compensate("charge").failed()
+    checker = StreamingChecker(THREE)
+    for record in broken.records:
+        checker.observe(record)
+    assert len(checker) == 1 and checker.checked == 0
+    checker.observe((broken.t + 60, "forget", "s1"))
+    assert len(checker) == 0 and checker.checked == 1
+    assert properties(checker.violations) == {"reverse-order"}
+    assert checker.finish() == checker.violations
+    assert checker.checked == 1  # not checked a second time
+
+
+def test_sagas_still_open_are_checked_at_finish() -> None:
+    """Sagas without a forget record are checked by finish(), which empties the checker."""
+    checker = StreamingChecker(THREE)
+    for record in interleave(completed(saga_id="a"), History(saga_id="b").start()):
+        checker.observe(record)
+    assert checker.violations == [] and len(checker) == 2
+    violations = checker.finish()
+    assert len(checker) == 0 and checker.checked == 2
+    assert [(v.saga_id, v.property) for v in violations] == [("b", "termination")]
+
+
+def test_records_without_a_saga_are_ignored() -> None:
+    """Run-wide records (a participant crash) belong to no saga."""
+    checker = StreamingChecker(THREE)
+    checker.observe((0.5, "crash", None, "payment"))
+    checker.observe((0.6, "restart", None, "payment", 0))
+    assert len(checker) == 0 and checker.finish() == []
+
+
+def test_check_history_equals_check_saga_per_saga() -> None:
+    """Over an interleaved run, check_history finds what check_saga finds saga by saga."""
+    clean, failing = completed(saga_id="a"), failed_at_ship(saga_id="b")
+    reordered = History(saga_id="c").start().succeed("reserve").succeed("charge").fail("ship")
+    reordered.abort().compensate("reserve").compensate("charge").failed()
+    unfinished = History(saga_id="d").start().succeed("reserve")
+    twice = completed(saga_id="e").finish("completed")
+    histories = (clean, failing, reordered, unfinished, twice)
+    records = interleave(*histories)
+    records.insert(len(records) // 2, (0.0, "crash", None, "orchestrator"))
+    expected = [v for h in histories for v in check_saga(h.saga_id, h.records, THREE)]
+    assert {(v.saga_id, v.property) for v in expected} == {
+        ("c", "reverse-order"),
+        ("d", "termination"),
+        ("e", "single-run"),
+    }
+    found = check_history(records, THREE)
+    key = lambda v: (v.saga_id, v.property, v.detail)  # noqa: E731
+    assert sorted(found, key=key) == sorted(expected, key=key)
+
+
+def test_max_reported_caps_stored_violations_but_counts_them_all() -> None:
+    """Five unfinished sagas, two stored: counts still say five."""
+    checker = StreamingChecker(THREE, max_reported=2)
+    for index in range(5):
+        for record in History(saga_id=f"s{index}").start().records:
+            checker.observe(record)
+    violations = checker.finish()
+    assert len(violations) == 2
+    assert checker.counts == {"termination": 5}
+    assert checker.checked == 5
+
+
+def test_records_after_forget_do_not_reopen_the_saga() -> None:
+    """A late reply delivered after the saga was forgotten is not a new saga."""
+    history = completed()
+    history.add("forget")
+    history.add("deliver", 99, "orchestrator")
+    history.add("ignored", "StepSucceeded", "no running saga with that id")
+    assert check_history(history.records, THREE) == []
+
+
+def test_a_message_delivered_after_the_retention_is_no_ghost_saga() -> None:
+    """A reply delayed longer than the retention (61 s > 60 s) is refused, not a new saga."""
+    scenario = load_scenario("order_fulfillment")
+    plan = {"sagas": 2, "seed": 0, "faults": {"reorder": 0.3, "reorder_delay": "const:61"}}
+    result = simulate(scenario, scenario.config(merge(NO_FAULTS, plan)))
+    assert result.violation_counts == {}
