@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "duration_figure",
+    "occupancy_figure",
+    "participants_figure",
     "swimlane_figure",
     "throughput_figure",
     "write_figure",
@@ -87,20 +89,22 @@ def _coarser(rows: list[tuple[float, float, int]], factor: int) -> list[tuple[fl
 
 
 def throughput_figure(result: RunResult) -> Figure:
-    """Completed sagas per simulated second, over the run."""
+    """Completed sagas per simulated second, window by window, over the run."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(10, 3.5), layout="constrained")
     axes = figure.subplots()
-    per_second = {int(k): v for k, v in result.metrics["completed_per_second"].items()}
-    if per_second:
-        seconds = range(min(per_second), max(per_second) + 1)
+    series = result.metrics["throughput_series"]
+    rates = series["per_second"]
+    if rates:
+        window = series["window_s"]
+        times = [series["start_s"] + k * window for k in range(len(rates))]
         axes.step(
-            list(seconds),
-            [per_second.get(s, 0) for s in seconds],
+            times,
+            rates,
             where="post",
             color="tab:blue",
-            label="completed per second",
+            label=f"completed per second ({window:g} s windows)",
         )
         axes.axhline(
             result.metrics["throughput_per_s"],
@@ -116,12 +120,83 @@ def throughput_figure(result: RunResult) -> Figure:
     return figure
 
 
+_STATE_COLORS = {"started": "tab:gray", "pending": "tab:blue", "compensating": "tab:orange"}
+
+
+def occupancy_figure(result: RunResult) -> Figure:
+    """Sagas in each running lifecycle state over time (mean per window), stacked."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.5), layout="constrained")
+    axes = figure.subplots()
+    occupancy = result.metrics["occupancy"]
+    series = occupancy["series"]
+    if series:
+        window = occupancy["window_s"]
+        length = len(next(iter(series.values())))
+        times = [k * window for k in range(length)]
+        states = [s for s in ("started", "pending", "compensating") if s in series]
+        states += [s for s in series if s not in states]
+        axes.stackplot(
+            times,
+            [series[s] for s in states],
+            labels=states,
+            step="post",
+            colors=[_STATE_COLORS.get(s, "tab:purple") for s in states],
+            alpha=0.8,
+        )
+        axes.legend(loc="upper right")
+    axes.set_xlabel("simulated time (s)")
+    axes.set_ylabel(f"sagas (mean per {occupancy['window_s']:g} s window)")
+    axes.set_title(f"Sagas in flight by lifecycle state: {result.scenario}, seed {result.seed}")
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def participants_figure(result: RunResult) -> Figure:
+    """Each participant's utilisation (share of its capacity busy) and mean queue length."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.5), layout="constrained")
+    busy, queue = figure.subplots(1, 2)
+    participants = result.metrics["participants"]
+    names = list(participants)
+    busy.bar(names, [participants[n]["utilisation"] * 100 for n in names], color="tab:blue")
+    busy.set_ylabel("utilisation (% of capacity busy)")
+    busy.set_ylim(0, 100)
+    busy.set_title("Participant utilisation")
+    queue.bar(
+        names, [participants[n]["mean_queue"] for n in names], color="tab:orange", label="mean"
+    )
+    queue.scatter(
+        names,
+        [participants[n]["max_queue"] for n in names],
+        color="tab:red",
+        marker="_",
+        s=400,
+        label="max",
+    )
+    queue.set_ylabel("operations waiting")
+    queue.set_title("Participant queue length")
+    queue.legend(loc="best")
+    for axes in (busy, queue):
+        axes.tick_params(axis="x", rotation=20)
+        axes.grid(alpha=0.3, axis="y")
+    return figure
+
+
 def write_run_figures(result: RunResult, directory: str | Path) -> list[Path]:
     """Save every figure of ``result`` as PNG in ``directory`` (created if needed)."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, make in (("durations", duration_figure), ("throughput", throughput_figure)):
+    figures = (
+        ("durations", duration_figure),
+        ("throughput", throughput_figure),
+        ("occupancy", occupancy_figure),
+        ("participants", participants_figure),
+    )
+    for name, make in figures:
         path = folder / f"{result.scenario}-{name}.png"
         write_figure(make(result), path)
         written.append(path)

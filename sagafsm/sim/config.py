@@ -192,6 +192,8 @@ class SimulationConfig:
     step_timeout: float | None = None
     """Overrides every step's timeout in the scenario, in seconds."""
     faults: FaultPlan = FaultPlan()
+    metrics_window: float | None = None
+    """Width of the time-series windows (throughput, occupancy), in seconds; None: automatic."""
     retry_attempts: int | None = None
     """Overrides every step's ``retry.max_attempts`` (tries of an action before giving up)."""
     store_latency: float = attrs.field(default=0.0, validator=_non_negative)
@@ -202,6 +204,9 @@ class SimulationConfig:
     """How long participants keep a finished saga's idempotency records (simulated seconds)."""
 
     def __attrs_post_init__(self) -> None:
+        window = self.metrics_window
+        if window is not None and not (math.isfinite(window) and window > 0):
+            raise InvalidConfig(f"metrics_window: must be a finite number > 0, got {window!r}")
         if self.retry_attempts is not None and self.retry_attempts < 1:
             raise InvalidConfig(f"retry_attempts: must be at least 1, got {self.retry_attempts!r}")
         timeout = self.step_timeout

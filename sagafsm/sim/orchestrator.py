@@ -14,6 +14,7 @@ The ``send_before_save`` switch exists only for the mutant of the same name: it 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,22 +50,35 @@ __all__ = ["SimOrchestrator", "TraceRecorder"]
 
 class TraceRecorder:
     """The engine's :class:`~sagafsm.Recorder`: transitions and ignored events go to the trace,
-    or, while a transaction is open, to its buffer (written when it commits)."""
+    or, while a transaction is open, to its buffer (written when it commits). Committed
+    transitions also feed the run's counters: saga moves (occupancy) and triggers (retries...)."""
 
-    __slots__ = ("_record", "buffer")
+    __slots__ = ("_record", "buffer", "saga_moved", "triggers")
 
-    def __init__(self, trace: Trace) -> None:
+    def __init__(self, trace: Trace, saga_moved: Callable[[float, str, str], None]) -> None:
         self._record = trace.record
         self.buffer: list[Record] | None = None
+        self.saga_moved = saga_moved
+        self.triggers: Counter[tuple[str, str]] = Counter()
+        """(lifecycle, trigger) -> committed transitions."""
 
     def transition(
         self, now: float, saga_id: str, step: str | None, trigger: str, source: Any, dest: Any
     ) -> None:
-        record = (now, "transition", saga_id, step, trigger, source.value, dest.value)
+        # ``_value_`` is the member's plain attribute; ``.value`` is a slower descriptor
+        record = (now, "transition", saga_id, step, trigger, source._value_, dest._value_)
         if self.buffer is None:
-            self._record(*record)
+            self.emit(record)
         else:
             self.buffer.append(record)
+
+    def emit(self, record: Record) -> None:
+        self._record(*record)
+        if record[3] is None:
+            self.triggers["saga", record[4]] += 1
+            self.saga_moved(record[0], record[5], record[6])
+        else:
+            self.triggers["step", record[4]] += 1
 
     def ignored(self, now: float, saga_id: str, event: Event, reason: str) -> None:
         self._record(now, "ignored", saga_id, type(event).__name__, reason)
@@ -82,6 +96,7 @@ class SimOrchestrator:
         trace: Trace,
         saga_data: Callable[[str], Mapping[str, Any]],
         on_finished: Callable[[str, SagaState, str | None], None],
+        saga_moved: Callable[[float, str, str], None],
         *,
         store_latency: float = 0.0,
         engine: type[SagaInstance] = SagaInstance,
@@ -92,7 +107,7 @@ class SimOrchestrator:
         self._network = network
         self._store = store
         self._trace = trace
-        self._recorder = TraceRecorder(trace)
+        self._recorder = self.recorder = TraceRecorder(trace, saga_moved)
         self._saga_data = saga_data
         self._on_finished = on_finished
         self._store_latency = store_latency
@@ -231,9 +246,9 @@ class SimOrchestrator:
     def _publish(self, saga_id: str, commands: list[Command], records: list[Record] | None) -> None:
         self._unaccepted.discard(saga_id)
         if records:
-            record = self._trace.record
+            emit = self._recorder.emit
             for fields in records:
-                record(*fields)
+                emit(fields)
         data = self._saga_data(saga_id)
         for command in commands:
             self._dispatch(command, data)

@@ -95,6 +95,11 @@ class SimParticipant:
         """Bumped at each crash: operations in service across a crash are abandoned."""
         self.busy_time = 0.0
         self.operations = 0
+        self.queue_area = 0.0
+        """Queue length integrated over time (operations waiting for a free slot x seconds)."""
+        self.max_queue = 0
+        self._queue_length = 0
+        self._queue_since = 0.0
 
     # -- network side --------------------------------------------------------------------------
 
@@ -103,6 +108,14 @@ class SimParticipant:
 
     def crash(self) -> None:
         self._epoch += 1
+
+    def _queue_changed(self) -> None:
+        now = self._env.now
+        self.queue_area += self._queue_length * (now - self._queue_since)
+        self._queue_since = now
+        self._queue_length = length = len(self.resource.queue)
+        if length > self.max_queue:
+            self.max_queue = length
 
     def forget(self, keys: list[str]) -> None:
         """Drop a long-finished saga's idempotency records (its retention ran out)."""
@@ -114,7 +127,9 @@ class SimParticipant:
     def _serve(self, message: Envelope) -> Generator[simpy.Event, Any, None]:
         epoch = self._epoch
         with self.resource.request() as request:
+            self._queue_changed()
             yield request
+            self._queue_changed()
             service_time = self._service_time()
             yield self._env.timeout(service_time)
         self.busy_time += service_time

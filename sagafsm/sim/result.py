@@ -11,7 +11,7 @@ import attrs
 from ..checks import Violation
 from ..lifecycle import SagaState
 from .coverage import Coverage
-from .metrics import DurationHistogram
+from .metrics import DurationHistogram, RunMetrics
 
 if TYPE_CHECKING:
     from .run import _Run
@@ -101,11 +101,17 @@ def build_result(
     }
     participants = {
         name: {
+            "capacity": p.resource.capacity,
             "operations": p.operations,
             "utilisation": p.busy_time / (p.resource.capacity * span) if span > 0 else 0.0,
+            "mean_queue": p.queue_area / span if span > 0 else 0.0,
+            "max_queue": p.max_queue,
         }
         for name, p in run.participants.items()
     }
+    triggers = run.orchestrator.recorder.triggers
+    finished = sum(metrics.outcomes.values())
+    sagas = config.sagas
     return RunResult(
         scenario=run.scenario.name,
         seed=config.seed,
@@ -124,10 +130,19 @@ def build_result(
             "goodput": metrics.goodput(),
             "span_s": span,
             "latency": latency,
-            "completed_per_second": {
-                str(k): v for k, v in sorted(metrics.completed_per_window.items())
-            },
+            "throughput_series": _throughput_series(metrics),
             "participants": participants,
+            "compensation_rate": triggers["saga", "abort"] / finished if finished else 0.0,
+            "retries": {
+                "action": triggers["step", "retry"],
+                "compensation": triggers["step", "compensation_retry"],
+            },
+            "retries_per_saga": (triggers["step", "retry"] + triggers["step", "compensation_retry"])
+            / sagas,
+            "messages_per_saga": network.sent / sagas,
+            "faults_per_saga": sum(run.faults.values()) / sagas,
+            "in_flight_mean": run.occupancy.mean_in_flight(span),
+            "occupancy": {"window_s": run.occupancy.window, "series": run.occupancy.series()},
             "orchestrator_crashes": run.orchestrator.crashes,
             "store_writes": run.store.writes,
         },
@@ -136,6 +151,19 @@ def build_result(
         stopped=run.unfinished_reason,
         durations=dict(metrics.durations),
     )
+
+
+def _throughput_series(metrics: RunMetrics) -> dict[str, Any]:
+    """Completed sagas per second in each window, from the first window to the last."""
+    windows = metrics.completed_per_window
+    if not windows:
+        return {"window_s": metrics.window, "start_s": 0.0, "per_second": []}
+    first, last = min(windows), max(windows)
+    return {
+        "window_s": metrics.window,
+        "start_s": first * metrics.window,
+        "per_second": [windows[k] / metrics.window for k in range(first, last + 1)],
+    }
 
 
 def _percentiles(summary: dict[str, float]) -> dict[str, float | None]:

@@ -21,11 +21,11 @@ from ..checks import StreamingChecker, Violation
 from ..commands import action_key, compensation_key
 from ..definition import SagaDefinition, StepKind
 from ..errors import InvalidConfig
-from ..lifecycle import SagaState
+from ..lifecycle import SAGA_TERMINAL, SagaState
 from ..stores import InMemoryStore
 from .config import SimulationConfig
 from .coverage import Coverage
-from .metrics import RunMetrics
+from .metrics import Occupancy, RunMetrics
 from .mutants import Mutant, get_mutant
 from .network import Network
 from .orchestrator import SimOrchestrator
@@ -56,6 +56,21 @@ class _SagaRecord:
     fates: list[StepFate]
     started_at: float
     finished: bool = False
+
+
+def metrics_window(config: SimulationConfig) -> float:
+    """The time-series window: ``config.metrics_window``, or about a hundredth of the expected
+    run for open load (1, 2 or 5 times a power of ten), or one second."""
+    if config.metrics_window is not None:
+        return config.metrics_window
+    if config.load.kind != "open":
+        return 1.0
+    target = config.sagas / config.load.arrival_rate / 100
+    for exponent in range(-3, 7):
+        for mantissa in (1, 2, 5):
+            if mantissa * 10.0**exponent >= target:
+                return mantissa * 10.0**exponent
+    return 1e6
 
 
 def effective_definition(scenario: Scenario, config: SimulationConfig) -> SagaDefinition:
@@ -91,7 +106,9 @@ class _Run:
         self.progress = progress
         self.progress_every = max(1, config.sagas // 200)
         self.faults: Counter[str] = Counter()
-        self.metrics = RunMetrics()
+        window = metrics_window(config)
+        self.metrics = RunMetrics(window)
+        self.occupancy = Occupancy(window, final=frozenset(s.value for s in SAGA_TERMINAL))
         self.records: dict[str, _SagaRecord] = {}
         self.started = self.finished = 0
         self.done = env.event()
@@ -124,6 +141,7 @@ class _Run:
             trace,
             lambda saga_id: self.records[saga_id].data,
             self._saga_finished,
+            self.occupancy.move,
             store_latency=config.store_latency,
             engine=mutant.engine if mutant else SimOrchestrator.default_engine,
             send_before_save=mutant.send_before_save if mutant else False,
@@ -181,6 +199,7 @@ class _Run:
         now = self.env.now
         self.records[saga_id] = _SagaRecord(self.scenario.make_order(rng), fates, now)
         self.metrics.saga_started(now)
+        self.occupancy.move(now, None, SagaState.STARTED.value)
         self.trace.record(now, "start", saga_id, self.definition.name)
         self.orchestrator.start(saga_id)
         if self.started == self.config.sagas:
@@ -317,6 +336,7 @@ class _Run:
             # SimPy: no event left and ``done`` never triggered: some saga waits forever.
             self.unfinished_reason = "waiting forever: no event left to move it"
         self.ended_at = self.env.now
+        self.occupancy.close(self.ended_at)
         if self.unfinished_reason is None:
             # Every saga ended, but messages may still be in flight: a late action can still take
             # effect (that is what tombstones are for). Run until the network is quiet and every
