@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .result import RunResult
 
-__all__ = ["format_report"]
+__all__ = ["format_report", "format_seed_summary"]
 
 
 def _seconds(value: float | None) -> str:
@@ -70,4 +72,23 @@ def format_report(result: RunResult) -> str:
             lines.append(f"  ... and {len(result.violations) - 20} more (see --json)")
     else:
         lines.append("violations          none")
+    return "\n".join(lines)
+
+
+def format_seed_summary(results: list[RunResult], summary: dict[str, Any]) -> str:
+    """One line per seed, then each figure's mean and 95% confidence interval."""
+    lines = [f"{len(results)} seeds", "  seed   completed  failed  operator  throughput/s   p99"]
+    for r in results:
+        p99 = r.metrics["latency"]["p99"]
+        lines.append(
+            f"  {r.seed:<6} {r.outcomes.get('completed', 0):>9} {r.outcomes.get('failed', 0):>7} "
+            f"{r.outcomes.get('operator_required', 0):>9} {r.metrics['throughput_per_s']:>12.1f}"
+            f"   {_seconds(p99):>9}"
+            + (f"  VIOLATIONS {sum(r.violation_counts.values())}" if r.violations else "")
+        )
+    lines.append("mean and 95% confidence interval across seeds (Student's t)")
+    for name, stats in summary.items():
+        lines.append(
+            f"  {name:<18} {stats['mean']:>12.4g}  [{stats['low']:.4g}, {stats['high']:.4g}]"
+        )
     return "\n".join(lines)
