@@ -99,16 +99,16 @@ def build_result(
         outcome: _percentiles(histogram.summary())
         for outcome, histogram in sorted(metrics.durations.items())
     }
-    participants = {
-        name: {
+    participants = {}
+    for name, p in run.participants.items():
+        busy, queued = run.participant_usage[name]
+        participants[name] = {
             "capacity": p.resource.capacity,
             "operations": p.operations,
-            "utilisation": p.busy_time / (p.resource.capacity * span) if span > 0 else 0.0,
-            "mean_queue": p.queue_area / span if span > 0 else 0.0,
+            "utilisation": busy / (p.resource.capacity * span) if span > 0 else 0.0,
+            "mean_queue": queued / span if span > 0 else 0.0,
             "max_queue": p.max_queue,
         }
-        for name, p in run.participants.items()
-    }
     triggers = run.orchestrator.recorder.triggers
     finished = sum(metrics.outcomes.values())
     sagas = config.sagas

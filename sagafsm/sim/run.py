@@ -337,6 +337,9 @@ class _Run:
             self.unfinished_reason = "waiting forever: no event left to move it"
         self.ended_at = self.env.now
         self.occupancy.close(self.ended_at)
+        # Participants go on serving late and retried work during the drain below: their usage
+        # is read here, over the run's span.
+        self.participant_usage = {name: p.usage() for name, p in self.participants.items()}
         if self.unfinished_reason is None:
             # Every saga ended, but messages may still be in flight: a late action can still take
             # effect (that is what tombstones are for). Run until the network is quiet and every
