@@ -13,7 +13,7 @@ million-saga run is checked in the memory of the sagas still open.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -246,9 +246,17 @@ class StreamingChecker:
     records (nothing of it can happen after that), or at :meth:`finish` for the rest.
     """
 
-    def __init__(self, definition: SagaDefinition, *, max_reported: int = 1000) -> None:
+    def __init__(
+        self,
+        definition: SagaDefinition,
+        *,
+        max_reported: int = 1000,
+        on_checked: Callable[[list[Record]], None] | None = None,
+    ) -> None:
         self.definition = definition
         self.max_reported = max_reported
+        self.on_checked = on_checked
+        """Called with each saga's history once it is checked (transition coverage uses it)."""
         self._open: dict[str, list[Record]] = {}
         self.violations: list[Violation] = []
         self.counts: Counter[str] = Counter()
@@ -274,6 +282,8 @@ class StreamingChecker:
 
     def _check(self, saga_id: str, history: list[Record]) -> None:
         self.checked += 1
+        if self.on_checked is not None:
+            self.on_checked(history)
         for violation in check_saga(saga_id, history, self.definition):
             self.counts[violation.property] += 1
             if len(self.violations) < self.max_reported:

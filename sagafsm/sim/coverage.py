@@ -26,6 +26,13 @@ class Coverage:
             lifecycle = "saga" if record[3] is None else "step"
             self.seen[lifecycle].add((record[5], record[4], record[6]))
 
+    def observe_history(self, history: list[Record]) -> None:
+        """Every transition of one saga's history (what the checker hands over per saga)."""
+        saga, step = self.seen["saga"], self.seen["step"]
+        for record in history:
+            if record[1] == "transition":
+                (saga if record[3] is None else step).add((record[5], record[4], record[6]))
+
     def merge(self, other: Coverage) -> None:
         for lifecycle, rows in other.seen.items():
             self.seen[lifecycle] |= rows

@@ -393,13 +393,12 @@ def simulate(
     if mutant is None and config.mutant is not None:
         mutant = get_mutant(config.mutant)
     wall_start = time.perf_counter()
-    trace = Trace(trace_path)
-    run = _Run(scenario, config, trace, progress, mutant)
-    checker = StreamingChecker(run.definition)
+    definition = effective_definition(scenario, config)
     coverage = Coverage()
-    trace.listeners += [checker.observe, coverage.observe]
-    if observe is not None:
-        trace.listeners.append(observe)
+    checker = StreamingChecker(definition, on_checked=coverage.observe_history)
+    listeners = [checker.observe] if observe is None else [checker.observe, observe]
+    trace = Trace(trace_path, listeners)
+    run = _Run(scenario, config, trace, progress, mutant)
     try:
         run.run()
     finally:

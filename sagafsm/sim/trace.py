@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,19 +43,22 @@ _FLUSH_EVERY = 4096
 class Trace:
     """Hashes every record; writes them to ``path`` as JSON lines if given."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, listeners: Sequence[Callable[[Record], None]] = ()
+    ) -> None:
         self._buffer: list[Record] = []
         self._sha = hashlib.sha256()
         self.count = 0
         self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115 (closed by close())
-        self.listeners: list[Callable[[Record], None]] = []
+        self._listener = _fan_out(listeners)
 
     def record(self, *fields: Any) -> None:
         """Add one record: ``(time, kind, saga_id, *kind-specific fields)``."""
-        self._buffer.append(fields)
-        for listener in self.listeners:
-            listener(fields)
-        if len(self._buffer) >= _FLUSH_EVERY:
+        buffer = self._buffer
+        buffer.append(fields)
+        if self._listener is not None:
+            self._listener(fields)
+        if len(buffer) >= _FLUSH_EVERY:
             self._flush()
 
     def _flush(self) -> None:
@@ -81,6 +84,23 @@ class Trace:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _fan_out(
+    listeners: Sequence[Callable[[Record], None]],
+) -> Callable[[Record], None] | None:
+    """One callable for the hot path: the listener itself when there is only one."""
+    if not listeners:
+        return None
+    if len(listeners) == 1:
+        return listeners[0]
+    every = tuple(listeners)
+
+    def fan_out(record: Record) -> None:
+        for listener in every:
+            listener(record)
+
+    return fan_out
 
 
 def as_dict(record: Record) -> dict[str, Any]:
