@@ -91,7 +91,7 @@ def format_record(record: Record) -> str:
     fields = dict(zip(RECORD_FIELDS.get(kind, ()), rest, strict=False))
     fields.pop("saga", None)
     text = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-    return f"{t:10.4f}  {kind:<11} {text}"
+    return f"{t:10.4f}  {kind:<11} {text}".rstrip()
 
 
 def check_saga(

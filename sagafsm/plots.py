@@ -134,7 +134,7 @@ def occupancy_figure(result: RunResult) -> Figure:
     if series:
         window = occupancy["window_s"]
         length = len(next(iter(series.values())))
-        times = [k * window for k in range(length)]
+        times = [occupancy["start_s"] + k * window for k in range(length)]
         states = [s for s in ("started", "pending", "compensating") if s in series]
         states += [s for s in series if s not in states]
         axes.stackplot(

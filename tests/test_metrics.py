@@ -69,10 +69,16 @@ def test_student_t_interval_of_a_known_sample() -> None:
     assert interval["high"] - 2.0 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
 
 
-def test_littles_law_holds_on_a_simulated_run_with_crashes() -> None:
+@pytest.mark.parametrize("store_latency", [0.0, 0.01])
+def test_littles_law_holds_on_a_simulated_run_with_crashes(store_latency: float) -> None:
     """Mean sagas in flight = sagas finished per second x mean duration."""
     scenario = load_scenario("order_fulfillment")
-    result = simulate(scenario, scenario.config(sagas=2000, faults__orchestrator_crash_rate=0.2))
+    result = simulate(
+        scenario,
+        scenario.config(
+            sagas=2000, faults__orchestrator_crash_rate=0.2, store_latency=store_latency
+        ),
+    )
     metrics = result.metrics
     finished_per_second = sum(result.outcomes.values()) / metrics["span_s"]
     assert metrics["in_flight_mean"] == pytest.approx(

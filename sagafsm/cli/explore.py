@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             sagas=args.sagas or 1,
             retry_attempts=args.retry_attempts,
             coverage=coverage,
+            scenario_ref=args.scenario,
             progress=(lambda d, t: print(f"\r{d}/{t} plans", end="", file=sys.stderr))
             if tty
             else None,
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             retry_attempts=args.retry_attempts,
             coverage=coverage,
+            scenario_ref=args.scenario,
         )
         report.update(mode="search", max_examples=args.max_examples)
         summary = "search: " + (

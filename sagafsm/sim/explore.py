@@ -90,6 +90,7 @@ def plan_data(
     retry_attempts: int | None = None,
     *,
     seed: int = 0,
+    scenario_ref: str | None = None,
 ) -> dict[str, Any]:
     """Configuration data for a small burst of ``sagas`` with exactly these faults (and, if
     given, that many tries per action)."""
@@ -110,7 +111,7 @@ def plan_data(
     data = merge(
         NO_FAULTS,
         {
-            "scenario": scenario.name,
+            "scenario": scenario_ref or scenario.name,
             "sagas": sagas,
             "seed": seed,
             "load": {"kind": "burst"},
@@ -146,11 +147,12 @@ def search(
     seed: int = 0,
     retry_attempts: int | None = None,
     coverage: Coverage | None = None,
+    scenario_ref: str | None = None,
 ) -> Counterexample | None:
     """Hypothesis search for a violating plan, shrunk to a minimal one; None if none found.
 
     Plans draw the tries per action from 1 to 3 (shrinking towards 1) unless ``retry_attempts``
-    fixes it."""
+    fixes it. Saved plans name the scenario by ``scenario_ref`` (a file's path) or its name."""
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis import strategies as st
     from hypothesis.errors import NoSuchExample
@@ -189,7 +191,8 @@ def search(
     def violates(plan: tuple[int, list[Placement], int]) -> bool:
         nonlocal runs
         runs += 1
-        return bool(_run(scenario, mutant, plan_data(scenario, mutant, *plan), coverage))
+        data = plan_data(scenario, mutant, *plan, scenario_ref=scenario_ref)
+        return bool(_run(scenario, mutant, data, coverage))
 
     started = time.perf_counter()
     try:
@@ -207,7 +210,7 @@ def search(
         )
     except NoSuchExample:
         return None
-    data = plan_data(scenario, mutant, sagas, placements, attempts)
+    data = plan_data(scenario, mutant, sagas, placements, attempts, scenario_ref=scenario_ref)
     return Counterexample(
         data=data,
         violations=_run(scenario, mutant, data),
@@ -241,6 +244,7 @@ def exhaustive(
     retry_attempts: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     coverage: Coverage | None = None,
+    scenario_ref: str | None = None,
 ) -> ExhaustiveReport:
     """Run every placement of one fault (and of two, with ``pairs``) on ``sagas`` sagas.
 
@@ -261,7 +265,9 @@ def exhaustive(
     violating = 0
     first: Counterexample | None = None
     for done, placements in enumerate(plans, 1):
-        data = plan_data(scenario, mutant, sagas, placements, retry_attempts)
+        data = plan_data(
+            scenario, mutant, sagas, placements, retry_attempts, scenario_ref=scenario_ref
+        )
         found = _run(scenario, mutant, data, coverage)
         if found:
             violating += 1

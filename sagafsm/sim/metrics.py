@@ -2,8 +2,8 @@
 
 Definitions (all times are simulated seconds):
 
-- a saga's **duration** runs from its start request reaching the orchestrator to the moment the
-  orchestrator records its final state;
+- a saga's **duration** runs from its start request (made even while the orchestrator is down)
+  to the moment the orchestrator commits its final state;
 - **throughput** is completed sagas divided by the run's simulated time (first start request to
   last final state); **goodput** is the share of finished sagas that completed;
 - percentiles come from a log-bucketed histogram with 1% relative resolution (a reported p99 is
@@ -176,6 +176,10 @@ class Occupancy:
 
     def close(self, now: float) -> None:
         self._advance(now)
+
+    @property
+    def first_window(self) -> int:
+        return min(self.windows, default=0)
 
     def mean_in_flight(self, span: float) -> float:
         return sum(self.area.values()) / span if span > 0 else 0.0

@@ -123,6 +123,7 @@ class Network:
         first_latency, duplicate_latency = self._latency[link]
         delay = first_latency()
         extra: float | None = None
+        targeted_copy = False
         if message.saga_id in self._targets:
             count = self._counts[message.saga_id] = self._counts.get(message.saga_id, 0) + 1
             target = self._targets[message.saga_id].get(count)
@@ -131,7 +132,7 @@ class Network:
                 if target.fault == "drop":
                     self._drop(message, "targeted", count=False)
                     return
-                doubled = doubled or target.fault == "duplicate"
+                targeted_copy = target.fault == "duplicate"
                 if target.fault == "delay":
                     extra = target.delay
         reason = self._down.get(message.source) or self._down.get(message.dest)
@@ -152,9 +153,10 @@ class Network:
             self.delayed += 1
             trace.record(now, "delay", message.saga_id, message.message_id, extra)
         self._schedule(message, delay)
-        if doubled:
+        if doubled or targeted_copy:
             self.duplicated += 1
-            self._faults["duplicate"] += 1
+            if doubled:
+                self._faults["duplicate"] += 1
             trace.record(now, "duplicate", message.saga_id, message.message_id)
             self._schedule(message, duplicate_latency())
 

@@ -136,9 +136,10 @@ class SimOrchestrator:
         self._unaccepted.add(saga_id)
         self._transaction(saga, saga.start)
 
-    def crash(self) -> None:
+    def crash(self) -> bool:
+        """Go down, losing memory and uncommitted work; False if it was already down."""
         if not self.up:
-            return
+            return False
         self.up = False
         self.crashes += 1
         self._epoch += 1  # uncommitted transactions die with the process
@@ -148,6 +149,7 @@ class SimOrchestrator:
         self._waiting.extend(sorted(self._unaccepted, key=_creation_order))
         self._unaccepted.clear()
         self._trace.record(self._env.now, "crash", None, ORCHESTRATOR)
+        return True
 
     def restart(self) -> None:
         if self.up:
@@ -246,9 +248,11 @@ class SimOrchestrator:
     def _publish(self, saga_id: str, commands: list[Command], records: list[Record] | None) -> None:
         self._unaccepted.discard(saga_id)
         if records:
-            emit = self._recorder.emit
+            # The transaction's transitions happen when it commits: that is when they are
+            # durable, and when its commands leave.
+            emit, now = self._recorder.emit, self._env.now
             for fields in records:
-                emit(fields)
+                emit((now, *fields[1:]))
         data = self._saga_data(saga_id)
         for command in commands:
             self._dispatch(command, data)

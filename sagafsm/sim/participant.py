@@ -109,11 +109,12 @@ class SimParticipant:
     def crash(self) -> None:
         self._epoch += 1
 
-    def usage(self) -> tuple[float, float]:
-        """(busy seconds, queue-length seconds) so far: served time, and queue length integrated
-        up to now."""
+    def usage(self) -> tuple[float, float, int, int]:
+        """(busy seconds, queue-length seconds, operations, longest queue) so far; the queue
+        length is integrated up to now."""
         now = self._env.now
-        return self.busy_time, self.queue_area + self._queue_length * (now - self._queue_since)
+        queued = self.queue_area + self._queue_length * (now - self._queue_since)
+        return self.busy_time, queued, self.operations, self.max_queue
 
     def _queue_changed(self) -> None:
         now = self._env.now

@@ -100,14 +100,15 @@ def build_result(
         for outcome, histogram in sorted(metrics.durations.items())
     }
     participants = {}
+    window = run.usage_span  # from the first start request to the end of the run proper
     for name, p in run.participants.items():
-        busy, queued = run.participant_usage[name]
+        busy, queued, operations, longest = run.participant_usage[name]
         participants[name] = {
             "capacity": p.resource.capacity,
-            "operations": p.operations,
-            "utilisation": busy / (p.resource.capacity * span) if span > 0 else 0.0,
-            "mean_queue": queued / span if span > 0 else 0.0,
-            "max_queue": p.max_queue,
+            "operations": operations,
+            "utilisation": busy / (p.resource.capacity * window) if window > 0 else 0.0,
+            "mean_queue": queued / window if window > 0 else 0.0,
+            "max_queue": longest,
         }
     triggers = run.orchestrator.recorder.triggers
     finished = sum(metrics.outcomes.values())
@@ -142,7 +143,11 @@ def build_result(
             "messages_per_saga": network.sent / sagas,
             "faults_per_saga": sum(run.faults.values()) / sagas,
             "in_flight_mean": run.occupancy.mean_in_flight(span),
-            "occupancy": {"window_s": run.occupancy.window, "series": run.occupancy.series()},
+            "occupancy": {
+                "window_s": run.occupancy.window,
+                "start_s": run.occupancy.first_window * run.occupancy.window,
+                "series": run.occupancy.series(),
+            },
             "orchestrator_crashes": run.orchestrator.crashes,
             "store_writes": run.store.writes,
         },

@@ -274,6 +274,8 @@ class _Run:
         self, start: float, end: float, begin: Callable[[], None], finish: Callable[[], None]
     ) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(start)
+        if self.done.triggered:
+            return  # every saga has ended: no fault left to inject
         begin()
         yield self.env.timeout(end - start)
         finish()
@@ -301,8 +303,8 @@ class _Run:
                 )
 
     def _crash_orchestrator(self) -> None:
-        self.faults["orchestrator_crash"] += 1
-        self.orchestrator.crash()
+        if self.orchestrator.crash():
+            self.faults["orchestrator_crash"] += 1
 
     def _participant_down(self, name: str, kind: str) -> Callable[[], None]:
         def down() -> None:
@@ -340,6 +342,7 @@ class _Run:
         # Participants go on serving late and retried work during the drain below: their usage
         # is read here, over the run's span.
         self.participant_usage = {name: p.usage() for name, p in self.participants.items()}
+        self.usage_span = max(0.0, self.ended_at - self.metrics.first_start)
         if self.unfinished_reason is None:
             # Every saga ended, but messages may still be in flight: a late action can still take
             # effect (that is what tombstones are for). Run until the network is quiet and every
@@ -349,7 +352,8 @@ class _Run:
 
 
 def _validate_against(scenario: Scenario, config: SimulationConfig) -> None:
-    if config.scenario is not None and config.scenario != scenario.name:
+    wanted = config.scenario
+    if wanted is not None and wanted != scenario.name and not wanted.endswith(".py"):
         raise InvalidConfig(
             f"the configuration is for scenario {config.scenario!r}, not {scenario.name!r}"
         )
