@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baseline import run_baseline
+from profile_harness import print_table, profile
 from workload import baseline_params, harness_config, run_harness
 
 TARGET_SAGAS_PER_S = 4000.0
@@ -76,13 +77,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each; medians reported")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip the profile printed when a target is missed"
+    )
     args = parser.parse_args(argv)
     rows = [bench_size(sagas, args.repeats, args.seed) for sagas in args.sagas]
+    missed = not all(r["sagas_per_s_met"] and r["ratio_met"] for r in rows)
     results: dict[str, Any] = {
         "workload": "order_fulfillment: 4 steps, 5% step failure, 1% loss, timeouts armed",
         "targets": {"sagas_per_s": TARGET_SAGAS_PER_S, "ratio": TARGET_RATIO},
         "sizes": rows,
     }
+    profile_sagas = min(10_000, min(args.sagas))
+    if missed and not args.no_profile:
+        results["profile"] = profile(profile_sagas, args.seed)
     if args.json:
         print(json.dumps(results, indent=2))
         return results
@@ -106,6 +114,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f">= {TARGET_SAGAS_PER_S:,.0f} sagas/s {'met' if r['sagas_per_s_met'] else 'MISSED'}, "
             f"ratio <= {TARGET_RATIO} {'met' if r['ratio_met'] else 'MISSED'}"
         )
+    if "profile" in results:
+        print()
+        print_table(results["profile"], profile_sagas)
     return results
 
 

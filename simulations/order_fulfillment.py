@@ -20,13 +20,13 @@ from sagafsm.sim import Scenario
 
 SKUS = 20
 CUSTOMERS = 200
-INITIAL_STOCK = 50_000
+INITIAL_STOCK = 500_000
 BROKE_CUSTOMERS = 10
 """Customers 0-9 start with almost nothing: their orders fail at payment (insufficient funds)."""
 
 
 def initial_balance(customer: int) -> int:
-    return 30 if customer < BROKE_CUSTOMERS else 100_000
+    return 30 if customer < BROKE_CUSTOMERS else 10_000_000
 
 
 class Inventory:
