@@ -145,18 +145,6 @@ class FaultPlan:
     until: float | None = None
     """No new random fault after this simulated time (None: faults for the whole run)."""
 
-    @property
-    def injects_anything(self) -> bool:
-        return bool(
-            self.loss
-            or self.duplicate
-            or self.reorder
-            or self.partitions
-            or self.participant_crashes
-            or self.orchestrator_crash_rate
-            or self.orchestrator_crashes
-        )
-
 
 @attrs.frozen(kw_only=True)
 class LoadConfig:
@@ -286,12 +274,6 @@ def _first_line(lines: list[str]) -> str:
         path, message = f"{path}.{key}", rest
     more = f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""
     return f"{path}: {message}{more}"
-
-
-def config_to_dict(config: SimulationConfig) -> dict[str, Any]:
-    """Plain data that :func:`config_from_dict` turns back into ``config``."""
-    data: dict[str, Any] = _CONVERTER.unstructure(config)
-    return data
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -91,9 +91,6 @@ class Network:
         else:
             self._down[name] = reason
 
-    def is_down(self, name: str) -> bool:
-        return name in self._down
-
     def next_message_id(self) -> int:
         self._next_id += 1
         return self._next_id

@@ -258,39 +258,11 @@ class SimOrchestrator:
             self._dispatch(command, data)
 
     def _dispatch(self, command: Command, data: Mapping[str, Any]) -> None:
-        network = self._network
         if isinstance(command, ExecuteStep):
-            network.send(
-                Envelope(
-                    message_id=network.next_message_id(),
-                    kind=MessageKind.EXECUTE,
-                    saga_id=command.saga_id,
-                    causation_id=None,
-                    idempotency_key=command.idempotency_key,
-                    source=ORCHESTRATOR,
-                    dest=command.participant,
-                    step=command.step,
-                    operation=command.action,
-                    attempt=command.attempt,
-                    payload=data,
-                )
-            )
+            self._send(command, MessageKind.EXECUTE, command.action, None, data)
         elif isinstance(command, CompensateStep):
-            network.send(
-                Envelope(
-                    message_id=network.next_message_id(),
-                    kind=MessageKind.COMPENSATE,
-                    saga_id=command.saga_id,
-                    causation_id=None,
-                    idempotency_key=command.idempotency_key,
-                    source=ORCHESTRATOR,
-                    dest=command.participant,
-                    step=command.step,
-                    operation=command.compensation,
-                    attempt=command.attempt,
-                    action_key=command.action_key,
-                    payload=data,
-                )
+            self._send(
+                command, MessageKind.COMPENSATE, command.compensation, command.action_key, data
             )
         elif isinstance(command, StartTimer):
             self._trace.record(
@@ -309,6 +281,32 @@ class SimOrchestrator:
             self.timers.forget(command.saga_id)
             self._sagas.pop(command.saga_id, None)
             self._on_finished(command.saga_id, command.state, command.reason)
+
+    def _send(
+        self,
+        command: ExecuteStep | CompensateStep,
+        kind: MessageKind,
+        operation: str,
+        action_key: str | None,
+        data: Mapping[str, Any],
+    ) -> None:
+        network = self._network
+        network.send(
+            Envelope(
+                message_id=network.next_message_id(),
+                kind=kind,
+                saga_id=command.saga_id,
+                causation_id=None,
+                idempotency_key=command.idempotency_key,
+                source=ORCHESTRATOR,
+                dest=command.participant,
+                step=command.step,
+                operation=operation,
+                attempt=command.attempt,
+                action_key=action_key,
+                payload=data,
+            )
+        )
 
 
 def _creation_order(saga_id: str) -> tuple[int, str]:
