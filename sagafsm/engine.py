@@ -141,6 +141,9 @@ class SagaInstance:
     def handle(self, event: Event, now: float) -> list[Command]:
         """Apply one event; return the commands it implies (often none)."""
         out: list[Command] = []
+        if event.saga_id != self.saga_id:
+            self._ignored(event, now, f"addressed to saga {event.saga_id!r}")
+            return out
         if isinstance(event, TimerFired):
             if event.timer_id != self.timer_id:
                 self._ignored(event, now, "stale timer: it was cancelled or replaced")

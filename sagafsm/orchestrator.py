@@ -58,8 +58,17 @@ class Orchestrator:
         return self._settle(saga, saga.handle(event, now))
 
     def adopt(self, saga: SagaInstance, now: float) -> list[Command]:
-        """Take over a saga restored from a store and return what it must re-send."""
+        """Take over a saga restored from a store and return what it must re-send.
+
+        Raises IllegalTransition if a saga with that id is already running here. A finished saga
+        is not taken over: its :class:`SagaFinished` is returned again, and not counted twice.
+        """
+        if saga.saga_id in self._running:
+            raise IllegalTransition("saga", "adopt", "running", f"saga {saga.saga_id}")
+        if saga.finished:
+            return saga.resume(now)
         self._running[saga.saga_id] = saga
+        self._started += 1
         return self._settle(saga, saga.resume(now))
 
     def get(self, saga_id: str) -> SagaInstance:

@@ -191,7 +191,7 @@ class SimOrchestrator:
         if saga is None:
             self._recorder.ignored(self._env.now, saga_id, event, "no running saga with that id")
             return
-        self._transaction(saga, lambda now: saga.handle(event, now))
+        self._transaction(saga, lambda now: saga.handle(event, now), message.message_id)
 
     def _timer_fired(self, saga_id: str, timer_id: str) -> None:
         self._trace.record(self._env.now, "timer_fired", saga_id, timer_id)
@@ -201,11 +201,19 @@ class SimOrchestrator:
 
     # -- transactions --------------------------------------------------------------------------
 
-    def _transaction(self, saga: SagaInstance, step: Callable[[float], list[Command]]) -> None:
-        """Run one engine step; commit its state and commands (see the module docstring)."""
+    def _transaction(
+        self,
+        saga: SagaInstance,
+        step: Callable[[float], list[Command]],
+        cause: int | None = None,
+    ) -> None:
+        """Run one engine step; commit its state and commands (see the module docstring).
+
+        ``cause`` is the id of the message that set it off: the commands carry it as their
+        causation id."""
         now = self._env.now
         if not self._store_latency:
-            self._commit(saga, step(now), None)
+            self._commit(saga, step(now), cause)
             return
         recorder = self._recorder
         buffer: list[Record] = []
@@ -218,26 +226,25 @@ class SimOrchestrator:
             return
         snapshot = None if saga.finished else saga.snapshot()
         if self._send_before_save:
-            self._publish(saga.saga_id, commands, buffer)
+            self._publish(saga.saga_id, commands, cause, buffer)
             buffer = []
-        delay = self._env.timeout(self._store_latency, (self._epoch, saga, snapshot, commands))
+        value = (self._epoch, saga, snapshot, commands, cause)
+        delay = self._env.timeout(self._store_latency, value)
         delay.callbacks.append(lambda event: self._stored(event, buffer))
 
     def _stored(self, event: simpy.Event, records: list[Record]) -> None:
-        epoch, saga, snapshot, commands = event.value  # type: ignore[misc]
+        epoch, saga, snapshot, commands, cause = event.value  # type: ignore[misc]
         if epoch != self._epoch:
             return  # the orchestrator crashed before the write completed: it never happened
         self._save(saga.saga_id, snapshot)
         if not self._send_before_save:
-            self._publish(saga.saga_id, commands, records)
+            self._publish(saga.saga_id, commands, cause, records)
 
-    def _commit(
-        self, saga: SagaInstance, commands: list[Command], records: list[Record] | None
-    ) -> None:
+    def _commit(self, saga: SagaInstance, commands: list[Command], cause: int | None) -> None:
         if not commands:
             return  # nothing changed (an ignored event)
         self._save(saga.saga_id, None if saga.finished else saga.snapshot())
-        self._publish(saga.saga_id, commands, records)
+        self._publish(saga.saga_id, commands, cause, None)
 
     def _save(self, saga_id: str, snapshot: dict[str, Any] | None) -> None:
         if snapshot is None:
@@ -245,7 +252,13 @@ class SimOrchestrator:
         else:
             self._store.save(saga_id, snapshot, self._saga_data(saga_id))
 
-    def _publish(self, saga_id: str, commands: list[Command], records: list[Record] | None) -> None:
+    def _publish(
+        self,
+        saga_id: str,
+        commands: list[Command],
+        cause: int | None,
+        records: list[Record] | None,
+    ) -> None:
         self._unaccepted.discard(saga_id)
         if records:
             # The transaction's transitions happen when it commits: that is when they are
@@ -255,14 +268,19 @@ class SimOrchestrator:
                 emit((now, *fields[1:]))
         data = self._saga_data(saga_id)
         for command in commands:
-            self._dispatch(command, data)
+            self._dispatch(command, data, cause)
 
-    def _dispatch(self, command: Command, data: Mapping[str, Any]) -> None:
+    def _dispatch(self, command: Command, data: Mapping[str, Any], cause: int | None) -> None:
         if isinstance(command, ExecuteStep):
-            self._send(command, MessageKind.EXECUTE, command.action, None, data)
+            self._send(command, MessageKind.EXECUTE, command.action, None, data, cause)
         elif isinstance(command, CompensateStep):
             self._send(
-                command, MessageKind.COMPENSATE, command.compensation, command.action_key, data
+                command,
+                MessageKind.COMPENSATE,
+                command.compensation,
+                command.action_key,
+                data,
+                cause,
             )
         elif isinstance(command, StartTimer):
             self._trace.record(
@@ -289,6 +307,7 @@ class SimOrchestrator:
         operation: str,
         action_key: str | None,
         data: Mapping[str, Any],
+        cause: int | None,
     ) -> None:
         network = self._network
         network.send(
@@ -296,7 +315,7 @@ class SimOrchestrator:
                 message_id=network.next_message_id(),
                 kind=kind,
                 saga_id=command.saga_id,
-                causation_id=None,
+                causation_id=cause,
                 idempotency_key=command.idempotency_key,
                 source=ORCHESTRATOR,
                 dest=command.participant,
