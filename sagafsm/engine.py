@@ -164,7 +164,11 @@ class SagaInstance:
                 self._disarm(out)
                 self._compensate_next(index - 1, now, out)
         elif isinstance(event, CompensationFailed):
-            self._on_compensation_failure(index, event, now, out)
+            attempt = event.attempt
+            if attempt is not None and attempt != self.steps[index].compensation_attempt:
+                self._ignored(event, now, "stale: answers an earlier try of the compensation")
+            else:
+                self._on_compensation_failure(index, event, now, out)
         elif isinstance(event, (StepTimedOut, CompensationTimedOut)):
             purpose = (
                 _P.ACTION_TIMEOUT if isinstance(event, StepTimedOut) else _P.COMPENSATION_TIMEOUT
@@ -219,6 +223,10 @@ class SagaInstance:
         run = self.steps[index]
         retriable = definition.kind is StepKind.RETRIABLE
         if retriable and run.attempt < definition.retry.max_attempts:
+            if run.state is StepState.WAITING_RETRY and self._current_key(index, event):
+                # The try that timed out did fail for good, and its key with it: the retry
+                # already scheduled must go out under a fresh key.
+                run.generation += 1
             if self._step(index, "back_off", event, now):
                 run.generation += 1
                 self._disarm(out)
@@ -393,6 +401,14 @@ class SagaInstance:
             self._ignored(event, now, f"unknown step {step!r}")
             return None
         return self.definition.index_of(step)
+
+    def _current_key(self, index: int, event: Event) -> bool:
+        """Whether a reply answers the step's current key (True when the driver gave none)."""
+        key = getattr(event, "idempotency_key", None)
+        current = action_key(
+            self.saga_id, self.definition.steps[index].name, self.steps[index].generation
+        )
+        return key is None or key == current
 
     def _stale_key(self, index: int, event: StepSucceeded | StepFailed, now: float) -> bool:
         generation = self.steps[index].generation

@@ -72,6 +72,10 @@ class CompensationFailed:
     saga_id: str
     step: str
     reason: str = ""
+    attempt: int | None = None
+    """The try this answers, if the driver knows it: a failure of an earlier try that arrives
+    while a later one is in flight is then ignored (a failed try leaves nothing behind, so tries
+    of one compensation may get different answers)."""
 
 
 @attrs.frozen(kw_only=True)

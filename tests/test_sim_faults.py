@@ -67,3 +67,26 @@ def test_a_step_that_hangs_and_lands_is_compensated() -> None:
         if state == "failed":
             assert landed == undone
     assert result.violations == ()
+
+
+def test_a_command_already_sent_arrives_although_the_orchestrator_crashed() -> None:
+    """Committed work is not lost: a message on the wire is delivered after its sender fell."""
+    crash = {"faults": {"orchestrator_crashes": [{"start": 0.001, "end": 0.1}]}}
+    result, records = run(data=crash, quiet=True, sagas=1, seed=0, load__kind="burst")
+    first_send = next(r for r in records if r[1] == "send")
+    delivered = [r for r in records if r[1] == "deliver" and r[3] == first_send[3]]
+    assert delivered and 0.001 < delivered[0][0] < 0.1
+    assert result.violations == ()
+
+
+def test_overlapping_crash_windows_keep_the_orchestrator_down_until_the_last_ends() -> None:
+    """Two overlapping windows are one outage, from the first start to the last end."""
+    crashes = {
+        "faults": {
+            "orchestrator_crashes": [{"start": 0.01, "end": 0.11}, {"start": 0.05, "end": 0.15}]
+        }
+    }
+    result, records = run(data=crashes, quiet=True, sagas=20, seed=0)
+    restarts = [r[0] for r in records if r[1] == "restart" and r[3] == "orchestrator"]
+    assert restarts == [0.15]
+    assert result.faults["orchestrator_crash"] == 1 and result.violations == ()

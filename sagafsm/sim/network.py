@@ -164,7 +164,11 @@ class Network:
     def _arrive(self, event: simpy.Event) -> None:
         message = event.value
         assert isinstance(message, Envelope)
-        reason = self._down.get(message.dest) or self._down.get(message.source)
+        # A message already on the wire still arrives if its sender crashed meanwhile; not if
+        # its receiver is down, or its sender is cut off by a partition.
+        reason = self._down.get(message.dest)
+        if reason is None and self._down.get(message.source) == "participant_partition":
+            reason = "participant_partition"
         if reason is not None:
             self._drop(message, reason)
             return

@@ -185,7 +185,7 @@ class SimOrchestrator:
             event = (
                 CompensationSucceeded(saga_id=saga_id, step=message.step)
                 if succeeded
-                else CompensationFailed(saga_id=saga_id, step=message.step)
+                else CompensationFailed(saga_id=saga_id, step=message.step, attempt=message.attempt)
             )
         saga = self._sagas.get(saga_id)
         if saga is None:

@@ -113,6 +113,7 @@ class _Run:
         self.started = self.finished = 0
         self.done = env.event()
         self.ended_at = 0.0
+        self.outages = 0
         self.unfinished_reason: str | None = None
         seed = config.seed
         self.fates = stream(seed, "fates")
@@ -268,7 +269,7 @@ class _Run:
                 return
             self._crash_orchestrator()
             yield self.env.timeout(downtime())
-            self.orchestrator.restart()
+            self._restart_orchestrator()
 
     def window(
         self, start: float, end: float, begin: Callable[[], None], finish: Callable[[], None]
@@ -288,7 +289,7 @@ class _Run:
         for window in plan.orchestrator_crashes:
             env.process(
                 self.window(
-                    window.start, window.end, self._crash_orchestrator, self.orchestrator.restart
+                    window.start, window.end, self._crash_orchestrator, self._restart_orchestrator
                 )
             )
         for kind, windows in (("partition", plan.partitions), ("crash", plan.participant_crashes)):
@@ -303,8 +304,14 @@ class _Run:
                 )
 
     def _crash_orchestrator(self) -> None:
+        self.outages += 1  # overlapping crash windows: down until the last of them ends
         if self.orchestrator.crash():
             self.faults["orchestrator_crash"] += 1
+
+    def _restart_orchestrator(self) -> None:
+        self.outages -= 1
+        if self.outages == 0:
+            self.orchestrator.restart()
 
     def _participant_down(self, name: str, kind: str) -> Callable[[], None]:
         def down() -> None:
