@@ -85,8 +85,6 @@ class TraceRecorder:
 
 
 class SimOrchestrator:
-    default_engine: type[SagaInstance] = SagaInstance
-
     def __init__(
         self,
         env: simpy.Environment,

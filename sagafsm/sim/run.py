@@ -19,7 +19,8 @@ import simpy
 
 from ..checks import StreamingChecker, Violation
 from ..commands import action_key, compensation_key
-from ..definition import SagaDefinition, StepKind
+from ..definition import StepKind
+from ..engine import SagaInstance
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_TERMINAL, SagaState
 from ..stores import InMemoryStore
@@ -30,12 +31,13 @@ from .mutants import Mutant, get_mutant
 from .network import Network
 from .orchestrator import SimOrchestrator
 from .participant import SimParticipant, StepFate
+from .prepare import effective_definition, metrics_window, validate_against
 from .result import RunResult, build_result
 from .scenario import Scenario
 from .streams import stream
 from .trace import Record, Trace
 
-__all__ = ["simulate", "effective_definition"]
+__all__ = ["simulate"]
 
 Progress = Callable[[int, int], None]
 
@@ -56,37 +58,6 @@ class _SagaRecord:
     fates: list[StepFate]
     started_at: float
     finished: bool = False
-
-
-def metrics_window(config: SimulationConfig) -> float:
-    """The time-series window: ``config.metrics_window``, or about a hundredth of the expected
-    run for open load (1, 2 or 5 times a power of ten), or one second."""
-    if config.metrics_window is not None:
-        return config.metrics_window
-    if config.load.kind != "open":
-        return 1.0
-    target = config.sagas / config.load.arrival_rate / 100
-    for exponent in range(-3, 7):
-        for mantissa in (1, 2, 5):
-            if mantissa * 10.0**exponent >= target:
-                return mantissa * 10.0**exponent
-    return 1e6
-
-
-def effective_definition(scenario: Scenario, config: SimulationConfig) -> SagaDefinition:
-    """The scenario's definition, with ``config.step_timeout`` and ``config.retry_attempts``
-    applied to every step."""
-    definition = scenario.definition
-    changes: dict[str, Any] = {}
-    if config.step_timeout is not None:
-        changes["timeout"] = config.step_timeout
-    steps = []
-    for step in definition.steps:
-        retry = step.retry
-        if config.retry_attempts is not None:
-            retry = attrs.evolve(retry, max_attempts=config.retry_attempts)
-        steps.append(attrs.evolve(step, retry=retry, **changes))
-    return attrs.evolve(definition, steps=tuple(steps))
 
 
 class _Run:
@@ -144,7 +115,7 @@ class _Run:
             self._saga_finished,
             self.occupancy.move,
             store_latency=config.store_latency,
-            engine=mutant.engine if mutant else SimOrchestrator.default_engine,
+            engine=mutant.engine if mutant else SagaInstance,
             send_before_save=mutant.send_before_save if mutant else False,
         )
         self.participant_steps: dict[str, list[str]] = {}
@@ -358,31 +329,6 @@ class _Run:
             self.env.run()
 
 
-def _validate_against(scenario: Scenario, config: SimulationConfig) -> None:
-    wanted = config.scenario
-    if wanted is not None and wanted != scenario.name and not wanted.endswith(".py"):
-        raise InvalidConfig(
-            f"the configuration is for scenario {config.scenario!r}, not {scenario.name!r}"
-        )
-    steps = set(scenario.definition.step_names)
-    for fault in config.faults.targeted:
-        if fault.step is not None and fault.step not in steps:
-            raise InvalidConfig(
-                f"targeted fault names step {fault.step!r}, which scenario {scenario.name!r} "
-                f"does not have (its steps: {', '.join(scenario.definition.step_names)})"
-            )
-    known = {step.participant for step in scenario.definition.steps}
-    named = set(config.participants) | set(config.links)
-    named |= {w.participant for w in config.faults.partitions}
-    named |= {w.participant for w in config.faults.participant_crashes}
-    unknown = sorted(named - known)
-    if unknown:
-        raise InvalidConfig(
-            f"scenario {scenario.name!r} has no participant {unknown[0]!r} "
-            f"(its participants: {', '.join(sorted(known))})"
-        )
-
-
 def simulate(
     scenario: Scenario,
     config: SimulationConfig,
@@ -400,7 +346,7 @@ def simulate(
     run out, so late effects are in the ledgers when they are checked. ``mutant``
     runs a deliberately broken variant (:mod:`.mutants`).
     """
-    _validate_against(scenario, config)
+    validate_against(scenario, config)
     if mutant is None and config.mutant is not None:
         mutant = get_mutant(config.mutant)
     wall_start = time.perf_counter()
