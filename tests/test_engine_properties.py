@@ -20,6 +20,15 @@ from sagafsm import (
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def played(definition: SagaDefinition, operations: list[Op]) -> Adversary:
+    """A saga started and driven through every operation."""
+    run = Adversary(SagaInstance(definition, "s"))
+    run.start()
+    for op in operations:
+        run.play(op)
+    return run
+
+
 def calm_bound(definition: SagaDefinition) -> int:
     """Events a well-behaved world needs at most: per step a backoff, a reply, a compensation."""
     return 4 * len(definition.steps) + 4
@@ -31,10 +40,7 @@ def test_no_input_makes_the_engine_raise_or_break_a_command_rule(
     definition: SagaDefinition, operations: list[Op]
 ) -> None:
     """Late, duplicate, unknown, conflicting replies and stale timers are all absorbed."""
-    run = Adversary(SagaInstance(definition, "s"))
-    run.start()
-    for op in operations:
-        run.play(op)
+    run = played(definition, operations)
     assert command_violations(definition, run.history) == []
 
 
@@ -64,10 +70,7 @@ def test_every_saga_ends_once_the_world_calms_down(
     definition: SagaDefinition, operations: list[Op]
 ) -> None:
     """After any hostile prefix, if replies succeed, the saga is final within a bound."""
-    run = Adversary(SagaInstance(definition, "s"))
-    run.start()
-    for op in operations:
-        run.play(op)
+    run = played(definition, operations)
     for _ in range(calm_bound(definition)):
         if run.finished is not None:
             break

@@ -223,32 +223,34 @@ class SimOrchestrator:
         if not commands:
             return
         snapshot = None if saga.finished else saga.snapshot()
+        data = self._saga_data(saga.saga_id)
         if self._send_before_save:
-            self._publish(saga.saga_id, commands, cause, buffer)
+            self._publish(saga.saga_id, commands, cause, buffer, data)
             buffer = []
-        value = (self._epoch, saga, snapshot, commands, cause)
+        value = (self._epoch, saga, snapshot, commands, cause, data)
         delay = self._env.timeout(self._store_latency, value)
         delay.callbacks.append(lambda event: self._stored(event, buffer))
 
     def _stored(self, event: simpy.Event, records: list[Record]) -> None:
-        epoch, saga, snapshot, commands, cause = event.value  # type: ignore[misc]
+        epoch, saga, snapshot, commands, cause, data = event.value  # type: ignore[misc]
         if epoch != self._epoch:
             return  # the orchestrator crashed before the write completed: it never happened
-        self._save(saga.saga_id, snapshot)
+        self._save(saga.saga_id, snapshot, data)
         if not self._send_before_save:
-            self._publish(saga.saga_id, commands, cause, records)
+            self._publish(saga.saga_id, commands, cause, records, data)
 
     def _commit(self, saga: SagaInstance, commands: list[Command], cause: int | None) -> None:
         if not commands:
             return  # nothing changed (an ignored event)
-        self._save(saga.saga_id, None if saga.finished else saga.snapshot())
-        self._publish(saga.saga_id, commands, cause, None)
+        data = self._saga_data(saga.saga_id)
+        self._save(saga.saga_id, None if saga.finished else saga.snapshot(), data)
+        self._publish(saga.saga_id, commands, cause, None, data)
 
-    def _save(self, saga_id: str, snapshot: dict[str, Any] | None) -> None:
+    def _save(self, saga_id: str, snapshot: dict[str, Any] | None, data: Mapping[str, Any]) -> None:
         if snapshot is None:
             self._store.delete(saga_id)
         else:
-            self._store.save(saga_id, snapshot, self._saga_data(saga_id))
+            self._store.save(saga_id, snapshot, data)
 
     def _publish(
         self,
@@ -256,6 +258,7 @@ class SimOrchestrator:
         commands: list[Command],
         cause: int | None,
         records: list[Record] | None,
+        data: Mapping[str, Any],
     ) -> None:
         self._unaccepted.discard(saga_id)
         if records:
@@ -264,7 +267,6 @@ class SimOrchestrator:
             emit, now = self._recorder.emit, self._env.now
             for fields in records:
                 emit((now, *fields[1:]))
-        data = self._saga_data(saga_id)
         for command in commands:
             self._dispatch(command, data, cause)
 
