@@ -1,6 +1,6 @@
 """The only module that imports ``transitions``.
 
-One ``Machine`` per lifecycle is built once, from the tables in :mod:`sagafsm.lifecycle`, with no
+One ``Machine`` per lifecycle is built once, from its spec in :mod:`sagafsm.lifecycle`, with no
 model registered. Saga and step objects are driven through it by calling the machine's event
 directly, so no instance owns a ``transitions`` object: a ``Machine`` per instance costs
 hundreds of microseconds and tens of kilobytes, ``add_model`` is O(live models). Models need only a
@@ -13,23 +13,15 @@ Nothing outside this module sees ``transitions``' run-time methods or its ``Mach
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from transitions import Machine, MachineError, State
 
 from .errors import IllegalTransition
-from .lifecycle import (
-    SAGA_TRANSITIONS,
-    STEP_IGNORED,
-    STEP_TRANSITIONS,
-    IgnoredTrigger,
-    SagaState,
-    StepState,
-    Transition,
-)
+from .lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec
 
-__all__ = ["Lifecycle", "SAGA_LIFECYCLE", "STEP_LIFECYCLE", "Stateful"]
+__all__ = ["LifecycleMachine", "SAGA_MACHINE", "STEP_MACHINE", "Stateful"]
 
 
 class Stateful(Protocol):
@@ -79,27 +71,18 @@ class _Machine(Machine):
         return cached
 
 
-class Lifecycle:
-    """A lifecycle table turned into a ``transitions`` machine shared by every instance."""
+class LifecycleMachine:
+    """A lifecycle spec turned into a ``transitions`` machine shared by every instance."""
 
-    def __init__(
-        self,
-        name: str,
-        states: type[enum.Enum],
-        initial: enum.Enum,
-        table: Iterable[Transition],
-        ignored: Iterable[IgnoredTrigger] = (),
-    ) -> None:
-        self.name = name
-        self.states = states
-        self.initial = initial
-        self.table = tuple(table)
+    def __init__(self, spec: LifecycleSpec[Any]) -> None:
+        self.spec = spec
+        self.name = spec.name
         self._machine = _Machine(
             model=None,
-            states=states,
-            initial=initial,
+            states=spec.states,
+            initial=spec.initial,
             transitions=[
-                {"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in self.table
+                {"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in spec.transitions
             ],
             auto_transitions=False,
             ignore_invalid_triggers=False,
@@ -107,20 +90,10 @@ class Lifecycle:
         self._fire: dict[str, Callable[[Stateful], bool]] = {
             name: event.trigger for name, event in self._machine.events.items()
         }
-        self._declared = frozenset((t.trigger, t.source) for t in self.table)
-        self.ignored: dict[tuple[str, enum.Enum], str] = {
-            (i.trigger, i.source): i.reason for i in ignored
-        }
-        overlap = self._declared & self.ignored.keys()
-        if overlap:  # a table bug, caught at import time
-            raise ValueError(f"{name}: both declared and ignored: {sorted(map(str, overlap))}")
 
     @property
     def triggers(self) -> tuple[str, ...]:
         return tuple(self._fire)
-
-    def allows(self, trigger: str, state: enum.Enum) -> bool:
-        return (trigger, state) in self._declared
 
     def fire(self, model: Stateful, trigger: str, subject: str) -> None:
         """Move ``model`` along ``trigger``, or raise :class:`IllegalTransition`."""
@@ -132,10 +105,6 @@ class Lifecycle:
         except MachineError:
             raise IllegalTransition(self.name, trigger, model.state.value, subject) from None
 
-    def ignored_reason(self, trigger: str, state: enum.Enum) -> str | None:
-        """Why ``trigger`` is dropped in ``state``, if the table declares it dropped."""
-        return self.ignored.get((trigger, state))
 
-
-SAGA_LIFECYCLE = Lifecycle("saga", SagaState, SagaState.STARTED, SAGA_TRANSITIONS)
-STEP_LIFECYCLE = Lifecycle("step", StepState, StepState.PENDING, STEP_TRANSITIONS, STEP_IGNORED)
+SAGA_MACHINE = LifecycleMachine(SAGA_LIFECYCLE)
+STEP_MACHINE = LifecycleMachine(STEP_LIFECYCLE)

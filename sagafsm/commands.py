@@ -5,16 +5,22 @@ sends for it. Commands that reach a participant carry an idempotency key: the sa
 try of one action (so a retry after a timeout cannot apply the action twice) and another for its
 compensation. A compensation also carries its action's key, so a participant that never saw the
 action can leave a tombstone that turns the late action into a no-op.
+
+Data flows with the commands (the shapes are in each class): an :class:`ExecuteStep` carries the
+saga's input data and the results of the steps before it, by step name; a :class:`CompensateStep`
+carries the data and its own action's result, or ``None`` when no result ever arrived (the action
+timed out: it may or may not have landed, and the participant knows which from the action key);
+:class:`SagaFinished` carries every result that arrived.
 """
 
 from __future__ import annotations
 
-import enum
-from typing import TypeAlias
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 import attrs
 
-from .lifecycle import SagaState
+from .lifecycle import SagaState, TimerPurpose
 
 __all__ = [
     "TimerPurpose",
@@ -27,16 +33,15 @@ __all__ = [
 ]
 
 
-class TimerPurpose(enum.Enum):
-    ACTION_TIMEOUT = "action_timeout"
-    ACTION_BACKOFF = "action_backoff"
-    COMPENSATION_TIMEOUT = "compensation_timeout"
-    COMPENSATION_BACKOFF = "compensation_backoff"
-
-
 @attrs.frozen(kw_only=True)
 class ExecuteStep:
-    """Send the step's action to its participant (try number ``attempt``, 1-based)."""
+    """Send the step's action to its participant (try number ``attempt``, 1-based).
+
+    ``data`` is the saga's input data, as given when it started. ``results`` maps the name of each
+    earlier step whose success reply arrived to the result it carried (read-only steps included),
+    in step order: ``{"reserve": {"reservation_id": "r-17"}, "verify": {}}``. Both are the saga's
+    own values, shared, not copied: treat them as read-only.
+    """
 
     saga_id: str
     step: str
@@ -44,11 +49,19 @@ class ExecuteStep:
     action: str
     attempt: int
     idempotency_key: str
+    data: Mapping[str, Any]
+    results: Mapping[str, Mapping[str, Any]]
 
 
 @attrs.frozen(kw_only=True)
 class CompensateStep:
-    """Send the step's compensation to its participant (try number ``attempt``, 1-based)."""
+    """Send the step's compensation to its participant (try number ``attempt``, 1-based).
+
+    ``action_result`` is the result the action's success reply carried, or ``None`` when no reply
+    arrived (the action timed out after every try: it may have landed, or may land later). In that
+    case the compensation works from ``data`` and ``action_key`` alone; :attr:`action_replied`
+    says which case this is.
+    """
 
     saga_id: str
     step: str
@@ -57,6 +70,13 @@ class CompensateStep:
     attempt: int
     idempotency_key: str
     action_key: str
+    data: Mapping[str, Any]
+    action_result: Mapping[str, Any] | None
+
+    @property
+    def action_replied(self) -> bool:
+        """Whether the action's success reply arrived (and so ``action_result`` is known)."""
+        return self.action_result is not None
 
 
 @attrs.frozen(kw_only=True)
@@ -80,11 +100,17 @@ class CancelTimer:
 
 @attrs.frozen(kw_only=True)
 class SagaFinished:
-    """The saga reached a final state; ``reason`` says why when it needs an operator."""
+    """The saga reached a final state.
+
+    ``reason`` is None for a completed saga; for a failed one it names the step that failed and
+    why (``"step 'charge' failed: card declined"``); for one that needs an operator, what could
+    not be finished. ``results`` maps each step whose success reply arrived to its result.
+    """
 
     saga_id: str
     state: SagaState
     reason: str | None = None
+    results: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
 
 Command: TypeAlias = ExecuteStep | CompensateStep | StartTimer | CancelTimer | SagaFinished

@@ -1,9 +1,11 @@
 """Saga and step definitions: frozen values, validated when built.
 
 Step kinds follow Garcia-Molina & Salem (1987) and Richardson (*Microservices Patterns*, 4.3):
-compensatable steps first, each with a compensation; then at most one pivot, the point of no
-return; then retriable steps, which are retried until they succeed. A definition that breaks these
-rules raises :class:`~sagafsm.InvalidDefinition` when it is built, never while a saga runs.
+compensatable steps first, each with a compensation, and read-only steps among them (a
+verification: nothing to undo); then at most one pivot, the point of no return; then retriable
+steps, which are retried until they succeed. A definition that breaks these rules, or holds a value
+of the wrong type, raises :class:`~sagafsm.InvalidDefinition` when it is built, never while a saga
+runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from .errors import InvalidDefinition
+from .errors import InvalidDefinition, UnknownStep
 
 __all__ = ["StepKind", "RetryPolicy", "StepDefinition", "SagaDefinition", "SagaBuilder"]
 
@@ -23,17 +25,31 @@ __all__ = ["StepKind", "RetryPolicy", "StepDefinition", "SagaDefinition", "SagaB
 class StepKind(enum.Enum):
     COMPENSATABLE = "compensatable"
     """Can be undone by its compensation; comes before the pivot."""
+    READ_ONLY = "read_only"
+    """Has no effect to undo (a verification, a lookup): no compensation, never compensated.
+    Comes before the pivot; its failure aborts the saga like a compensatable step's."""
     PIVOT = "pivot"
     """The go/no-go step: once it succeeds the saga can only go forward. Has no compensation."""
     RETRIABLE = "retriable"
     """After the pivot; retried (failures included) until it succeeds. Has no compensation."""
 
+    @property
+    def compensable(self) -> bool:
+        """Whether a step of this kind has a compensation that undoes it."""
+        return self is StepKind.COMPENSATABLE
 
-def _finite_number(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    @property
+    def before_pivot(self) -> bool:
+        """Whether a step of this kind comes before the pivot: its failure or timeout aborts the
+        saga, which then compensates what landed."""
+        return self is StepKind.COMPENSATABLE or self is StepKind.READ_ONLY
 
 
-def _positive_number(value: float) -> bool:
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_number(value: Any) -> bool:
     return _finite_number(value) and value > 0
 
 
@@ -77,6 +93,23 @@ class RetryPolicy:
         return min(delay, self.max_backoff)
 
 
+_STEP_OPTIONS = ("timeout", "retry", "compensation_timeout", "compensation_retry")
+
+
+def _check_option(option: str, value: Any, where: str) -> None:
+    """One of the options a step (or a builder, as a default) takes; InvalidDefinition if bad."""
+    if option == "timeout":
+        if not _positive_number(value):
+            raise InvalidDefinition(f"{where}: timeout must be a positive number, got {value!r}")
+    elif option == "compensation_timeout":
+        if value is not None and not _positive_number(value):
+            raise InvalidDefinition(
+                f"{where}: compensation_timeout must be a positive number or None, got {value!r}"
+            )
+    elif not isinstance(value, RetryPolicy):
+        raise InvalidDefinition(f"{where}: {option} must be a RetryPolicy, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class StepDefinition:
     """One step: which participant does what, and what undoes it.
@@ -103,20 +136,28 @@ class StepDefinition:
         where = f"step {self.name!r}"
         if not isinstance(self.kind, StepKind):
             raise InvalidDefinition(f"{where}: kind must be a StepKind, got {self.kind!r}")
-        if not _positive_number(self.timeout):
-            raise InvalidDefinition(f"{where}: timeout must be positive, got {self.timeout!r}")
-        if self.compensation_timeout is not None and not _positive_number(
-            self.compensation_timeout
+        if self.compensation is not None and (
+            not isinstance(self.compensation, str) or not self.compensation
         ):
             raise InvalidDefinition(
-                f"{where}: compensation_timeout must be positive, got {self.compensation_timeout!r}"
+                f"{where}: compensation must be a non-empty string or None, "
+                f"got {self.compensation!r}"
             )
-        if self.kind is StepKind.COMPENSATABLE and not self.compensation:
-            raise InvalidDefinition(f"{where}: a compensatable step needs a compensation")
-        if self.kind is not StepKind.COMPENSATABLE and self.compensation is not None:
+        for option in _STEP_OPTIONS:
+            _check_option(option, getattr(self, option), where)
+        if self.kind is StepKind.COMPENSATABLE and self.compensation is None:
+            raise InvalidDefinition(
+                f"{where}: a compensatable step needs a compensation "
+                "(declare a step with nothing to undo as read-only)"
+            )
+        if not self.kind.compensable and self.compensation is not None:
             raise InvalidDefinition(
                 f"{where}: a {self.kind.value} step cannot have a compensation "
-                "(nothing at or after the pivot is ever undone)"
+                + (
+                    "(it has no effect to undo)"
+                    if self.kind is StepKind.READ_ONLY
+                    else "(nothing at or after the pivot is ever undone)"
+                )
             )
 
     @property
@@ -125,10 +166,9 @@ class StepDefinition:
 
 
 def _as_tuple(steps: Iterable[StepDefinition]) -> tuple[StepDefinition, ...]:
+    if isinstance(steps, (str, bytes, Mapping)) or not isinstance(steps, Iterable):
+        raise InvalidDefinition(f"saga steps must be a sequence of StepDefinition, got {steps!r}")
     return tuple(steps)
-
-
-_STEP_OPTIONS = frozenset({"timeout", "retry", "compensation_timeout", "compensation_retry"})
 
 
 @attrs.frozen(kw_only=True)
@@ -159,9 +199,10 @@ class SagaDefinition:
                         f"{where}: more than one pivot step ({pivot!r} and {step.name!r})"
                     )
                 pivot = step.name
-            elif step.kind is StepKind.COMPENSATABLE and pivot is not None:
+            elif step.kind.before_pivot and pivot is not None:
                 raise InvalidDefinition(
-                    f"{where}: compensatable step {step.name!r} comes after the pivot {pivot!r}"
+                    f"{where}: {step.kind.value.replace('_', '-')} step {step.name!r} comes "
+                    f"after the pivot {pivot!r}"
                 )
             elif step.kind is StepKind.RETRIABLE and pivot is None:
                 raise InvalidDefinition(
@@ -170,11 +211,25 @@ class SagaDefinition:
         object.__setattr__(self, "_index", index)
 
     def index_of(self, step_name: str) -> int:
-        """Position of a step, or ``KeyError``."""
-        return self._index[step_name]
+        """Position of a step; :class:`~sagafsm.UnknownStep` (a ``KeyError``) if there is none."""
+        try:
+            return self._index[step_name]
+        except (KeyError, TypeError):
+            raise UnknownStep(
+                f"saga {self.name!r} has no step {step_name!r} "
+                f"(its steps: {', '.join(self.step_names)})"
+            ) from None
 
     def has_step(self, step_name: str) -> bool:
-        return step_name in self._index
+        try:
+            return step_name in self._index
+        except TypeError:  # unhashable
+            return False
+
+    @property
+    def pivot(self) -> StepDefinition | None:
+        """The pivot step, if the saga has one."""
+        return next((s for s in self.steps if s.kind is StepKind.PIVOT), None)
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -195,10 +250,14 @@ class SagaBuilder:
     ('reserve', 'charge', 'notify')
 
     ``options`` of :meth:`step` (and of the builder, as defaults for every step) are
-    ``timeout``, ``retry``, ``compensation_timeout`` and ``compensation_retry``.
+    ``timeout``, ``retry``, ``compensation_timeout`` and ``compensation_retry``. Each is checked
+    when it is given: a bad name, option or value raises :class:`~sagafsm.InvalidDefinition` at
+    once, not at :meth:`build`.
     """
 
     def __init__(self, name: str, **defaults: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidDefinition(f"saga name must be a non-empty string, got {name!r}")
         self._name = name
         self._defaults = self._checked(defaults)
         self._steps: list[StepDefinition] = []
@@ -227,6 +286,12 @@ class SagaBuilder:
         )
         return self
 
+    def read_only(self, name: str, *, participant: str, action: str, **options: Any) -> SagaBuilder:
+        """Add a read-only step (a verification): nothing to undo, so never compensated."""
+        return self.step(
+            name, participant=participant, action=action, kind=StepKind.READ_ONLY, **options
+        )
+
     def pivot(self, name: str, *, participant: str, action: str, **options: Any) -> SagaBuilder:
         """Add the pivot: the step after which the saga can only go forward."""
         return self.step(
@@ -243,10 +308,12 @@ class SagaBuilder:
         return SagaDefinition(name=self._name, steps=self._steps)
 
     def _checked(self, options: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(options) - _STEP_OPTIONS)
+        unknown = sorted(set(options) - set(_STEP_OPTIONS))
         if unknown:
             raise InvalidDefinition(
                 f"saga {self._name!r}: unknown step option {unknown[0]!r} "
                 f"(known: {', '.join(sorted(_STEP_OPTIONS))})"
             )
+        for option, value in options.items():
+            _check_option(option, value, f"saga {self._name!r}")
         return options

@@ -2,9 +2,9 @@
 
 Rules for this module:
 
-- Every state, edge and label comes from a lifecycle table (``SAGA_TRANSITIONS``,
-  ``STEP_TRANSITIONS``), its initial state and its terminal set. Nothing here names a state or a
-  trigger: a row added to a table appears in every diagram without touching this file.
+- Every state, edge and label comes from a lifecycle spec (``SAGA_LIFECYCLE``,
+  ``STEP_LIFECYCLE``): its rows, its initial state and its terminal set. Nothing here names a
+  state or a trigger: a row added to a table appears in every diagram without touching this file.
 - One edge per table row, labelled with its trigger; ``[*]`` points at the initial state, and
   every terminal state points at ``[*]``.
 - Text output (Mermaid, DOT) needs nothing beyond the standard library. PNG output uses Graphviz
@@ -17,14 +17,10 @@ from __future__ import annotations
 import enum
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal, TypeAlias
 
-import attrs
-
-from ._machine import SAGA_LIFECYCLE, STEP_LIFECYCLE
 from .errors import SagaError
-from .lifecycle import SAGA_TERMINAL, STEP_TERMINAL, Transition
+from .lifecycle import LIFECYCLES, SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec
 
 __all__ = [
     "DiagramUnavailable",
@@ -49,38 +45,10 @@ class DiagramUnavailable(SagaError, RuntimeError):
     """
 
 
-def _as_tuple(rows: Sequence[Transition]) -> tuple[Transition, ...]:
-    return tuple(rows)
-
-
-@attrs.frozen(kw_only=True)
-class LifecycleTable:
-    """Everything a diagram needs of one lifecycle, taken from its table."""
-
-    name: str
-    states: tuple[enum.Enum, ...]
-    """Every state, in the Enum's order."""
-    initial: enum.Enum
-    transitions: tuple[Transition, ...] = attrs.field(converter=_as_tuple)
-    terminal: frozenset[enum.Enum]
-
-
-SAGA = LifecycleTable(
-    name=SAGA_LIFECYCLE.name,
-    states=tuple(SAGA_LIFECYCLE.states),
-    initial=SAGA_LIFECYCLE.initial,
-    transitions=SAGA_LIFECYCLE.table,
-    terminal=SAGA_TERMINAL,
-)
-STEP = LifecycleTable(
-    name=STEP_LIFECYCLE.name,
-    states=tuple(STEP_LIFECYCLE.states),
-    initial=STEP_LIFECYCLE.initial,
-    transitions=STEP_LIFECYCLE.table,
-    terminal=STEP_TERMINAL,
-)
-LIFECYCLES: Mapping[str, LifecycleTable] = {SAGA.name: SAGA, STEP.name: STEP}
-"""The lifecycles by name: ``"saga"`` and ``"step"``."""
+SAGA = SAGA_LIFECYCLE
+STEP = STEP_LIFECYCLE
+LifecycleTable: TypeAlias = LifecycleSpec[Any]
+"""What a diagram is drawn from: a lifecycle spec of :mod:`sagafsm.lifecycle`, as it is."""
 
 
 def lifecycle(name: str) -> LifecycleTable:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 __all__ = [
     "SagaError",
+    "InvalidArgument",
     "InvalidDefinition",
     "IllegalTransition",
     "UnknownSaga",
+    "UnknownStep",
     "InvalidSnapshot",
     "InvalidConfig",
 ]
@@ -19,6 +21,17 @@ __all__ = [
 
 class SagaError(Exception):
     """Root of every error sagafsm raises on purpose."""
+
+
+class InvalidArgument(SagaError, TypeError, ValueError):
+    """A value handed to the engine's public API has the wrong type or is out of range.
+
+    Raised at the door, before anything changes: an event that is not an event (a command, a
+    dict, None), a ``now`` that is not a finite number, saga data that is not a JSON-able mapping,
+    an event field of the wrong type. It is both a ``TypeError`` and a ``ValueError``, so callers
+    catching either keep working. Not raised for a bad definition (:class:`InvalidDefinition`) or
+    bad snapshot data (:class:`InvalidSnapshot`).
+    """
 
 
 class InvalidDefinition(SagaError, ValueError):
@@ -59,8 +72,23 @@ class UnknownSaga(SagaError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownStep(SagaError, KeyError):
+    """A step name that the saga's definition does not have was asked about.
+
+    Raised by :meth:`SagaInstance.step_state` and :meth:`SagaDefinition.index_of`. Not raised for a
+    reply that names an unknown step: the engine records such a reply as ignored.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class InvalidSnapshot(SagaError, ValueError):
-    """Snapshot data does not describe a saga of the given definition."""
+    """Snapshot data does not describe a saga of the given definition.
+
+    Raised by :meth:`SagaInstance.restore`, which checks the whole snapshot (types, ranges, and
+    that the saga's state agrees with its steps' and its timer's) before it builds anything.
+    """
 
 
 class InvalidConfig(SagaError, ValueError):

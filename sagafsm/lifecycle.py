@@ -1,33 +1,41 @@
-"""The saga and step lifecycles, declared as data.
+"""The saga and step lifecycles, declared as data: one :class:`LifecycleSpec` value each.
 
 Rules for this module (it is the single source of truth for both lifecycles):
 
-- Every legal move is one row ``(trigger, source, dest)`` of ``SAGA_TRANSITIONS`` or
-  ``STEP_TRANSITIONS``. A move that is not a row does not exist: no ``if`` elsewhere may invent one.
+- Each lifecycle is one value, :data:`SAGA_LIFECYCLE` or :data:`STEP_LIFECYCLE`: its states,
+  initial state, final states, transition rows, ignored replies, and the roles some states play
+  (a step whose effect may have landed; a step waiting on a timer, and which). The
+  ``transitions`` adapter, the engine, the checkers, the diagrams, the docs and the benchmark
+  baseline all read them from here.
+- Every legal move is one row ``(trigger, source, dest)``. A move that is not a row does not
+  exist: no ``if`` elsewhere may invent one. The engine asks a spec which trigger leads where
+  (:meth:`LifecycleSpec.trigger_into`) instead of branching on states.
 - Replies that a real network delivers late, twice, or for a step that is no longer running are
-  declared in ``STEP_IGNORED`` with the reason they are dropped. The engine records them and
-  changes nothing; anything neither declared nor ignored is an :class:`~sagafsm.IllegalTransition`.
+  declared in ``ignored`` with the reason they are dropped. The engine records them and changes
+  nothing; anything neither declared nor ignored is an :class:`~sagafsm.IllegalTransition`.
 - This module knows nothing of the ``transitions`` library (``_machine`` builds machines from these
-  tables), of time, of messages, or of any driver. The engine decides *which* trigger an event
-  means; the tables decide whether that trigger may fire.
+  specs), of time, of messages, or of any driver. The engine decides *which* trigger an event
+  means; the specs decide whether that trigger may fire.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import attrs
 
 __all__ = [
     "SagaState",
     "StepState",
+    "TimerPurpose",
     "Transition",
     "IgnoredTrigger",
-    "SAGA_TRANSITIONS",
-    "STEP_TRANSITIONS",
-    "STEP_IGNORED",
-    "SAGA_TERMINAL",
-    "STEP_TERMINAL",
+    "LifecycleSpec",
+    "SAGA_LIFECYCLE",
+    "STEP_LIFECYCLE",
+    "LIFECYCLES",
 ]
 
 
@@ -74,6 +82,15 @@ class StepState(enum.Enum):
     """The compensation's retries ran out: the saga needs an operator."""
 
 
+class TimerPurpose(enum.Enum):
+    """What a saga's one armed timer waits for (each belongs to one waiting step state)."""
+
+    ACTION_TIMEOUT = "action_timeout"
+    ACTION_BACKOFF = "action_backoff"
+    COMPENSATION_TIMEOUT = "compensation_timeout"
+    COMPENSATION_BACKOFF = "compensation_backoff"
+
+
 class Transition(NamedTuple):
     trigger: str
     source: enum.Enum
@@ -86,27 +103,113 @@ class IgnoredTrigger(NamedTuple):
     reason: str
 
 
+def _frozen_rows(rows: Iterable[Transition]) -> tuple[Transition, ...]:
+    return tuple(rows)
+
+
+def _frozen_ignored(rows: Iterable[IgnoredTrigger]) -> tuple[IgnoredTrigger, ...]:
+    return tuple(rows)
+
+
+S = TypeVar("S", bound=enum.Enum)
+
+
+@attrs.frozen(kw_only=True)
+class LifecycleSpec(Generic[S]):
+    """One lifecycle, as data: everything any other module may know about it.
+
+    Built once, at import; the checks in ``__attrs_post_init__`` catch a table bug then (a row
+    from or to a foreign state, a row that is also ignored, a final state with a way out).
+    """
+
+    name: str
+    states: type[S]
+    initial: S
+    terminal: frozenset[S]
+    transitions: tuple[Transition, ...] = attrs.field(converter=_frozen_rows)
+    ignored: tuple[IgnoredTrigger, ...] = attrs.field(converter=_frozen_ignored, default=())
+    landed: frozenset[S] = frozenset()
+    """States in which the effect of an action has landed, or may have, and is not undone yet:
+    when the saga aborts, a compensatable step in one of them is compensated."""
+    waiting: Mapping[S, TimerPurpose] = attrs.field(factory=dict)
+    """The states in which a step is active (waiting for a reply or a backoff), each with the
+    purpose of the timer that must be armed meanwhile. At most one step of a saga is in one."""
+    _into: Mapping[tuple[enum.Enum, enum.Enum], str] = attrs.field(init=False, repr=False)
+    _rows: frozenset[tuple[str, enum.Enum]] = attrs.field(init=False, repr=False)
+    _reasons: Mapping[tuple[str, enum.Enum], str] = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        members = set(self.states)
+        for row in self.transitions:
+            if row.source not in members or row.dest not in members:
+                raise ValueError(f"{self.name}: row {row} names a state of another lifecycle")
+            if row.source in self.terminal:
+                raise ValueError(f"{self.name}: row {row} leaves a final state")
+        into: dict[tuple[enum.Enum, enum.Enum], str] = {}
+        for row in self.transitions:
+            into.setdefault((row.source, row.dest), row.trigger)
+        rows = frozenset((t.trigger, t.source) for t in self.transitions)
+        reasons = {(i.trigger, i.source): i.reason for i in self.ignored}
+        overlap = rows & reasons.keys()
+        if overlap:
+            raise ValueError(f"{self.name}: both declared and ignored: {sorted(map(str, overlap))}")
+        object.__setattr__(self, "_into", into)
+        object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "_reasons", reasons)
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        """Every trigger, in the order of first appearance in the table."""
+        return tuple(dict.fromkeys(t.trigger for t in self.transitions))
+
+    def allows(self, trigger: str, state: enum.Enum) -> bool:
+        return (trigger, state) in self._rows
+
+    def ignored_reason(self, trigger: str, state: enum.Enum) -> str | None:
+        """Why ``trigger`` is dropped in ``state``, if the table declares it dropped."""
+        return self._reasons.get((trigger, state))
+
+    def trigger_into(self, source: enum.Enum, dest: enum.Enum) -> str | None:
+        """The trigger of the row from ``source`` to ``dest`` (None if there is none)."""
+        return self._into.get((source, dest))
+
+    def reachable(self, source: S) -> frozenset[S]:
+        """Every state reachable from ``source`` along the rows, ``source`` included."""
+        seen: set[S] = {source}
+        frontier = [source]
+        while frontier:
+            state = frontier.pop()
+            for row in self.transitions:
+                dest: S = row.dest  # type: ignore[assignment]  # rows stay in their lifecycle
+                if row.source is state and dest not in seen:
+                    seen.add(dest)
+                    frontier.append(dest)
+        return frozenset(seen)
+
+
 def _rows(trigger: str, sources: Iterable[enum.Enum], dest: enum.Enum) -> list[Transition]:
     return [Transition(trigger, source, dest) for source in sources]
 
 
 _S = SagaState
-SAGA_TRANSITIONS: tuple[Transition, ...] = (
+_SAGA_ROWS = (
     Transition("begin", _S.STARTED, _S.PENDING),
     Transition("complete", _S.PENDING, _S.COMPLETED),
     Transition("abort", _S.PENDING, _S.COMPENSATING),
     Transition("compensated", _S.COMPENSATING, _S.FAILED),
     *_rows("escalate", (_S.PENDING, _S.COMPENSATING), _S.OPERATOR_REQUIRED),
 )
-SAGA_TERMINAL = frozenset({_S.COMPLETED, _S.FAILED, _S.OPERATOR_REQUIRED})
 
 _T = StepState
-STEP_TRANSITIONS: tuple[Transition, ...] = (
+_STEP_ROWS = (
     Transition("send", _T.PENDING, _T.EXECUTING),
     # A reply during the backoff answers the earlier attempt (same idempotency key): it counts.
     *_rows("succeed", (_T.EXECUTING, _T.WAITING_RETRY), _T.SUCCEEDED),
     *_rows("fail", (_T.EXECUTING, _T.WAITING_RETRY), _T.FAILED),
     Transition("back_off", _T.EXECUTING, _T.WAITING_RETRY),
+    # A retriable step's try that timed out then fails definitely: its key is spent, and the
+    # retry already scheduled goes out under a fresh one.
+    Transition("back_off", _T.WAITING_RETRY, _T.WAITING_RETRY),
     Transition("retry", _T.WAITING_RETRY, _T.EXECUTING),
     Transition("give_up", _T.EXECUTING, _T.TIMED_OUT),
     *_rows("compensate", (_T.SUCCEEDED, _T.TIMED_OUT), _T.COMPENSATING),
@@ -115,7 +218,6 @@ STEP_TRANSITIONS: tuple[Transition, ...] = (
     Transition("compensation_retry", _T.WAITING_COMPENSATION_RETRY, _T.COMPENSATING),
     Transition("compensation_give_up", _T.COMPENSATING, _T.COMPENSATION_FAILED),
 )
-STEP_TERMINAL = frozenset({_T.FAILED, _T.COMPENSATED, _T.COMPENSATION_FAILED})
 
 # Triggers a participant's reply can ask for. The engine picks one by the step's kind and the tries
 # left (a failure backs off while tries remain); whichever it picks, a reply that reaches a step
@@ -134,13 +236,12 @@ def _ignore(
     return [IgnoredTrigger(t, s, reason) for t in triggers for s in sources]
 
 
-STEP_IGNORED: tuple[IgnoredTrigger, ...] = (
+_STEP_IGNORED = (
     *_ignore(_ACTION_REPLIES, (_T.PENDING,), "unknown: the action was never sent"),
     *_ignore(_ACTION_SUCCESS, (_T.SUCCEEDED,), "duplicate: the step already succeeded"),
     *_ignore(_ACTION_FAILURE, (_T.SUCCEEDED,), "conflicting: the step already succeeded"),
     *_ignore(_ACTION_FAILURE, (_T.FAILED,), "duplicate: the step already failed"),
     *_ignore(_ACTION_SUCCESS, (_T.FAILED,), "conflicting: the step already failed"),
-    *_ignore(("back_off",), (_T.WAITING_RETRY,), "duplicate: a retry is already scheduled"),
     *_ignore(
         _ACTION_REPLIES,
         (
@@ -172,3 +273,34 @@ STEP_IGNORED: tuple[IgnoredTrigger, ...] = (
         "late: the compensation was given up and handed to an operator",
     ),
 )
+
+
+SAGA_LIFECYCLE: LifecycleSpec[SagaState] = LifecycleSpec(
+    name="saga",
+    states=SagaState,
+    initial=_S.STARTED,
+    terminal=frozenset({_S.COMPLETED, _S.FAILED, _S.OPERATOR_REQUIRED}),
+    transitions=_SAGA_ROWS,
+)
+"""The saga lifecycle."""
+
+STEP_LIFECYCLE: LifecycleSpec[StepState] = LifecycleSpec(
+    name="step",
+    states=StepState,
+    initial=_T.PENDING,
+    terminal=frozenset({_T.FAILED, _T.COMPENSATED, _T.COMPENSATION_FAILED}),
+    transitions=_STEP_ROWS,
+    ignored=_STEP_IGNORED,
+    landed=frozenset({_T.SUCCEEDED, _T.TIMED_OUT}),
+    waiting={
+        _T.EXECUTING: TimerPurpose.ACTION_TIMEOUT,
+        _T.WAITING_RETRY: TimerPurpose.ACTION_BACKOFF,
+        _T.COMPENSATING: TimerPurpose.COMPENSATION_TIMEOUT,
+        _T.WAITING_COMPENSATION_RETRY: TimerPurpose.COMPENSATION_BACKOFF,
+    },
+)
+"""The lifecycle of one step of one saga."""
+
+LIFECYCLES: Mapping[str, LifecycleSpec[Any]] = {
+    spec.name: spec for spec in (SAGA_LIFECYCLE, STEP_LIFECYCLE)
+}

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
+from ._validate import check_name, check_now
 from .commands import Command, SagaFinished
 from .definition import SagaDefinition
-from .engine import Recorder, SagaInstance
-from .errors import IllegalTransition, UnknownSaga
-from .events import Event
+from .engine import Recorder, SagaInstance, refuse_event
+from .errors import IllegalTransition, InvalidArgument, UnknownSaga
+from .events import EVENT_TYPES, Event
 
 __all__ = ["Orchestrator", "OrchestratorStatistics"]
 
@@ -31,7 +33,10 @@ class OrchestratorStatistics:
 
 
 class Orchestrator:
-    """Starts sagas, routes each event to its saga by saga id, forgets sagas once finished."""
+    """Starts sagas, routes each event to its saga by saga id, forgets sagas once finished.
+
+    Every argument is checked as :class:`SagaInstance` checks it, before anything changes.
+    """
 
     def __init__(self, *, recorder: Recorder | None = None) -> None:
         self._recorder = recorder
@@ -40,15 +45,29 @@ class Orchestrator:
         self._finished: Counter[str] = Counter()
         self._unroutable = 0
 
-    def start(self, definition: SagaDefinition, saga_id: str, now: float) -> list[Command]:
+    def start(
+        self,
+        definition: SagaDefinition,
+        saga_id: str,
+        now: float,
+        *,
+        data: Mapping[str, Any] | None = None,
+    ) -> list[Command]:
+        """Start a saga with its input ``data``; IllegalTransition if that id is running here."""
+        check_name(saga_id, "saga_id")
+        now = check_now(now)
         if saga_id in self._running:
             raise IllegalTransition("saga", "begin", "running", f"saga {saga_id}")
-        saga = SagaInstance(definition, saga_id, recorder=self._recorder)
+        saga = SagaInstance(definition, saga_id, data=data, recorder=self._recorder)
+        commands = saga.start(now)
         self._running[saga_id] = saga
         self._started += 1
-        return self._settle(saga, saga.start(now))
+        return self._settle(saga, commands)
 
     def handle(self, event: Event, now: float) -> list[Command]:
+        if event.__class__ not in EVENT_TYPES:
+            refuse_event(event)
+        now = check_now(now)
         saga = self._running.get(event.saga_id)
         if saga is None:
             self._unroutable += 1
@@ -63,6 +82,9 @@ class Orchestrator:
         Raises IllegalTransition if a saga with that id is already running here. A finished saga
         is not taken over: its :class:`SagaFinished` is returned again, and not counted twice.
         """
+        if not isinstance(saga, SagaInstance):
+            raise InvalidArgument(f"adopt() takes a SagaInstance, got {saga!r}")
+        now = check_now(now)
         if saga.saga_id in self._running:
             raise IllegalTransition("saga", "adopt", "running", f"saga {saga.saga_id}")
         if saga.finished:
@@ -74,7 +96,7 @@ class Orchestrator:
     def get(self, saga_id: str) -> SagaInstance:
         try:
             return self._running[saga_id]
-        except KeyError:
+        except (KeyError, TypeError):
             raise UnknownSaga(f"no running saga {saga_id!r}") from None
 
     def __len__(self) -> int:
