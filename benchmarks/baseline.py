@@ -48,18 +48,22 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from sagafsm.lifecycle import STEP_LIFECYCLE, SagaState  # noqa: E402  (lifecycle facts, as data)
+from sagafsm.sim import Declined  # noqa: E402  (how a service says no)
 from sagafsm.sim.streams import stream  # noqa: E402  (named random streams: data, not framework)
-from simulations.order_fulfillment import OrderDomain, make_order  # noqa: E402  (the domain)
+from simulations.order_fulfillment import (  # noqa: E402  (the domain and its steps)
+    OrderDomain,
+    make_order,
+    scenario,
+)
 
 __all__ = ["run_baseline", "STEPS"]
 
-STEPS: tuple[tuple[str, str, str], ...] = (
-    ("inventory", "reserve_items", "release_reservation"),
-    ("payment", "process_payment", "refund_payment"),
-    ("shipping", "create_shipment", "cancel_shipment"),
-    ("notification", "send_order_confirmation", "send_cancellation_notice"),
+STEPS: tuple[tuple[str, str, str | None], ...] = tuple(
+    (s.participant, s.action, s.compensation) for s in scenario().definition.steps
 )
-"""order_fulfillment: (participant, action, compensation) per step, in order."""
+"""order_fulfillment: (participant, action, compensation or None for a read-only step) per step,
+in order, read from the scenario's definition."""
 
 ORCHESTRATOR = "orchestrator"
 
@@ -100,20 +104,30 @@ class Timer(enum.Enum):
 
 
 FINAL = frozenset({Saga.COMPLETED, Saga.FAILED, Saga.OPERATOR_REQUIRED})
-LANDED = (Step.SUCCEEDED, Step.TIMED_OUT)
+LANDED = frozenset(Step[state.name] for state in STEP_LIFECYCLE.landed)
 AWAITING_ACTION = (Step.EXECUTING, Step.WAITING_RETRY)
 AWAITING_COMPENSATION = (Step.COMPENSATING, Step.WAITING_COMPENSATION_RETRY)
 SUCCEEDED, FAILED = True, False
+STEPS_NAMES = scenario().definition.step_names
+SAGA_STATES = {state: SagaState[state.name] for state in FINAL}
+"""The domain is told how a saga ended in the library's words (it is the scenario's own code)."""
 
 
 class Message:
     """One message. ``key`` is the idempotency key, ``(saga, step)``: a step's action and its
     compensation share it, each in its own table at the participant."""
 
-    __slots__ = ("attempt", "dest", "key", "kind", "outcome", "saga", "step")
+    __slots__ = ("attempt", "dest", "key", "kind", "outcome", "result", "saga", "step")
 
     def __init__(
-        self, kind: Kind, saga: int, step: int, dest: str, attempt: int, outcome: bool | None
+        self,
+        kind: Kind,
+        saga: int,
+        step: int,
+        dest: str,
+        attempt: int,
+        outcome: bool | None,
+        result: Any = None,
     ) -> None:
         self.kind = kind
         self.saga = saga
@@ -121,6 +135,9 @@ class Message:
         self.dest = dest
         self.attempt = attempt
         self.outcome = outcome
+        self.result = result
+        """An execute: the earlier steps' results; a compensation: its action's result (None
+        if it never arrived); an action reply: the action's result."""
         self.key = (saga, step)
 
 
@@ -133,6 +150,8 @@ class SagaRun:
         "data",
         "fates",
         "number",
+        "results",
+        "saga_id",
         "started_at",
         "state",
         "steps",
@@ -143,12 +162,15 @@ class SagaRun:
 
     def __init__(self, number: int, data: dict[str, Any], fates: list[list[float | None]]) -> None:
         self.number = number
+        self.saga_id = f"s{number}"
+        """The harness's name for the saga: the domain's ids and records use it."""
         self.data = data
         self.fates = fates
         self.state = Saga.PENDING
         self.steps = [Step.PENDING] * len(STEPS)
         self.attempts = [0] * len(STEPS)
         self.compensation_attempts = [0] * len(STEPS)
+        self.results: list[dict[str, Any] | None] = [None] * len(STEPS)
         self.timer = 0
         """Sequence number of the armed timer (a fired timer with another number is stale)."""
         self.timer_purpose: Timer | None = None
@@ -169,7 +191,7 @@ class Participant:
         self.service = service
         self.random = rng.random
         self.expovariate = rng.expovariate
-        self.results: dict[tuple[int, int], bool] = {}
+        self.results: dict[tuple[int, int], tuple[bool, Any]] = {}
         self.tombstones: set[tuple[int, int]] = set()
         self.compensated: set[tuple[int, int]] = set()
         self.operations = 0
@@ -187,19 +209,24 @@ class Participant:
         if saga is None:
             sim.faults["expired"] += 1
             return
+        result = None
         if message.kind is Kind.EXECUTE:
-            outcome = self.execute(message, saga)
+            outcome, result = self.execute(message, saga)
             kind = Kind.ACTION_REPLY
         else:
             outcome = self.compensate(message, saga)
             kind = Kind.COMPENSATION_REPLY
-        sim.send(Message(kind, message.saga, message.step, ORCHESTRATOR, message.attempt, outcome))
+        sim.send(
+            Message(
+                kind, message.saga, message.step, ORCHESTRATOR, message.attempt, outcome, result
+            )
+        )
 
-    def execute(self, message: Message, saga: SagaRun) -> bool:
+    def execute(self, message: Message, saga: SagaRun) -> tuple[bool, Any]:
         sim, key = self.sim, message.key
         if key in self.tombstones:
             sim.events += 1  # effect: action_blocked
-            return FAILED
+            return FAILED, None
         known = self.results.get(key)
         if known is not None:
             return known
@@ -212,14 +239,20 @@ class Participant:
             draw()  # hang lands
         else:
             fate[0] = None  # the first execution spends the pre-drawn fate
+        outcome, result = FAILED, None
         if fail < sim.failure_rate:
             sim.faults["step_failure"] += 1
-            outcome = FAILED
         else:
-            outcome = self.service.apply(STEPS[message.step][1], saga.number, saga.data)
-        self.results[key] = outcome
+            try:
+                result = self.service.apply(
+                    STEPS[message.step][1], saga.saga_id, saga.data, message.result
+                )
+            except Declined:
+                result = None
+            outcome = result is not None
+        self.results[key] = known = (outcome, result)
         sim.events += 1  # effect: action or action_failed
-        return outcome
+        return known
 
     def compensate(self, message: Message, saga: SagaRun) -> bool:
         sim, key = self.sim, message.key
@@ -235,8 +268,11 @@ class Participant:
         if failing < sim.compensation_failure_rate:
             sim.faults["compensation_failure"] += 1
             return FAILED
-        if self.results.get(key) is SUCCEEDED:
-            self.service.undo(STEPS[message.step][2], saga.number, saga.data)
+        known = self.results.get(key)
+        if known is not None and known[0] is SUCCEEDED:
+            if message.result is not None and message.result != known[1]:
+                return FAILED  # handed another action's result: refused (never, when correct)
+            self.service.undo(STEPS[message.step][2], saga.saga_id, saga.data, known[1])
         else:
             self.tombstones.add(key)
         self.compensated.add(key)
@@ -343,9 +379,11 @@ class Baseline:
         saga.steps[step] = Step.EXECUTING
         saga.attempts[step] += 1
         self.events += 1  # send (or retry)
-        self.send(
-            Message(Kind.EXECUTE, saga.number, step, STEPS[step][0], saga.attempts[step], None)
-        )
+        earlier = {
+            STEPS_NAMES[i]: result for i in range(step) if (result := saga.results[i]) is not None
+        }
+        attempt = saga.attempts[step]
+        self.send(Message(Kind.EXECUTE, saga.number, step, STEPS[step][0], attempt, None, earlier))
         self.arm(saga, step, Timer.ACTION_TIMEOUT, self.step_timeout)
 
     def compensate(self, saga: SagaRun, step: int) -> None:
@@ -353,14 +391,18 @@ class Baseline:
         saga.compensation_attempts[step] += 1
         self.events += 1  # compensate (or compensation_retry)
         attempt = saga.compensation_attempts[step]
-        self.send(Message(Kind.COMPENSATE, saga.number, step, STEPS[step][0], attempt, None))
+        result = saga.results[step]
+        self.send(
+            Message(Kind.COMPENSATE, saga.number, step, STEPS[step][0], attempt, None, result)
+        )
         self.arm(saga, step, Timer.COMPENSATION_TIMEOUT, self.compensation_timeout)
 
     def compensate_next(self, saga: SagaRun, below: int) -> None:
-        """Compensate the highest step at or below ``below`` that landed or may have."""
+        """Compensate the highest compensatable step at or below ``below`` that landed or may
+        have (a read-only step has nothing to undo)."""
         steps = saga.steps
         for step in range(below, -1, -1):
-            if steps[step] in LANDED:
+            if steps[step] in LANDED and STEPS[step][2] is not None:
                 self.compensate(saga, step)
                 return
         self.finish(saga, Saga.FAILED)
@@ -383,10 +425,7 @@ class Baseline:
         saga.timer_purpose = None
         self.events += 2  # complete / compensated / escalate; finish
         self.outcomes[state.name.lower()] += 1
-        if state is Saga.COMPLETED:
-            self.domain.completed.add(saga.data)
-        elif state is Saga.OPERATOR_REQUIRED:
-            self.domain.unresolved.add(saga.data)
+        self.domain.saga_finished(saga.saga_id, saga.data, SAGA_STATES[state])
         self.finished += 1
         forget = self.env.timeout(self.retention, saga)
         forget.callbacks.append(self.forget)
@@ -419,6 +458,7 @@ class Baseline:
             self.events += 1  # succeed / fail
             if message.outcome:
                 saga.steps[step] = Step.SUCCEEDED
+                saga.results[step] = message.result
                 if step + 1 < len(STEPS):
                     self.execute(saga, step + 1)
                 else:

@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = [bench_size(sagas, args.repeats, args.seed) for sagas in args.sagas]
     missed = not all(r["sagas_per_s_met"] and r["ratio_met"] for r in rows)
     results: dict[str, Any] = {
-        "workload": "order_fulfillment: 4 steps, 5% step failure, 1% loss, timeouts armed",
+        "workload": (
+            "order_fulfillment: 5 steps (1 read-only), 5% step failure, 1% loss, timeouts armed"
+        ),
         "targets": {"sagas_per_s": TARGET_SAGAS_PER_S, "ratio": TARGET_RATIO},
         "sizes": rows,
     }

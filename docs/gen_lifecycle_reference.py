@@ -1,12 +1,13 @@
-"""Write docs/reference/lifecycles.md from the lifecycle tables.
+"""Write docs/reference/lifecycles.md from the lifecycle specs.
 
     python docs/gen_lifecycle_reference.py          # rewrite the page
     python docs/gen_lifecycle_reference.py --check  # exit 1 if the page is out of date
 
-Everything on the page comes from :mod:`sagafsm.lifecycle` (the tables, the terminal sets, the
-ignored replies, the states' docstrings) and :mod:`sagafsm.diagram` (the Mermaid text), so the page
-cannot say something the tables do not. ``tests/test_docs.py`` fails when the committed page
-differs from what this script writes.
+Everything on the page comes from :mod:`sagafsm.lifecycle` (each lifecycle's one
+:class:`~sagafsm.LifecycleSpec`: its states, initial and terminal states, rows, ignored replies,
+the ``landed`` and ``waiting`` roles, and the states' docstrings) and :mod:`sagafsm.diagram` (the
+Mermaid text), so the page cannot say something the specs do not. ``tests/test_docs.py`` fails
+when the committed page differs from what this script writes.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import enum
 import inspect
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from sagafsm import diagram, lifecycle
-from sagafsm.lifecycle import IgnoredTrigger
+from sagafsm import LIFECYCLES, LifecycleSpec, diagram, lifecycle
 
 PAGE = Path(__file__).parent / "reference" / "lifecycles.md"
 
@@ -50,51 +52,81 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def section(table: diagram.LifecycleTable, states: type[enum.Enum]) -> list[str]:
-    name = table.name
-    docs = state_docs(states)
+def _states(spec: LifecycleSpec[Any], states: Iterable[enum.Enum]) -> str:
+    return ", ".join(f"`{s.value}`" for s in spec.states if s in set(states))
+
+
+def section(spec: LifecycleSpec[Any]) -> list[str]:
+    name = spec.name
+    docs = state_docs(spec.states)
+    roles = bool(spec.landed or spec.waiting)
     out = [
         f"## The {name} lifecycle",
         "",
-        f"Initial state: `{table.initial.value}`. "
-        f"Terminal states: {', '.join(f'`{s.value}`' for s in states if s in table.terminal)}.",
+        f"`{name.upper()}_LIFECYCLE`. Initial state: `{spec.initial.value}`. "
+        f"Terminal states: {_states(spec, spec.terminal)}.",
+    ]
+    if spec.landed:
+        out += [
+            "",
+            f"Landed (`landed`): {_states(spec, spec.landed)}: the action's effect has landed, "
+            "or may have, and is not undone yet; when the saga aborts, a compensatable step in "
+            "one of these states is compensated (a read-only step never is).",
+        ]
+    if spec.waiting:
+        out += [
+            "",
+            "Waiting (`waiting`): the states in which a step is active, each with the purpose of "
+            "the one timer armed meanwhile (`TimerPurpose`); at most one step of a saga is in one.",
+        ]
+    out += [
         "",
         "```mermaid",
-        diagram.mermaid(table).rstrip("\n"),
+        diagram.mermaid(spec).rstrip("\n"),
         "```",
         "",
         f"### {name.capitalize()} states",
         "",
-        "| state | terminal | meaning |",
-        "|---|---|---|",
     ]
-    for state in states:
-        terminal = "yes" if state in table.terminal else ""
-        out.append(f"| `{state.value}` | {terminal} | {_cell(docs.get(state.name, ''))} |")
+    if roles:
+        out += ["| state | terminal | landed | waiting on | meaning |", "|---|---|---|---|---|"]
+    else:
+        out += ["| state | terminal | meaning |", "|---|---|---|"]
+    for state in spec.states:
+        terminal = "yes" if state in spec.terminal else ""
+        meaning = _cell(docs.get(state.name, ""))
+        if roles:
+            landed = "yes" if state in spec.landed else ""
+            timer = spec.waiting.get(state)
+            waits = f"`{timer.value}`" if timer is not None else ""
+            out.append(f"| `{state.value}` | {terminal} | {landed} | {waits} | {meaning} |")
+        else:
+            out.append(f"| `{state.value}` | {terminal} | {meaning} |")
     out += [
         "",
         f"### {name.capitalize()} transitions",
         "",
-        "One row per `(trigger, source, dest)` entry of "
-        f"`{name.upper()}_TRANSITIONS`, in table order.",
+        "One row per `Transition(trigger, source, dest)` of "
+        f"`{name.upper()}_LIFECYCLE.transitions`, in table order.",
         "",
         "| trigger | from | to |",
         "|---|---|---|",
     ]
-    out += [f"| `{t.trigger}` | `{t.source.value}` | `{t.dest.value}` |" for t in table.transitions]
+    out += [f"| `{t.trigger}` | `{t.source.value}` | `{t.dest.value}` |" for t in spec.transitions]
     return out
 
 
-def ignored_section(rows: tuple[IgnoredTrigger, ...]) -> list[str]:
+def ignored_section(spec: LifecycleSpec[Any]) -> list[str]:
     by_reason: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
+    for row in spec.ignored:
         by_reason[row.reason][row.trigger].append(row.source.value)
     out = [
-        "## Replies the step lifecycle ignores",
+        f"## Replies the {spec.name} lifecycle ignores",
         "",
         "A reply that reaches a step in one of these states changes nothing: the engine records it",
         "with the reason (through its `Recorder`) and returns no command. Any other trigger that",
-        "is not a transition above is an `IllegalTransition`. From `STEP_IGNORED`.",
+        "is not a transition above is an `IllegalTransition`. One row per `IgnoredTrigger(trigger,",
+        f"source, reason)` of `{spec.name.upper()}_LIFECYCLE.ignored`, grouped by reason.",
         "",
         "| triggers | in states | reason |",
         "|---|---|---|",
@@ -119,19 +151,20 @@ def render() -> str:
         "",
         "# Lifecycles",
         "",
-        "The saga lifecycle and the step lifecycle, exactly as the tables in "
-        "`sagafsm/lifecycle.py` declare them. The engine drives every saga and step through "
-        "these tables; a move that is not a row here does not exist. "
+        "The saga lifecycle and the step lifecycle, exactly as their specs in "
+        "`sagafsm/lifecycle.py` declare them: each is one `LifecycleSpec` value "
+        "(`SAGA_LIFECYCLE`, `STEP_LIFECYCLE`, both in `LIFECYCLES` by name, all importable from "
+        "`sagafsm`). The engine drives every saga and step through these rows; a move that is "
+        "not a row here does not exist. "
         "Draw them yourself with `sagafsm diagram saga` or `sagafsm diagram step` "
         "(see [Draw the lifecycles](../how-to/draw-lifecycles.md)); why timeouts and late "
         "replies are handled this way is in [Saga semantics](../explanation/semantics.md).",
-        "",
-        *section(diagram.lifecycle("saga"), lifecycle.SagaState),
-        "",
-        *section(diagram.lifecycle("step"), lifecycle.StepState),
-        "",
-        *ignored_section(lifecycle.STEP_IGNORED),
     ]
+    for spec in LIFECYCLES.values():
+        lines += ["", *section(spec)]
+    for spec in LIFECYCLES.values():
+        if spec.ignored:
+            lines += ["", *ignored_section(spec)]
     return "\n".join(lines) + "\n"
 
 

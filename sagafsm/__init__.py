@@ -16,16 +16,19 @@ from .commands import (
     TimerPurpose,
 )
 from .definition import RetryPolicy, SagaBuilder, SagaDefinition, StepDefinition, StepKind
-from .engine import Recorder, SagaInstance
+from .engine import SNAPSHOT_VERSION, Recorder, SagaInstance
 from .errors import (
     IllegalTransition,
+    InvalidArgument,
     InvalidConfig,
     InvalidDefinition,
     InvalidSnapshot,
     SagaError,
     UnknownSaga,
+    UnknownStep,
 )
 from .events import (
+    EVENT_TYPES,
     CompensationFailed,
     CompensationSucceeded,
     CompensationTimedOut,
@@ -35,7 +38,16 @@ from .events import (
     StepTimedOut,
     TimerFired,
 )
-from .lifecycle import SagaState, StepState
+from .lifecycle import (
+    LIFECYCLES,
+    SAGA_LIFECYCLE,
+    STEP_LIFECYCLE,
+    IgnoredTrigger,
+    LifecycleSpec,
+    SagaState,
+    StepState,
+    Transition,
+)
 from .orchestrator import Orchestrator, OrchestratorStatistics
 
 __version__ = "0.1.0"
@@ -47,16 +59,24 @@ __all__ = [
     "CompensationFailed",
     "CompensationSucceeded",
     "CompensationTimedOut",
+    "EVENT_TYPES",
     "Event",
     "ExecuteStep",
+    "IgnoredTrigger",
     "IllegalTransition",
+    "InvalidArgument",
     "InvalidConfig",
     "InvalidDefinition",
     "InvalidSnapshot",
+    "LIFECYCLES",
+    "LifecycleSpec",
     "Orchestrator",
     "OrchestratorStatistics",
     "Recorder",
     "RetryPolicy",
+    "SAGA_LIFECYCLE",
+    "SNAPSHOT_VERSION",
+    "STEP_LIFECYCLE",
     "SagaBuilder",
     "SagaDefinition",
     "SagaError",
@@ -72,6 +92,8 @@ __all__ = [
     "StepTimedOut",
     "TimerFired",
     "TimerPurpose",
+    "Transition",
     "UnknownSaga",
+    "UnknownStep",
     "__version__",
 ]

@@ -231,16 +231,22 @@ class SagaMoves:
         return self.definition.index_of(step)
 
     def _stale_key(self, index: int, event: StepSucceeded | StepFailed, now: float) -> bool:
-        generation = self.steps[index].generation
+        """Whether a reply carries a key other than the step's current one (recorded if so)."""
         key = event.idempotency_key
-        if (
-            generation
-            and key is not None
-            and key != action_key(self.saga_id, event.step, generation)
-        ):
-            self._ignored(event, now, "stale: answers a failed earlier try of a retriable step")
-            return True
-        return False
+        if key is None:
+            return False
+        generation = self.steps[index].generation
+        if key == action_key(self.saga_id, event.step, generation):
+            return False
+        earlier = {action_key(self.saga_id, event.step, g) for g in range(generation)}
+        self._ignored(
+            event,
+            now,
+            "stale: answers a failed earlier try of a retriable step"
+            if key in earlier
+            else "unknown: the key names no try of this step",
+        )
+        return True
 
     def _ignored(self, event: Event, now: float, reason: str) -> None:
         if self.recorder is not None:

@@ -10,16 +10,18 @@ Format (version 2), all JSON::
 :func:`load` checks everything before it writes anything: types and ranges of every field, and
 that the saga's state agrees with its steps' states and with its timer (exactly one active step,
 with the timer its state waits on, while the saga runs; none once it has finished; results only
-on steps that succeeded). Extra keys are ignored, so a subclass may store more.
+on the steps whose success reply arrived; the steps tell one story: run in order, compensated
+top down, the saga's state the one that story ends in). Extra keys are ignored, so a subclass may
+store more. A snapshot shares nothing with the live saga (data and results are copied), and
+survives a JSON round trip unchanged.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._validate import is_json_value
+from ._validate import is_finite_number, is_json_value, plain_json
 from .definition import SagaDefinition, StepKind
 from .errors import InvalidSnapshot
 from .lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, SagaState, StepState, TimerPurpose
@@ -31,12 +33,12 @@ __all__ = ["VERSION", "dump", "load"]
 
 VERSION = 2
 
-_HAS_RESULT = STEP_LIFECYCLE.reachable(StepState.SUCCEEDED) - STEP_LIFECYCLE.reachable(
-    StepState.TIMED_OUT
-)
-_MAY_HAVE_RESULT = STEP_LIFECYCLE.reachable(StepState.SUCCEEDED)
-"""A step that succeeded keeps its result through its compensation; one that timed out has none."""
-_COMPENSATION_STATES = STEP_LIFECYCLE.reachable(StepState.COMPENSATING)
+_T = StepState
+_SUCCEEDED_ONCE = STEP_LIFECYCLE.reachable(_T.SUCCEEDED)
+"""A step whose success reply arrived: it keeps its result through its compensation."""
+_COMPENSATION_STATES = STEP_LIFECYCLE.reachable(_T.COMPENSATING)
+_COMPENSATION_ACTIVE = frozenset(STEP_LIFECYCLE.waiting) & _COMPENSATION_STATES
+_FORWARD_ACTIVE = frozenset(STEP_LIFECYCLE.waiting) - _COMPENSATION_STATES
 
 
 def dump(saga: SagaInstance) -> dict[str, Any]:
@@ -50,14 +52,14 @@ def dump(saga: SagaInstance) -> dict[str, Any]:
         "step_names": list(saga.definition.step_names),
         "state": saga.state.value,
         "reason": saga.reason,
-        "data": dict(saga.data),
+        "data": plain_json(saga.data),
         "steps": [
             [
                 r.state.value,
                 r.attempt,
                 r.compensation_attempt,
                 r.generation,
-                None if r.result is None else dict(r.result),
+                None if r.result is None else plain_json(r.result),
             ]
             for r in saga.steps
         ],
@@ -108,11 +110,16 @@ def load(saga: SagaInstance, data: Any) -> None:
     steps = [_step_row(definition, i, row, where) for i, row in enumerate(rows)]
     timer = _timer(data["timer"], len(steps), where)
     timer_seq = _count(data["timer_seq"], f"{where}: timer_seq")
-    _consistent(definition, state, steps, timer, where)
+    _consistent(definition, state, reason, steps, timer, where)
+    if timer is not None and timer[0] != f"{saga_id}#{timer_seq}":
+        raise InvalidSnapshot(
+            f"{where}: the armed timer is the last one armed, {saga_id}#{timer_seq}, "
+            f"not {timer[0]!r}"
+        )
     saga.saga_id = saga_id
     saga.state = state
     saga.reason = reason
-    saga.data = saga_data
+    saga.data = plain_json(saga_data)
     for run, (step_state, attempt, compensation_attempt, generation, result) in zip(
         saga.steps, steps, strict=True
     ):
@@ -120,7 +127,7 @@ def load(saga: SagaInstance, data: Any) -> None:
         run.attempt = attempt
         run.compensation_attempt = compensation_attempt
         run.generation = generation
-        run.result = result
+        run.result = None if result is None else plain_json(result)
     if timer is not None:
         saga.timer_id, saga.timer_purpose, saga.timer_step, saga.timer_due = timer
     saga.timer_seq = timer_seq
@@ -179,20 +186,30 @@ def _step_row(definition: SagaDefinition, index: int, row: Any, where: str) -> _
     result = row[4]
     if result is not None and (not isinstance(result, Mapping) or not is_json_value(result)):
         raise InvalidSnapshot(f"{what} result must be a JSON mapping or null, got {result!r}")
-    if (state is STEP_LIFECYCLE.initial) != (attempt == 0):
-        raise InvalidSnapshot(f"{what} is {state.value} after {attempt} tries")
-    if (state in _COMPENSATION_STATES) != (compensation_attempt > 0):
+    tries, most_tries = step.retry.max_attempts, step.compensation_retry.max_attempts
+    if (
+        (state is STEP_LIFECYCLE.initial) != (attempt == 0)
+        # a step backs off only while it has tries left, and gives up only when it has none
+        or (state is _T.WAITING_RETRY and attempt == tries)
+        or (state is _T.TIMED_OUT and attempt < tries)
+        or (state is _T.FAILED and step.kind is StepKind.RETRIABLE and attempt < tries)
+    ):
+        raise InvalidSnapshot(f"{what} is {state.value} after {attempt} of {tries} tries")
+    if (
+        (state in _COMPENSATION_STATES) != (compensation_attempt > 0)
+        or (state is _T.WAITING_COMPENSATION_RETRY and compensation_attempt == most_tries)
+        or (state is _T.COMPENSATION_FAILED and compensation_attempt < most_tries)
+    ):
         raise InvalidSnapshot(
-            f"{what} is {state.value} after {compensation_attempt} compensation tries"
+            f"{what} is {state.value} after {compensation_attempt} of {most_tries} "
+            "compensation tries"
         )
+    if generation > attempt:  # each try fails at most once, spending one key
+        raise InvalidSnapshot(f"{what} has spent {generation} keys in {attempt} tries")
     if state in _COMPENSATION_STATES and not step.kind.compensable:
         raise InvalidSnapshot(
             f"{what} is {state.value}, but a {step.kind.value} step has no compensation"
         )
-    if result is None and state in _HAS_RESULT:
-        raise InvalidSnapshot(f"{what} is {state.value} but has no result")
-    if result is not None and state not in _MAY_HAVE_RESULT:
-        raise InvalidSnapshot(f"{what} is {state.value} but has a result")
     return state, attempt, compensation_attempt, generation, result
 
 
@@ -209,7 +226,7 @@ def _timer(value: Any, steps: int, where: str) -> _Timer | None:
     purpose = _enum(TimerPurpose, purpose, f"{where}: timer purpose")
     if step.__class__ is not int or not 0 <= step < steps:
         raise InvalidSnapshot(f"{where}: timer names no step of the saga: {step!r}")
-    if not isinstance(due, (int, float)) or isinstance(due, bool) or not math.isfinite(due):
+    if not is_finite_number(due):
         raise InvalidSnapshot(f"{where}: timer due time must be a finite number, got {due!r}")
     return timer_id, purpose, step, float(due)
 
@@ -217,46 +234,106 @@ def _timer(value: Any, steps: int, where: str) -> _Timer | None:
 def _consistent(
     definition: SagaDefinition,
     state: SagaState,
+    reason: str | None,
     steps: list[_StepRow],
     timer: _Timer | None,
     where: str,
 ) -> None:
-    """The saga's state, its steps' states and its timer tell one story."""
-    active = [i for i, row in enumerate(steps) if row[0] in STEP_LIFECYCLE.waiting]
-    names = definition.step_names
-    if state is SAGA_LIFECYCLE.initial:
-        if any(row[0] is not STEP_LIFECYCLE.initial for row in steps) or timer is not None:
-            raise InvalidSnapshot(f"{where}: a saga not started yet has a step or timer running")
-        return
-    if state in SAGA_LIFECYCLE.terminal:
-        if active or timer is not None:
-            running = ", ".join(repr(names[i]) for i in active) or "its timer"
-            raise InvalidSnapshot(f"{where}: the saga is {state.value} but {running} still runs")
-        if state is SagaState.COMPLETED and any(row[0] is not StepState.SUCCEEDED for row in steps):
-            raise InvalidSnapshot(f"{where}: the saga completed but not every step succeeded")
-        return
-    if len(active) != 1:
+    """The saga's state, its reason, its steps' states and its timer tell one story."""
+    told = _story(definition, steps, where)
+    if told is not state:
         raise InvalidSnapshot(
-            f"{where}: a {state.value} saga has exactly one step running, not {len(active)}"
+            f"{where}: the saga is {state.value}, but its steps "
+            f"{[row[0].value for row in steps]} say {told.value}"
         )
+    if (reason is None) != (state in _NO_REASON):
+        raise InvalidSnapshot(
+            f"{where}: a {state.value} saga has "
+            + ("no reason" if reason is None else f"no reason to give, not {reason!r}")
+        )
+    active = [i for i, row in enumerate(steps) if row[0] in STEP_LIFECYCLE.waiting]
+    if state is SAGA_LIFECYCLE.initial or state in SAGA_LIFECYCLE.terminal:
+        if timer is not None:
+            raise InvalidSnapshot(f"{where}: a {state.value} saga has a timer armed: {timer!r}")
+        return
+    if len(active) != 1:  # unreachable: the story of a running saga has one step active
+        raise InvalidSnapshot(f"{where}: a {state.value} saga has {len(active)} steps running")
     index = active[0]
     waits_for = STEP_LIFECYCLE.waiting[steps[index][0]]
     if timer is None or timer[2] != index or timer[1] is not waits_for:
         raise InvalidSnapshot(
-            f"{where}: step {names[index]!r} is {steps[index][0].value}, so its "
+            f"{where}: step {definition.step_names[index]!r} is {steps[index][0].value}, so its "
             f"{waits_for.value} timer must be armed; the snapshot has {timer!r}"
         )
-    compensating = steps[index][0] in _COMPENSATION_STATES
-    if compensating != (state is SagaState.COMPENSATING):
-        raise InvalidSnapshot(
-            f"{where}: the saga is {state.value} while step {names[index]!r} is "
-            f"{steps[index][0].value}"
+
+
+_S = SagaState
+_NO_REASON = frozenset({_S.STARTED, _S.PENDING, _S.COMPLETED})
+
+
+def _story(definition: SagaDefinition, steps: list[_StepRow], where: str) -> SagaState:
+    """The saga state its steps' states imply, or InvalidSnapshot if no run could leave them so.
+
+    Steps run in order, each sent once the one before it succeeded: the last step sent (the
+    *frontier*) may be in any state, every step before it succeeded (and may be compensated
+    since), every step after it is pending. Compensation runs top down over the compensatable
+    steps: compensated ones, then at most one under way or given up, then untouched ones.
+    """
+    kinds = [step.kind for step in definition.steps]
+    states = [row[0] for row in steps]
+    names = definition.step_names
+    sent = [i for i, s in enumerate(states) if s is not STEP_LIFECYCLE.initial]
+    if not sent:
+        return SAGA_LIFECYCLE.initial
+    front = sent[-1]
+    head, last = states[front], len(states) - 1
+
+    def bad(story: str) -> InvalidSnapshot:
+        return InvalidSnapshot(f"{where}: {story}; its steps are {[s.value for s in states]}")
+
+    for i in range(len(states)):
+        succeeded = states[i] in _SUCCEEDED_ONCE and (
+            i < front or (i == front and head is _T.SUCCEEDED)
         )
-    if state is SagaState.PENDING and (
-        any(row[0] is not StepState.SUCCEEDED for row in steps[:index])
-        or any(row[0] is not STEP_LIFECYCLE.initial for row in steps[index + 1 :])
+        if i < front and states[i] not in _SUCCEEDED_ONCE:
+            raise bad(f"step {names[i]!r} is {states[i].value}, yet a later step was sent")
+        if (steps[i][4] is not None) != succeeded:
+            has, did = ("has a", "did not") if succeeded is False else ("has no", "did")
+            raise bad(f"step {names[i]!r} {has} result, but its success reply {did} arrive")
+    undo = [
+        states[i]
+        for i in range(front, -1, -1)
+        if kinds[i].compensable and (i < front or head in _COMPENSATION_STATES)
+    ]
+    done = next((n for n, s in enumerate(undo) if s is not _T.COMPENSATED), len(undo))
+    at = undo[done] if done < len(undo) else None
+    if any(s is not _T.SUCCEEDED for s in undo[done + 1 :]) or (
+        at is not None and at is not _T.SUCCEEDED and at not in _COMPENSATION_STATES
     ):
-        raise InvalidSnapshot(
-            f"{where}: a pending saga runs its steps in order, but its steps are "
-            f"{[row[0].value for row in steps]}"
-        )
+        raise bad("compensations run top down, one at a time")
+    undoing = done > 0 or (at is not None and at is not _T.SUCCEEDED)
+    kind = kinds[front]
+    culprit = (
+        head in _COMPENSATION_STATES  # a compensatable step that timed out, being undone
+        or (head is _T.FAILED and kind is not StepKind.RETRIABLE)
+        or (head is _T.TIMED_OUT and kind is StepKind.READ_ONLY)
+    )
+    if not culprit:
+        if undoing:
+            raise bad("a step is compensated although no step before the pivot failed")
+        if head in _FORWARD_ACTIVE:
+            return _S.PENDING
+        if head is _T.SUCCEEDED and front == last:
+            return _S.COMPLETED
+        if head in (_T.FAILED, _T.TIMED_OUT) and not kind.before_pivot:
+            return (
+                _S.OPERATOR_REQUIRED
+            )  # a retriable step failed, or the pivot's outcome is unknown
+        raise bad(f"step {names[front]!r} is {head.value} and nothing follows it")
+    if at is None:
+        return _S.FAILED
+    if at in _COMPENSATION_ACTIVE:
+        return _S.COMPENSATING
+    if at is _T.COMPENSATION_FAILED:
+        return _S.OPERATOR_REQUIRED
+    raise bad(f"step {names[front]!r} failed, yet its compensation stopped")

@@ -12,9 +12,28 @@ from typing import Any
 
 from .errors import InvalidArgument
 
-__all__ = ["check_name", "check_now", "check_json_mapping", "is_json_value"]
+__all__ = [
+    "check_name",
+    "check_now",
+    "check_json_mapping",
+    "check_recorder",
+    "is_finite_number",
+    "is_json_value",
+    "plain_json",
+]
 
 _MAX_DEPTH = 32
+
+
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is finite as a float: ``10**400`` is not, since no
+    timer or clock can hold it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def check_name(value: Any, what: str) -> str:
@@ -26,13 +45,10 @@ def check_name(value: Any, what: str) -> str:
 
 def check_now(now: Any) -> float:
     """The driver's current time: a finite number of seconds (an int is taken as is)."""
-    cls = now.__class__
-    if cls is float:
+    if now.__class__ is float:
         if math.isfinite(now):
-            return now  # type: ignore[no-any-return]
-    elif cls is int or (
-        isinstance(now, (int, float)) and not isinstance(now, bool) and math.isfinite(now)
-    ):
+            return now
+    elif is_finite_number(now):
         return float(now)
     raise InvalidArgument(f"now must be a finite number of seconds, got {now!r}")
 
@@ -63,3 +79,26 @@ def check_json_mapping(value: Any, what: str) -> Mapping[str, Any]:
             f"lists and mappings), got {value!r}"
         )
     return value
+
+
+def plain_json(value: Any) -> Any:
+    """A deep copy of JSON data (see :func:`is_json_value`) as plain dicts and lists: what a
+    snapshot holds, so that it shares nothing with the live saga and survives a JSON round trip
+    unchanged (a tuple comes back as a list)."""
+    if isinstance(value, Mapping):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    return value
+
+
+def check_recorder(recorder: Any) -> Any:
+    """None, or an object with ``transition()`` and ``ignored()`` methods."""
+    if recorder is not None and not (
+        callable(getattr(recorder, "transition", None))
+        and callable(getattr(recorder, "ignored", None))
+    ):
+        raise InvalidArgument(
+            f"recorder must have transition() and ignored() methods, got {recorder!r}"
+        )
+    return recorder

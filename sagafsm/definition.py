@@ -11,13 +11,13 @@ runs.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
-from .errors import InvalidDefinition, UnknownStep
+from ._validate import is_finite_number
+from .errors import InvalidArgument, InvalidDefinition, UnknownStep
 
 __all__ = ["StepKind", "RetryPolicy", "StepDefinition", "SagaDefinition", "SagaBuilder"]
 
@@ -45,8 +45,7 @@ class StepKind(enum.Enum):
         return self is StepKind.COMPENSATABLE or self is StepKind.READ_ONLY
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+_finite_number = is_finite_number
 
 
 def _positive_number(value: Any) -> bool:
@@ -85,7 +84,12 @@ class RetryPolicy:
             )
 
     def backoff(self, failed_attempt: int) -> float:
-        """Seconds to wait after try number ``failed_attempt`` (1-based) failed."""
+        """Seconds to wait after try number ``failed_attempt`` (1-based) failed.
+
+        Raises :class:`~sagafsm.InvalidArgument` if ``failed_attempt`` is not an integer >= 1.
+        """
+        if failed_attempt.__class__ is not int or failed_attempt < 1:
+            raise InvalidArgument(f"failed_attempt must be an integer >= 1, got {failed_attempt!r}")
         try:
             delay = self.initial_backoff * self.multiplier ** (failed_attempt - 1)
         except OverflowError:  # a long retry budget: the geometric wait is far past the cap

@@ -55,7 +55,7 @@ def lifecycle(name: str) -> LifecycleTable:
     """The lifecycle called ``name`` (``"saga"`` or ``"step"``), or ``KeyError``."""
     try:
         return LIFECYCLES[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name
         known = ", ".join(LIFECYCLES)
         raise KeyError(f"no lifecycle {name!r} (known: {known})") from None
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from . import _snapshot
 from ._moves import Recorder, SagaMoves, StepRun, refuse_event
-from ._validate import check_json_mapping, check_name, check_now
+from ._validate import check_json_mapping, check_name, check_now, check_recorder
 from .commands import (
     CancelTimer,
     Command,
@@ -89,13 +89,7 @@ class SagaInstance(SagaMoves):
             raise InvalidArgument(f"definition must be a SagaDefinition, got {definition!r}")
         check_name(saga_id, "saga_id")
         data = _NO_DATA if data is None else check_json_mapping(data, "saga data")
-        if recorder is not None and not (
-            callable(getattr(recorder, "transition", None))
-            and callable(getattr(recorder, "ignored", None))
-        ):
-            raise InvalidArgument(
-                f"recorder must have transition() and ignored() methods, got {recorder!r}"
-            )
+        check_recorder(recorder)
         self.definition = definition
         self.saga_id = saga_id
         self.data = data
@@ -143,7 +137,7 @@ class SagaInstance(SagaMoves):
 
     def handle(self, event: Event, now: float) -> list[Command]:
         """Apply one event; return the commands it implies (often none)."""
-        if event.__class__ not in EVENT_TYPES:
+        if type(event) not in EVENT_TYPES:  # not __class__, which a test double can fake
             refuse_event(event)
         now = check_now(now)
         self._check_usable()
@@ -273,7 +267,11 @@ class SagaInstance(SagaMoves):
         retriable = definition.kind is StepKind.RETRIABLE
         if retriable and run.attempt < definition.retry.max_attempts:
             if self._step(index, "back_off", event, now):
-                run.generation += 1  # the failed try's key is spent: the retry needs a fresh one
+                # The failed try's key is spent: the retry needs a fresh one. A try fails at most
+                # once, so keys never outnumber tries: a key-less duplicate failure arriving when
+                # every key but the unsent next one is spent (generation == attempt) spends none.
+                if run.generation < run.attempt:
+                    run.generation += 1
                 if self.timer_purpose is not _P.ACTION_BACKOFF:
                     self._disarm(out)
                     delay = definition.retry.backoff(run.attempt)

@@ -118,8 +118,10 @@ S = TypeVar("S", bound=enum.Enum)
 class LifecycleSpec(Generic[S]):
     """One lifecycle, as data: everything any other module may know about it.
 
-    Built once, at import; the checks in ``__attrs_post_init__`` catch a table bug then (a row
-    from or to a foreign state, a row that is also ignored, a final state with a way out).
+    Built once, at import; the checks in ``__attrs_post_init__`` catch a table bug then (a row,
+    an ignored reply or a role naming a state of another lifecycle, an ignored trigger the rows
+    do not have, a row that is also ignored, a final state with a way out or a timer to wait on):
+    a ``ValueError`` naming the lifecycle.
     """
 
     name: str
@@ -145,6 +147,19 @@ class LifecycleSpec(Generic[S]):
                 raise ValueError(f"{self.name}: row {row} names a state of another lifecycle")
             if row.source in self.terminal:
                 raise ValueError(f"{self.name}: row {row} leaves a final state")
+        triggers = {row.trigger for row in self.transitions}
+        for entry in self.ignored:
+            if entry.source not in members or entry.trigger not in triggers:
+                raise ValueError(
+                    f"{self.name}: ignored {entry[:2]} names a state or trigger it does not have"
+                )
+        roles = {"initial": {self.initial}, "terminal": self.terminal, "landed": self.landed}
+        for role, states in {**roles, "waiting": set(self.waiting)}.items():
+            foreign = [s for s in states if s not in members]
+            if foreign:
+                raise ValueError(f"{self.name}: {role} names a foreign state {foreign[0]!r}")
+        if self.terminal & set(self.waiting):
+            raise ValueError(f"{self.name}: a final state waits on a timer")
         into: dict[tuple[enum.Enum, enum.Enum], str] = {}
         for row in self.transitions:
             into.setdefault((row.source, row.dest), row.trigger)

@@ -2,6 +2,17 @@
 
 Every message names its saga (``saga_id``, the correlation id), the message that caused it
 (``causation_id``), and, for commands and their replies, the idempotency key of the operation.
+What a command hands its participant, and what a reply hands back, are typed fields, one per
+thing carried (the shapes are those of :mod:`sagafsm.commands` and :mod:`sagafsm.events`):
+
+========================  ==========================================================
+kind                      carries
+========================  ==========================================================
+``execute``               ``data`` (the saga's input), ``results`` (earlier steps')
+``compensate``            ``data``, ``action_key``, ``action_result`` (None: no reply)
+``action_reply``          ``outcome``; ``result`` on success, ``reason`` on failure
+``compensation_reply``    ``outcome``; ``reason`` on failure
+========================  ==========================================================
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ import attrs
 
 __all__ = ["MessageKind", "Outcome", "Envelope"]
 
-_NO_PAYLOAD: Mapping[str, Any] = MappingProxyType({})
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class MessageKind(enum.Enum):
@@ -49,7 +60,16 @@ class Envelope:
     """Set on replies only."""
     action_key: str | None = None
     """On compensations: the key of the action they undo (for tombstones)."""
-    payload: Mapping[str, Any] = _NO_PAYLOAD
+    data: Mapping[str, Any] = _EMPTY
+    """On commands: the saga's input data."""
+    results: Mapping[str, Mapping[str, Any]] = _EMPTY
+    """On actions: the result of each earlier step whose success reply arrived, by step name."""
+    action_result: Mapping[str, Any] | None = None
+    """On compensations: the result the action's success reply carried; None if none arrived."""
+    result: Mapping[str, Any] | None = None
+    """On a successful action reply: the action's result."""
+    reason: str = ""
+    """On a failed reply: why (``"insufficient funds"``, ``"injected failure"``...)."""
 
     @property
     def correlation_id(self) -> str:

@@ -1,8 +1,10 @@
 """Where an orchestrator keeps its sagas between events: the saga store.
 
 A store keeps, for each unfinished saga, its latest snapshot (:meth:`SagaInstance.snapshot`) and the
-saga's input data. The orchestrator saves before it sends the commands a new state implies (outbox
-order), so after a crash everything that was sent can be re-derived from the store.
+saga's input data. The snapshot holds the data and every step's result too (what a restored saga
+needs); the data is kept beside it for stores that index or query it. The orchestrator saves before
+it sends the commands a new state implies (outbox order), so after a crash everything that was sent
+can be re-derived from the store.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@
 with zero-latency delivery. Participants answer each command with a scripted :class:`Outcome` and
 keep a :class:`Ledger` of what they actually did, so tests judge semantics from effects, not from
 what the engine believes.
+
+Participants hand back a result of their own making on every success (``{"id": "b-2"}``, the same
+for every reply to one key), and check what they are handed: the saga's data, the results of the
+earlier steps, and, for a compensation, its own action's result. A compensation carrying another
+result is refused (nothing undone, a failure reply), as the simulator's participants do.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -66,6 +71,12 @@ class Ledger:
     tombstones: set[str] = attrs.Factory(set)
     absorbed: list[Command] = attrs.Factory(list)
     """Commands that changed nothing: duplicates, and actions arriving after their tombstone."""
+    handed: dict[str, Mapping[str, Any]] = attrs.Factory(dict)
+    """Action key -> the result the participant handed back for it (every reply the same)."""
+    refused: list[CompensateStep] = attrs.Factory(list)
+    """Compensations refused because they carried a result other than their action's."""
+    wrong_input: list[str] = attrs.Factory(list)
+    """What a command carried that the participant did not hand out (data, earlier results)."""
 
     def actions(self) -> list[str]:
         return [e.step for e in self.effects if e.kind == "action"]
@@ -85,10 +96,14 @@ class Participants:
         self,
         actions: dict[str, Sequence[Outcome]] | None = None,
         compensations: dict[str, Sequence[Outcome]] | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         self._actions = {k: deque(v) for k, v in (actions or {}).items()}
         self._compensations = {k: deque(v) for k, v in (compensations or {}).items()}
+        self.data = {} if data is None else data
         self.ledger = Ledger()
+        self._latest: dict[str, str] = {}
+        """Step -> the key of its latest action the participant handed a result for."""
 
     def receive(self, command: ExecuteStep | CompensateStep) -> tuple[Outcome, Event | None]:
         """Handle one command; return its outcome and the reply (None if no reply)."""
@@ -97,6 +112,10 @@ class Participants:
         outcome = queue.popleft() if queue else Outcome.OK
         if outcome is Outcome.LOST:
             return outcome, None
+        self._check_input(command)
+        if isinstance(command, CompensateStep) and not self._own_result(command):
+            self.ledger.refused.append(command)
+            return Outcome.FAIL, self._failure(command)
         if outcome is Outcome.FAIL and command.idempotency_key not in self.ledger.applied_keys:
             return outcome, self._failure(command)
         # a key already applied is answered with success, whatever the script says
@@ -124,11 +143,32 @@ class Participants:
         else:  # the action never arrived: leave a tombstone so it becomes a no-op
             ledger.tombstones.add(command.action_key)
 
-    @staticmethod
-    def _success(command: ExecuteStep | CompensateStep) -> Event:
+    def _check_input(self, command: ExecuteStep | CompensateStep) -> None:
+        wrong = self.ledger.wrong_input
+        if command.data != self.data:
+            wrong.append(f"{command.step!r} was handed data {command.data!r}")
+        if isinstance(command, ExecuteStep):
+            handed = {step: self.ledger.handed[key] for step, key in self._latest.items()}
+            for step, result in command.results.items():
+                if handed.get(step) != result:
+                    wrong.append(f"{command.step!r} was handed {step!r}'s result {result!r}")
+
+    def _own_result(self, command: CompensateStep) -> bool:
+        """A compensation carries its own action's result, or says no reply arrived (None)."""
+        if command.action_result is None:
+            return True
+        return self.ledger.handed.get(command.action_key) == command.action_result
+
+    def _success(self, command: ExecuteStep | CompensateStep) -> Event:
         if isinstance(command, ExecuteStep):
             key = command.idempotency_key
-            return StepSucceeded(saga_id=command.saga_id, step=command.step, idempotency_key=key)
+            handed = self.ledger.handed
+            if key not in handed:
+                handed[key] = {"id": f"{command.step}-{len(handed) + 1}"}
+            self._latest[command.step] = key
+            return StepSucceeded(
+                saga_id=command.saga_id, step=command.step, result=handed[key], idempotency_key=key
+            )
         return CompensationSucceeded(saga_id=command.saga_id, step=command.step)
 
     @staticmethod
@@ -193,10 +233,11 @@ class SagaPair:
         actions: dict[str, Sequence[Outcome]] | None = None,
         compensations: dict[str, Sequence[Outcome]] | None = None,
         saga_id: str = "saga-1",
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         self.recorder = Recorder()
-        self.saga = SagaInstance(definition, saga_id, recorder=self.recorder)
-        self.participants = Participants(actions, compensations)
+        self.saga = SagaInstance(definition, saga_id, data=data, recorder=self.recorder)
+        self.participants = Participants(actions, compensations, data)
         self.clock = FakeClock()
         self.commands: list[Command] = []
         self.history: list[Command | Event] = []
@@ -293,108 +334,24 @@ def saga_of(
     *names: str,
     pivot: str | None = None,
     retriable: Sequence[str] = (),
+    read_only: Sequence[str] = (),
     name: str = "order",
     **options: Any,
 ) -> SagaDefinition:
-    """Compensatable steps ``names`` (undone by ``un<name>``), then a pivot, then retriables."""
+    """Steps ``names`` (compensatable, undone by ``un<name>``; read-only if also in
+    ``read_only``), then a pivot, then retriables."""
     from sagafsm import SagaBuilder
 
     builder = SagaBuilder(name, **options)
     for step in names:
-        builder.step(step, participant=f"p-{step}", action=f"do_{step}", compensation=f"un{step}")
+        if step in read_only:
+            builder.read_only(step, participant=f"p-{step}", action=f"do_{step}")
+        else:
+            builder.step(
+                step, participant=f"p-{step}", action=f"do_{step}", compensation=f"un{step}"
+            )
     if pivot is not None:
         builder.pivot(pivot, participant=f"p-{pivot}", action=f"do_{pivot}")
     for step in retriable:
         builder.retriable(step, participant=f"p-{step}", action=f"do_{step}")
     return builder.build()
-
-
-# -- invariants: pure functions over what the engine emitted, each returning violations ----------
-
-
-_COMMANDS = (ExecuteStep, CompensateStep, StartTimer, CancelTimer, SagaFinished)
-
-
-def command_violations(definition: SagaDefinition, history: Sequence[Command | Event]) -> list[str]:
-    """Every rule a saga's history (events and commands, interleaved) must obey, whatever the
-    replies were. A command-only history is fine too: timers then count as live until cancelled.
-    """
-    commands = [c for c in history if isinstance(c, _COMMANDS)]
-    out: list[str] = []
-    index = definition.index_of
-    executed: list[int] = []
-    compensated: list[int] = []
-    action_keys: dict[str, set[str]] = {}
-    compensation_keys: dict[str, set[str]] = {}
-    live: set[str] = set()
-    pivot_passed = False
-    kinds = {s.name: s.kind for s in definition.steps}
-    if any(isinstance(c, SagaFinished) for c in commands[:-1]):
-        out.append("a command after SagaFinished")
-    for command in history:
-        if isinstance(command, TimerFired):
-            live.discard(command.timer_id)
-        elif isinstance(command, ExecuteStep):
-            if index(command.step) not in executed:
-                executed.append(index(command.step))
-            action_keys.setdefault(command.step, set()).add(command.idempotency_key)
-            if kinds[command.step].value == "retriable":
-                pivot_passed = True
-        elif isinstance(command, CompensateStep):
-            i = index(command.step)
-            if i not in executed:
-                out.append(f"compensating {command.step!r}, whose action was never sent")
-            if compensated and i > compensated[-1]:
-                out.append(f"compensating {command.step!r} after a step below it")
-            if kinds[command.step].value != "compensatable" or pivot_passed:
-                out.append(f"compensating {command.step!r} at or after the pivot")
-            compensated.append(i)
-            compensation_keys.setdefault(command.step, set()).add(command.idempotency_key)
-            if command.action_key not in action_keys.get(command.step, set()):
-                out.append(f"{command.step!r}: compensation names an action key never sent")
-        elif isinstance(command, StartTimer):
-            if live:
-                out.append(f"timer {command.timer_id} armed while {sorted(live)} still live")
-            live = {command.timer_id}
-        elif isinstance(command, CancelTimer):
-            live.discard(command.timer_id)
-    if executed != list(range(len(executed))):
-        out.append(f"forward steps sent out of order: {executed}")
-    # one key for every try; only a retriable step retried after a definite failure gets a new one
-    out += [
-        f"{s!r} executed under keys {k}"
-        for s, k in action_keys.items()
-        if len(k) != 1 and kinds[s].value != "retriable"
-    ]
-    out += [f"{s!r} undone under keys {k}" for s, k in compensation_keys.items() if len(k) != 1]
-    finished = [c for c in commands if isinstance(c, SagaFinished)]
-    if finished and finished[-1].state.value == "operator_required" and not finished[-1].reason:
-        out.append("operator required without a reason")
-    return out
-
-
-def ledger_violations(
-    definition: SagaDefinition, finished: SagaFinished, ledger: Ledger
-) -> list[str]:
-    """The design's correctness properties, judged from what the participants did."""
-    out: list[str] = []
-    names = definition.step_names
-    actions, compensations = ledger.actions(), ledger.compensations()
-    if len(actions) != len(set(actions)):
-        out.append(f"an action applied twice: {actions}")
-    if len(compensations) != len(set(compensations)):
-        out.append(f"a compensation applied twice: {compensations}")
-    if not set(compensations) <= set(actions):
-        out.append(f"compensated {compensations} but applied only {actions}")
-    order = [names.index(s) for s in compensations]
-    if order != sorted(order, reverse=True):
-        out.append(f"compensations not in reverse order: {compensations}")
-    state = finished.state.value
-    if state == "completed" and (actions != list(names) or compensations):
-        out.append(f"completed, yet applied {actions} and compensated {compensations}")
-    if state == "failed" and ledger.net():
-        out.append(f"failed, yet {sorted(ledger.net())} still applied")
-    kinds = {s.name: s.kind.value for s in definition.steps}
-    if any(kinds[s] != "compensatable" for s in compensations):
-        out.append(f"a step at or after the pivot was compensated: {compensations}")
-    return out

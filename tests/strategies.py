@@ -8,6 +8,7 @@ duplicate, unknown and stale input whatever the definition is.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +29,10 @@ from sagafsm import (
     SagaDefinition,
     SagaFinished,
     SagaInstance,
+    SagaState,
     StartTimer,
     StepFailed,
+    StepKind,
     StepSucceeded,
     StepTimedOut,
     TimerFired,
@@ -57,11 +60,14 @@ def retry_policies(max_attempts: int = 3) -> st.SearchStrategy[RetryPolicy]:
 
 @st.composite
 def definitions(draw: st.DrawFn, max_steps: int = 5) -> SagaDefinition:
-    """Valid definitions: 1-5 steps, compensatable ones, then an optional pivot and retriables."""
+    """Valid definitions: 1-5 steps; compensatable and read-only ones in any mix, then an
+    optional pivot and retriables. Read-only steps are declared both ways the API offers."""
     has_pivot = draw(st.booleans())
     retriables = draw(st.integers(0, 2)) if has_pivot else 0
     low = 0 if has_pivot else 1
-    compensatable = draw(st.integers(low, max_steps - int(has_pivot) - retriables))
+    before = draw(
+        st.lists(st.booleans(), min_size=low, max_size=max_steps - has_pivot - retriables)
+    )
     builder = SagaBuilder("generated")
 
     def options() -> dict[str, Any]:
@@ -71,13 +77,45 @@ def definitions(draw: st.DrawFn, max_steps: int = 5) -> SagaDefinition:
             "compensation_retry": draw(retry_policies()),
         }
 
-    for i in range(compensatable):
-        builder.step(f"s{i}", participant=f"p{i}", action="do", compensation="undo", **options())
+    for i, read_only in enumerate(before):
+        if not read_only:
+            builder.step(
+                f"s{i}", participant=f"p{i}", action="do", compensation="undo", **options()
+            )
+        elif draw(st.booleans()):
+            builder.read_only(f"v{i}", participant=f"p{i}", action="check", **options())
+        else:
+            builder.step(
+                f"v{i}", participant=f"p{i}", action="check", kind=StepKind.READ_ONLY, **options()
+            )
     if has_pivot:
         builder.pivot("pivot", participant="bank", action="charge", **options())
     for i in range(retriables):
         builder.retriable(f"r{i}", participant="mail", action="send", **options())
     return builder.build()
+
+
+_JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+
+json_values: st.SearchStrategy[Any] = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+"""Plain JSON data, as dicts and lists (what survives a JSON round trip unchanged)."""
+
+
+def json_mappings() -> st.SearchStrategy[dict[str, Any]]:
+    """Saga data and step results: string-keyed JSON mappings, often empty."""
+    return st.dictionaries(st.text(max_size=5), json_values, max_size=3)
 
 
 def ops(max_size: int = 40) -> st.SearchStrategy[list[Op]]:
@@ -167,14 +205,15 @@ class Adversary:
         if kind == "replay" and self.events:
             return self.events[target % len(self.events)]
         key = self.keys.get(step) if target == CURRENT else None  # else: a reply without a key
+        result = {"by": step, "seq": len(self.events)}
         return {
-            "step_ok": StepSucceeded(saga_id=sid, step=step, idempotency_key=key),
+            "step_ok": StepSucceeded(saga_id=sid, step=step, result=result, idempotency_key=key),
             "step_fail": StepFailed(saga_id=sid, step=step, idempotency_key=key),
             "step_timeout": StepTimedOut(saga_id=sid, step=step),
             "comp_ok": CompensationSucceeded(saga_id=sid, step=step),
             "comp_fail": CompensationFailed(saga_id=sid, step=step),
             "comp_timeout": CompensationTimedOut(saga_id=sid, step=step),
-        }.get(kind, StepSucceeded(saga_id=sid, step=step))
+        }.get(kind, StepSucceeded(saga_id=sid, step=step, result=result))
 
     def play(self, op: Op) -> list[Command]:
         return self.feed(self.event_for(op))
@@ -183,7 +222,8 @@ class Adversary:
         """A well-behaved world: answer the outstanding request with success, or let time pass."""
         for timer in self.live.values():
             if timer.purpose is TimerPurpose.ACTION_TIMEOUT:
-                return StepSucceeded(saga_id=self.saga_id, step=timer.step)
+                result = {"calm": len(self.events)}
+                return StepSucceeded(saga_id=self.saga_id, step=timer.step, result=result)
             if timer.purpose is TimerPurpose.COMPENSATION_TIMEOUT:
                 return CompensationSucceeded(saga_id=self.saga_id, step=timer.step)
         return self.next_timer()
@@ -192,3 +232,121 @@ class Adversary:
     def finished(self) -> SagaFinished | None:
         last = self.commands[-1] if self.commands else None
         return last if isinstance(last, SagaFinished) else None
+
+
+# -- bad input: what a careless caller may hand any public entry point ---------------------------
+
+
+class Opaque:
+    """An object of no type the library knows."""
+
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"deeper": value}
+    return value
+
+
+def _cyclic() -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    value["self"] = value
+    return value
+
+
+_ONE_STEP = SagaBuilder("junk").step("a", participant="p", action="do", compensation="undo").build()
+_COMMANDS: list[Command] = [
+    ExecuteStep(
+        saga_id="s",
+        step="a",
+        participant="p",
+        action="do",
+        attempt=1,
+        idempotency_key="k",
+        data={},
+        results={},
+    ),
+    CompensateStep(
+        saga_id="s",
+        step="a",
+        participant="p",
+        compensation="undo",
+        attempt=1,
+        idempotency_key="k2",
+        action_key="k",
+        data={},
+        action_result=None,
+    ),
+    StartTimer(saga_id="s", timer_id="t", delay=1.0, purpose=TimerPurpose.ACTION_TIMEOUT, step="a"),
+    CancelTimer(saga_id="s", timer_id="t"),
+    SagaFinished(saga_id="s", state=SagaState.FAILED, reason="r"),
+]
+_STRANGERS: list[Event] = [
+    StepSucceeded(saga_id="someone-else", step="a"),
+    StepFailed(saga_id="someone-else", step="a", reason="no"),
+    TimerFired(saga_id="someone-else", timer_id="t"),
+    CompensationFailed(saga_id="someone-else", step="a", attempt=1),
+]
+"""Valid events for another saga: a saga ignores them, nothing raises."""
+
+_NOT_JSON = st.one_of(
+    st.builds(Opaque),
+    st.just(math.nan),
+    st.just(math.inf),
+    st.sets(st.integers(), max_size=2),
+    st.binary(max_size=2),
+    st.complex_numbers(max_magnitude=5),
+)
+
+
+def junk() -> st.SearchStrategy[Any]:
+    """Arbitrary objects: scalars of every type (NaN, infinities, huge ints included), strings,
+    mappings with non-string keys or non-JSON values, nested too deep or cyclic, commands,
+    events of another saga, library values in the wrong place, and plain objects."""
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.sampled_from([0, -1, 10**400, -(10**400)]),
+        st.floats(),
+        st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 5e-324, 1.7e308]),
+        st.text(max_size=6),
+        st.binary(max_size=4),
+        st.decimals(),
+        st.fractions(max_denominator=5),
+        st.lists(_JSON_SCALARS, max_size=3),
+        st.tuples(st.integers()),
+        st.sets(st.integers(), max_size=2),
+        st.dictionaries(st.text(max_size=3), _JSON_SCALARS, max_size=3),
+        st.dictionaries(
+            st.one_of(st.integers(), st.none(), st.booleans()),
+            st.integers(),
+            min_size=1,
+            max_size=2,
+        ),
+        st.dictionaries(st.text(max_size=3), _NOT_JSON, min_size=1, max_size=2),
+        st.builds(_nested, st.sampled_from([33, 40])),
+        st.builds(_cyclic),
+        st.sampled_from(_COMMANDS),
+        st.sampled_from(_STRANGERS),
+        st.builds(Opaque),
+        st.sampled_from(
+            [
+                object(),
+                int,
+                len,
+                str,
+                StepKind.PIVOT,
+                "read_only",
+                SagaState.PENDING,
+                TimerPurpose.ACTION_TIMEOUT,
+                RetryPolicy(),
+                _ONE_STEP,
+                _ONE_STEP.steps[0],
+            ]
+        ),
+        st.builds(SagaInstance, st.just(_ONE_STEP), st.just("stray")),
+    )

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from sagafsm import SagaBuilder, SagaDefinition
 from sagafsm.checks import (
@@ -21,9 +23,12 @@ from sagafsm.checks import (
     check_saga,
     format_record,
 )
+from sagafsm.history import EffectRecord, TransitionRecord, as_record
+from sagafsm.history import LedgerEffect as Effect
+from sagafsm.lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec
 from sagafsm.sim import load_scenario, simulate
 from sagafsm.sim.config import merge
-from sagafsm.sim.participant import Effect
+from sagafsm.sim.coverage import Coverage
 from sagafsm.sim.selfcheck import NO_FAULTS
 
 Record = tuple[Any, ...]
@@ -45,6 +50,16 @@ PIVOTED = (
     .build()
 )
 """A compensatable step, the pivot, a retriable step."""
+
+VERIFIED = (
+    SagaBuilder("verified", timeout=0.1)
+    .read_only("verify", participant="customers", action="verify_customer")
+    .step("reserve", participant="inventory", action="reserve", compensation="release")
+    .pivot("charge", participant="payment", action="charge")
+    .retriable("ship", participant="shipping", action="ship")
+    .build()
+)
+"""A read-only step first, then a compensatable step, the pivot, a retriable step."""
 
 
 class History:
@@ -81,6 +96,14 @@ class History:
     def finish(self, state: str, reason: str | None = None) -> History:
         return self.add("finish", state, reason)
 
+    def send(self, step: str, message_type: str, operation: str) -> History:
+        """The orchestrator sends ``step``'s participant a command (message ids count up)."""
+        participant = self.definition.steps[self.definition.index_of(step)].participant
+        sent = sum(1 for r in self.records if r[1] == "send")
+        return self.add(
+            "send", sent + 1, "orchestrator", participant, message_type, step, operation, 1, None
+        )
+
     # -- what a correct run writes -------------------------------------------------------------
 
     def succeed(self, step: str) -> History:
@@ -102,6 +125,7 @@ class History:
         self, step: str, effect: str = Effect.COMPENSATION, *, source: str = "succeeded"
     ) -> History:
         self.step(step, "compensate", source, "compensating")
+        self.send(step, "compensate", f"undo_{step}")
         self.effect(step, effect)
         return self.step(step, "compensated", "compensating", "compensated")
 
@@ -153,6 +177,7 @@ def details(violations: list[Violation], prop: str) -> list[str]:
         pytest.param(completed(), id="completed"),
         pytest.param(failed_at_ship(), id="failed"),
         pytest.param(completed(PIVOTED), id="pivot-completed"),
+        pytest.param(completed(VERIFIED), id="read-only-completed"),
     ],
 )
 def test_a_clean_history_has_no_violation(history: History) -> None:
@@ -172,6 +197,8 @@ def test_every_property_but_domain_invariants_is_tested_here() -> None:
         "no-duplicate-effect",
         "declared-transitions",
         "pivot-rule",
+        "read-only-untouched",
+        "compensation-input",
     }
     assert covered | {"domain-invariants"} == set(PROPERTIES)
 
@@ -601,6 +628,280 @@ def test_failing_before_the_pivot_may_compensate() -> None:
     assert history.check() == []
 
 
+# -- read-only steps: accepted uncompensated; read-only-untouched ---------------------------------
+
+VERIFIED_AS_COMPENSATABLE = (
+    SagaBuilder("verified", timeout=0.1)
+    .step("verify", participant="customers", action="verify_customer", compensation="unverify")
+    .step("reserve", participant="inventory", action="reserve", compensation="release")
+    .pivot("charge", participant="payment", action="charge")
+    .retriable("ship", participant="shipping", action="ship")
+    .build()
+)
+"""VERIFIED with its first step declared compensatable instead of read-only."""
+
+
+def verified_failed_at_charge() -> History:
+    """A clean failed saga: verify (read-only) and reserve landed, the pivot was declined, and
+    only reserve is compensated."""
+    history = History(VERIFIED).start().succeed("verify").succeed("reserve").fail("charge")
+    return history.abort().compensate("reserve").failed()
+
+
+def compensate_verify(history: History, effect: str | None = Effect.COMPENSATION_NOOP) -> History:
+    """What the ``compensate-read-only`` mutant does: compensate verify too (``effect`` None: the
+    compensation is sent but never reaches the ledger)."""
+    history.step("verify", "compensate", "succeeded", "compensating")
+    history.send("verify", "compensate", "undo_verify_customer")
+    if effect is not None:
+        history.effect("verify", effect)
+    return history.step("verify", "compensated", "compensating", "compensated")
+
+
+def test_a_landed_read_only_step_left_uncompensated_in_a_failed_saga_is_clean() -> None:
+    """verify's action took effect and nothing undid it: a read-only step has nothing to undo."""
+    history = verified_failed_at_charge()
+    assert ("verify", Effect.ACTION) in {(r[4], r[5]) for r in history.records if r[1] == "effect"}
+    assert history.check() == []
+
+
+def test_the_same_step_declared_compensatable_must_be_compensated() -> None:
+    """Only the step's kind excuses it: declared compensatable, the same ledger is a violation."""
+    history = verified_failed_at_charge()
+    history.definition = VERIFIED_AS_COMPENSATABLE
+    violations = history.check()
+    assert properties(violations) == {"compensated-exactly-once"}
+    assert details(violations, "compensated-exactly-once") == [
+        "step 'verify''s action took effect but was compensated 0 times"
+    ]
+
+
+@pytest.mark.parametrize("ending", ["fail", "give_up"])
+def test_a_read_only_step_that_fails_or_times_out_aborts_with_nothing_to_compensate(
+    ending: str,
+) -> None:
+    """The first step, read-only, declined or got no reply: the saga fails with no compensation."""
+    history = History(VERIFIED).start()
+    getattr(history, ending)("verify")
+    if ending == "give_up":
+        history.effect("verify", Effect.ACTION)  # the hung verification did run
+    assert history.abort().failed().check() == []
+
+
+def test_a_read_only_step_past_the_pivot_changes_nothing_for_the_pivot_rule() -> None:
+    """The pivot landed and the retriable step kept failing: escalating with verify untouched."""
+    history = History(VERIFIED).start().succeed("verify").succeed("reserve").succeed("charge")
+    history.step("ship", "send", "pending", "executing")
+    history.effect("ship", Effect.ACTION_FAILED)
+    history.step("ship", "fail", "executing", "failed")
+    history.saga("escalate", "pending", "operator_required")
+    assert history.finish("operator_required", "ship kept failing").check() == []
+
+
+def test_compensating_a_read_only_step_is_reported() -> None:
+    """The mutant's shape: verify compensated after reserve (in reverse order, as a no-op)."""
+    history = compensate_verify(verified_failed_at_charge())
+    violations = history.check()
+    assert properties(violations) == {"read-only-untouched"}
+    assert details(violations, "read-only-untouched") == [
+        "read-only step 'verify' was compensated: 1 compensation sent, "
+        "its participant's ledger shows ['compensation_noop']"
+    ]
+
+
+def test_a_compensation_sent_to_a_read_only_step_is_reported_even_if_it_never_lands() -> None:
+    """The send record alone breaks the rule: the message was lost, the ledger shows nothing."""
+    violations = compensate_verify(verified_failed_at_charge(), effect=None).check()
+    assert details(violations, "read-only-untouched") == [
+        "read-only step 'verify' was compensated: 1 compensation sent"
+    ]
+
+
+def test_a_compensation_effect_at_a_read_only_step_is_reported_without_a_send() -> None:
+    """A ledger entry alone breaks it too (the participant undid a verification on its own)."""
+    history = verified_failed_at_charge().effect("verify", Effect.COMPENSATION)
+    assert details(history.check(), "read-only-untouched") == [
+        "read-only step 'verify' was compensated: none sent, "
+        "its participant's ledger shows ['compensation']"
+    ]
+
+
+def test_compensating_a_read_only_step_of_a_completed_saga_breaks_every_rule_it_touches() -> None:
+    """A failed try at a read-only step is already one violation; a run one also undid part of a
+    completed saga, after its pivot landed."""
+    history = completed(VERIFIED).effect("verify", Effect.COMPENSATION_FAILED)
+    assert properties(history.check()) == {"read-only-untouched"}
+    history.effect("verify", Effect.COMPENSATION_NOOP)
+    assert properties(history.check()) == {
+        "read-only-untouched",
+        "completed-exactly-once",
+        "pivot-rule",
+    }
+
+
+def test_compensations_sent_to_compensatable_steps_are_not_flagged() -> None:
+    """The clean failed saga sends two compensations, to compensatable steps: nothing fires."""
+    history = failed_at_ship()
+    assert sum(1 for r in history.records if r[1] == "send" and r[6] == "compensate") == 2
+    assert history.check() == []
+
+
+# -- compensation-input ----------------------------------------------------------------------------
+
+
+def charge_compensation_tried_twice(effect: str) -> History:
+    """ship failed; charge's compensation got ``effect`` on both tries, was given up, and the saga
+    went to an operator."""
+    history = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
+    history.step("charge", "compensate", "succeeded", "compensating")
+    history.send("charge", "compensate", "refund").effect("charge", effect)
+    history.step("charge", "compensation_back_off", "compensating", "waiting_compensation_retry")
+    history.step("charge", "compensation_retry", "waiting_compensation_retry", "compensating")
+    history.send("charge", "compensate", "refund").effect("charge", effect)
+    history.step("charge", "compensation_give_up", "compensating", "compensation_failed")
+    history.saga("escalate", "compensating", "operator_required")
+    return history.finish("operator_required", "the compensation of step 'charge' kept failing")
+
+
+def test_a_compensation_that_keeps_failing_is_handed_to_an_operator_cleanly() -> None:
+    """Failed tries are the participant's bad luck, not a wrong input: no property breaks."""
+    assert charge_compensation_tried_twice(Effect.COMPENSATION_FAILED).check() == []
+
+
+def test_a_refused_compensation_breaks_compensation_input() -> None:
+    """The same history, but the participant refused both tries: it was handed a wrong result."""
+    violations = charge_compensation_tried_twice(Effect.COMPENSATION_REFUSED).check()
+    assert properties(violations) == {"compensation-input"}
+    assert details(violations, "compensation-input") == [
+        "step 'charge''s participant refused its compensation 2 times: "
+        "it was handed a result its action never gave"
+    ]
+
+
+def test_a_refusal_is_reported_even_when_a_later_try_is_applied() -> None:
+    """One refusal then an applied compensation: the saga failed cleanly, but the input was bad."""
+    history = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
+    history.step("charge", "compensate", "succeeded", "compensating")
+    history.effect("charge", Effect.COMPENSATION_REFUSED)
+    history.step("charge", "compensation_back_off", "compensating", "waiting_compensation_retry")
+    history.step("charge", "compensation_retry", "waiting_compensation_retry", "compensating")
+    history.effect("charge", Effect.COMPENSATION)
+    history.step("charge", "compensated", "compensating", "compensated")
+    violations = history.compensate("reserve").failed().check()
+    assert properties(violations) == {"compensation-input"}
+    assert details(violations, "compensation-input") == [
+        "step 'charge''s participant refused its compensation 1 time: "
+        "it was handed a result its action never gave"
+    ]
+
+
+def test_a_refusal_reads_plainly_in_the_violation_history() -> None:
+    """The violation's history shows each refusal as a ledger line naming step and effect."""
+    [violation] = charge_compensation_tried_twice(Effect.COMPENSATION_REFUSED).check()
+    refusals = [line for line in violation.history if "compensation_refused" in line]
+    assert len(refusals) == 2
+    assert refusals[0].split()[1:] == [
+        "effect",
+        "participant=payment",
+        "step=charge",
+        "effect=compensation_refused",
+    ]
+
+
+# -- a finish in a state that is not final ---------------------------------------------------------
+
+
+def test_a_finish_record_in_a_state_that_is_not_final_breaks_termination() -> None:
+    """Only the saga lifecycle's final states end a saga: finishing while pending does not."""
+    history = History().start().succeed("reserve").succeed("charge").succeed("ship")
+    violations = history.finish("pending").check()
+    assert properties(violations) == {"termination"}
+    assert details(violations, "termination") == [
+        "the saga finished in 'pending', not a final state"
+    ]
+
+
+# -- the transition check follows the lifecycle specs ----------------------------------------------
+
+SPECS = {"saga": SAGA_LIFECYCLE, "step": STEP_LIFECYCLE}
+
+
+@st.composite
+def walks(draw: st.DrawFn, spec: LifecycleSpec[Any]) -> list[tuple[str, str, str]]:
+    """A path along the spec's rows from its initial state: ``(trigger, source, dest)`` each."""
+    state, path = spec.initial, []
+    for _ in range(draw(st.integers(0, 10))):
+        rows = [row for row in spec.transitions if row.source is state]
+        if not rows:
+            break
+        row = draw(st.sampled_from(rows))
+        path.append((row.trigger, row.source.value, row.dest.value))
+        state = row.dest
+    return path
+
+
+def moves(lifecycle: str, path: list[tuple[str, str, str]]) -> History:
+    """The path as transition records of the saga (``lifecycle`` "saga") or of step reserve."""
+    history = History().add("start", "three")
+    for trigger, source, dest in path:
+        if lifecycle == "saga":
+            history.saga(trigger, source, dest)
+        else:
+            history.step("reserve", trigger, source, dest)
+    return history
+
+
+def transition_details(history: History) -> list[str]:
+    return details(history.check(), "declared-transitions")
+
+
+@pytest.mark.parametrize("lifecycle", sorted(SPECS))
+@given(data=st.data())
+def test_every_walk_along_the_declared_rows_is_accepted(
+    lifecycle: str, data: st.DataObject
+) -> None:
+    """Any path from the spec's initial state along its rows breaks no declared transition."""
+    path = data.draw(walks(SPECS[lifecycle]), label="path")
+    assert transition_details(moves(lifecycle, path)) == []
+
+
+@pytest.mark.parametrize("lifecycle", sorted(SPECS))
+@given(data=st.data())
+def test_a_move_that_is_no_row_of_the_spec_is_reported(lifecycle: str, data: st.DataObject) -> None:
+    """After a valid path, a move from the current state that the spec does not declare is flagged
+    (and only that)."""
+    spec = SPECS[lifecycle]
+    path = data.draw(walks(spec), label="path")
+    current = path[-1][2] if path else spec.initial.value
+    trigger = data.draw(st.sampled_from(spec.triggers), label="trigger")
+    dest = data.draw(st.sampled_from([s.value for s in spec.states]), label="dest")
+    declared = {(r.trigger, r.source.value, r.dest.value) for r in spec.transitions}
+    assume((trigger, current, dest) not in declared)
+    where = "the saga" if lifecycle == "saga" else "step 'reserve'"
+    assert transition_details(moves(lifecycle, [*path, (trigger, current, dest)])) == [
+        f"{where} took the undeclared transition {trigger!r}: {current} -> {dest}"
+    ]
+
+
+@pytest.mark.parametrize("lifecycle", sorted(SPECS))
+@given(data=st.data())
+def test_a_declared_row_from_another_state_than_the_current_is_reported(
+    lifecycle: str, data: st.DataObject
+) -> None:
+    """A declared row whose source is not where the lifecycle is (the spec's initial state before
+    any move) is flagged, and named final if the lifecycle had ended."""
+    spec = SPECS[lifecycle]
+    path = data.draw(walks(spec), label="path")
+    current = path[-1][2] if path else spec.initial.value
+    row = data.draw(st.sampled_from([r for r in spec.transitions if r.source.value != current]))
+    where = "the saga" if lifecycle == "saga" else "step 'reserve'"
+    final = " (a final state)" if current in {s.value for s in spec.terminal} else ""
+    move = (row.trigger, row.source.value, row.dest.value)
+    assert transition_details(moves(lifecycle, [*path, move])) == [
+        f"{where} moved from {row.source.value!r} while it was in {current!r}{final}"
+    ]
+
+
 # -- Violation, format_record ----------------------------------------------------------------------
 
 
@@ -721,3 +1022,68 @@ def test_a_message_delivered_after_the_retention_is_no_ghost_saga() -> None:
     plan = {"sagas": 2, "seed": 0, "faults": {"reorder": 0.3, "reorder_delay": "const:61"}}
     result = simulate(scenario, scenario.config(merge(NO_FAULTS, plan)))
     assert result.violation_counts == {}
+
+
+# -- typed records ---------------------------------------------------------------------------------
+
+
+def broken_and_clean() -> list[History]:
+    """Three sagas: compensated out of order, clean, and a read-only step compensated."""
+    reordered = History(saga_id="a").start().succeed("reserve").succeed("charge").fail("ship")
+    reordered.abort().compensate("reserve").compensate("charge").failed()
+    touched = verified_failed_at_charge()
+    touched.saga_id = "c"
+    touched.records = [(r[0], r[1], "c", *r[3:]) for r in touched.records]
+    return [reordered, failed_at_ship(saga_id="b"), compensate_verify(touched)]
+
+
+def test_typed_records_are_checked_like_the_plain_tuples_they_stand_for() -> None:
+    """check_saga and check_history give the same verdict on typed records as on plain ones."""
+    for history in broken_and_clean():
+        typed = [as_record(r) for r in history.records]
+        assert check_saga(history.saga_id, typed, history.definition) == history.check()
+    histories = broken_and_clean()
+    plain = [r for h in histories[:2] for r in h.records]
+    typed_run = [as_record(r) for r in plain]
+    assert check_history(typed_run, THREE) == check_history(plain, THREE)
+    assert {v.saga_id for v in check_history(plain, THREE)} == {"a"}
+
+
+def test_a_malformed_record_is_refused_with_its_kind() -> None:
+    """A record with a field missing is a ValueError that says what the kind needs."""
+    history = completed()
+    history.records[3] = history.records[3][:-1]
+    assert history.records[3][1] == "effect"
+    message = (
+        "a record of kind 'effect' has 6 items .t, kind, saga, participant, step, effect., got 5"
+    )
+    with pytest.raises(ValueError, match=message):
+        history.check()
+    with pytest.raises(ValueError, match=message):
+        check_history(history.records, THREE)
+
+
+def test_the_checker_hands_each_history_on_with_its_transitions_typed() -> None:
+    """on_checked sees the records the checks read already typed: coverage reads them by name."""
+    seen: list[list[Any]] = []
+    checker = StreamingChecker(THREE, on_checked=seen.append)
+    history = failed_at_ship().add("deliver", 2, "payment")
+    for record in [*history.records, (history.t + 60, "forget", "s1")]:
+        checker.observe(record)
+    [handed] = seen
+    assert handed == history.records
+    by_kind = {r[1]: type(r) for r in handed}
+    assert by_kind["transition"] is TransitionRecord and by_kind["effect"] is EffectRecord
+    assert by_kind["deliver"] is tuple  # traffic no check reads stays as the simulator wrote it
+    coverage = Coverage()
+    coverage.observe_history(handed)
+    assert ("executing", "fail", "failed") in coverage.seen["step"]
+    assert coverage.seen["saga"] == {
+        ("started", "begin", "pending"),
+        ("pending", "abort", "compensating"),
+        ("compensating", "compensated", "failed"),
+    }
+    summary = coverage.summary()
+    assert summary["saga"]["declared"] == len(SAGA_LIFECYCLE.transitions)
+    assert summary["step"]["declared"] == len(STEP_LIFECYCLE.transitions)
+    assert summary["saga"]["covered"] == 3

@@ -2,19 +2,26 @@
 
 Plans come from :func:`sim_strategies.fault_plans` (sagas 5-60, every fault rate drawn, crashes,
 store latency, one optional partition, every load kind). A failing example is a real bug in the
-engine, the simulator or a checker: Hypothesis prints the shrunk plan.
+engine, the simulator or a checker: Hypothesis prints the shrunk plan. The live check (plain
+tuples, as the simulator writes them) and a later check of the run's JSONL trace (typed records)
+must agree, for the correct system and for mutants alike.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from sim_strategies import fault_plans
 
-from sagafsm.sim import RunResult, Scenario, load_scenario, simulate
+from sagafsm.checks import Violation, check_history
+from sagafsm.history import record_from_dict
+from sagafsm.sim import RunResult, Scenario, load_scenario, read_trace, simulate
+from sagafsm.sim.mutants import get_mutant
 
 SCENARIOS = {name: load_scenario(name) for name in ("order_fulfillment", "travel_booking")}
 
@@ -73,3 +80,31 @@ def test_the_same_plan_twice_gives_the_same_digest(case: tuple[str, dict[str, An
     assert first.events == second.events
     assert first.outcomes == second.outcomes
     assert first.violation_counts == second.violation_counts
+
+
+def verdict(violations: Any) -> list[tuple[str | None, str, str]]:
+    """The per-saga violations, in a comparable order (domain invariants need the live run)."""
+    found: list[Violation] = [v for v in violations if v.property != "domain-invariants"]
+    return sorted((v.saga_id, v.property, v.detail) for v in found)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    case=plans_for_every_scenario(max_sagas=30),
+    mutant=st.sampled_from([None, "wrong-compensation-result", "compensate-read-only"]),
+)
+def test_a_trace_file_checked_later_gives_the_live_verdict(
+    case: tuple[str, dict[str, Any]], mutant: str | None
+) -> None:
+    """The JSONL trace, read back as typed records, breaks exactly what the live run broke."""
+    name, plan = case
+    scenario = SCENARIOS[name]
+    broken = get_mutant(mutant) if mutant is not None else None
+    assume(broken is None or broken.refusal(scenario.definition) is None)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.jsonl"
+        live = simulate(scenario, scenario.config(plan), trace_path=path, mutant=broken)
+        records = [record_from_dict(line) for line in read_trace(path)]
+    expected = verdict(live.violations)
+    event("the run broke a property" if expected else "a clean run")
+    assert verdict(check_history(records, scenario.definition)) == expected

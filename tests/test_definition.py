@@ -17,6 +17,7 @@ from sagafsm import (
     StepDefinition,
     StepKind,
 )
+from sagafsm.errors import InvalidArgument, UnknownStep
 
 
 def step(name: str, kind: StepKind = StepKind.COMPENSATABLE, **fields: Any) -> StepDefinition:
@@ -81,10 +82,11 @@ def test_a_retriable_step_before_the_pivot_is_rejected() -> None:
         SagaDefinition(name="order", steps=[step("a"), step("r", StepKind.RETRIABLE)])
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0, math.nan, math.inf, "1", None])
+@pytest.mark.parametrize("timeout", [0, -1.0, math.nan, math.inf, "1", None, True, 10**400])
 def test_a_non_positive_or_non_finite_timeout_is_rejected(timeout: Any) -> None:
-    """Zero, negative, NaN, infinite or non-numeric timeouts never arm a usable timer."""
-    with pytest.raises(InvalidDefinition, match="step 'a': timeout must be positive"):
+    """Zero, negative, NaN, infinite, boolean, non-numeric or float-overflowing timeouts never
+    arm a usable timer."""
+    with pytest.raises(InvalidDefinition, match="step 'a': timeout must be a positive number"):
         step("a", timeout=timeout)
 
 
@@ -113,6 +115,9 @@ def test_the_compensation_timeout_defaults_to_the_action_timeout() -> None:
         ({"multiplier": math.nan}, "multiplier"),
         ({"initial_backoff": 2.0, "max_backoff": 1.0}, "max_backoff"),
         ({"max_backoff": math.nan}, "max_backoff"),
+        ({"max_backoff": 10**400}, "max_backoff"),
+        ({"multiplier": "2"}, "multiplier"),
+        ({"max_attempts": None}, "max_attempts must be an integer"),
     ],
 )
 def test_a_bad_retry_policy_is_rejected(fields: dict[str, Any], message: str) -> None:
@@ -203,3 +208,56 @@ def test_the_backoff_stays_at_its_cap_however_many_tries_failed() -> None:
     """A long retry budget never overflows the float exponent: the wait is the cap."""
     policy = RetryPolicy(max_attempts=5000, initial_backoff=0.1, multiplier=2.0, max_backoff=9.0)
     assert policy.backoff(4999) == 9.0
+
+
+@pytest.mark.parametrize("failed_attempt", [0, -1, 1.5, "2", None, True])
+def test_backoff_of_something_other_than_a_try_number_is_refused(failed_attempt: Any) -> None:
+    """RetryPolicy.backoff takes a try number >= 1; anything else is an InvalidArgument."""
+    with pytest.raises(InvalidArgument, match="failed_attempt"):
+        RetryPolicy().backoff(failed_attempt)
+
+
+def test_index_of_an_unknown_step_is_unknown_step_a_key_error() -> None:
+    """index_of names the saga and its steps; an unhashable name is the same error."""
+    definition = SagaDefinition(name="order", steps=[step("a"), step("b")])
+    for name in ("zzz", ["a"]):
+        with pytest.raises(UnknownStep, match=r"saga 'order' has no step .* \(its steps: a, b\)"):
+            definition.index_of(name)  # type: ignore[arg-type]
+    assert issubclass(UnknownStep, KeyError) and issubclass(UnknownStep, SagaError)
+    assert not definition.has_step(["a"])  # type: ignore[arg-type]
+
+
+def test_the_pivot_property_finds_the_pivot_or_none() -> None:
+    """SagaDefinition.pivot is the pivot step, or None for a saga without one."""
+    with_pivot = SagaDefinition(name="o", steps=[step("a"), step("p", StepKind.PIVOT)])
+    assert with_pivot.pivot is with_pivot.steps[1]
+    assert SagaDefinition(name="o", steps=[step("a")]).pivot is None
+
+
+def test_step_kinds_say_whether_they_are_compensated_and_where_they_stand() -> None:
+    """Only compensatable steps are undone; compensatable and read-only come before the pivot."""
+    assert [k for k in StepKind if k.compensable] == [StepKind.COMPENSATABLE]
+    assert [k for k in StepKind if k.before_pivot] == [StepKind.COMPENSATABLE, StepKind.READ_ONLY]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": True}, "timeout must be a positive number"),
+        ({"retry": 3}, "retry must be a RetryPolicy"),
+        ({"compensation_retry": "nope"}, "compensation_retry must be a RetryPolicy"),
+        ({"compensation_timeout": -1}, "compensation_timeout"),
+    ],
+)
+def test_a_bad_option_is_refused_when_given_not_at_build(
+    options: dict[str, Any], message: str
+) -> None:
+    """As a builder default and per step, on every kind of step, before build() is reached."""
+    with pytest.raises(InvalidDefinition, match=f"saga 'order': {message}"):
+        SagaBuilder("order", **options)
+    for method in ("step", "read_only", "pivot", "retriable"):
+        builder = SagaBuilder("order")
+        extra = {"compensation": "undo"} if method == "step" else {}
+        with pytest.raises(InvalidDefinition, match=message):
+            getattr(builder, method)("a", participant="p", action="do", **extra, **options)
+        assert builder._steps == []  # nothing half-added

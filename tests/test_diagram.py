@@ -13,14 +13,11 @@ import attrs
 import pytest
 
 from sagafsm import SagaError, SagaState, StepState, diagram
-from sagafsm.diagram import DiagramUnavailable, LifecycleTable
-from sagafsm.lifecycle import (
-    SAGA_TERMINAL,
-    SAGA_TRANSITIONS,
-    STEP_TERMINAL,
-    STEP_TRANSITIONS,
-    Transition,
-)
+from sagafsm.diagram import DiagramUnavailable
+from sagafsm.lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec, Transition
+
+SAGA_TRANSITIONS, STEP_TRANSITIONS = SAGA_LIFECYCLE.transitions, STEP_LIFECYCLE.transitions
+SAGA_TERMINAL, STEP_TERMINAL = SAGA_LIFECYCLE.terminal, STEP_LIFECYCLE.terminal
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EDGE = re.compile(r"^    (\w+) --> (\w+) : (\w+)$")
@@ -69,10 +66,10 @@ def test_mermaid_marks_the_initial_and_every_terminal_state(
 def test_a_changed_table_changes_the_diagram() -> None:
     """The text is computed from the table: adding, dropping or renaming a row shows up."""
     saga = diagram.lifecycle("saga")
-    extra = Transition("reopen", SagaState.FAILED, SagaState.PENDING)
+    extra = Transition("reopen", SagaState.COMPENSATING, SagaState.PENDING)
     grown = attrs.evolve(saga, transitions=(*saga.transitions, extra))
     assert edges(diagram.mermaid(grown)) == rows((*SAGA_TRANSITIONS, extra))
-    assert "    failed --> pending : reopen" in diagram.mermaid(grown)
+    assert "    compensating --> pending : reopen" in diagram.mermaid(grown)
 
     shrunk = attrs.evolve(saga, transitions=saga.transitions[1:])
     assert "started --> pending : begin" not in diagram.mermaid(shrunk)
@@ -126,6 +123,8 @@ def test_unknown_lifecycle_is_a_key_error_naming_the_known_ones() -> None:
     """lifecycle('nope') says which names exist."""
     with pytest.raises(KeyError, match="saga, step"):
         diagram.lifecycle("nope")
+    with pytest.raises(KeyError, match=r"no lifecycle \['saga'\]"):
+        diagram.lifecycle(["saga"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", ["saga", "step"])
@@ -208,9 +207,15 @@ def test_importing_the_diagram_module_loads_no_matplotlib() -> None:
     assert result.stdout.strip() == "False"
 
 
+def test_diagrams_draw_the_specs_themselves() -> None:
+    """diagram.lifecycle hands back the lifecycle module's specs, not a copy rebuilt by hand."""
+    assert diagram.lifecycle("saga") is SAGA_LIFECYCLE is diagram.SAGA
+    assert diagram.lifecycle("step") is STEP_LIFECYCLE is diagram.STEP
+
+
 def test_lifecycle_tables_are_frozen_values() -> None:
-    """A LifecycleTable cannot be changed in place, only evolved."""
+    """A lifecycle spec cannot be changed in place, only evolved."""
     table = diagram.lifecycle("saga")
-    assert isinstance(table, LifecycleTable)
+    assert isinstance(table, LifecycleSpec)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         table.name = "other"  # type: ignore[misc]

@@ -74,12 +74,42 @@ def test_the_lifecycle_reference_page_is_what_the_generator_writes() -> None:
 
 
 def test_the_generated_page_lists_every_transition_row() -> None:
-    """Each table row appears as a Markdown table row on the page."""
-    from sagafsm.lifecycle import SAGA_TRANSITIONS, STEP_TRANSITIONS
+    """Each row of each lifecycle spec appears as a Markdown table row on the page."""
+    from sagafsm import LIFECYCLES
 
     text = load_generator().render()
-    for row in (*SAGA_TRANSITIONS, *STEP_TRANSITIONS):
-        assert f"| `{row.trigger}` | `{row.source.value}` | `{row.dest.value}` |" in text
+    for spec in LIFECYCLES.values():
+        for row in spec.transitions:
+            assert f"| `{row.trigger}` | `{row.source.value}` | `{row.dest.value}` |" in text
+
+
+def test_the_generated_page_shows_the_landed_and_waiting_roles() -> None:
+    """Each step state's row says whether it has landed and which timer it waits on."""
+    from sagafsm import STEP_LIFECYCLE
+
+    text = load_generator().render()
+    for state in STEP_LIFECYCLE.states:
+        landed = "yes" if state in STEP_LIFECYCLE.landed else ""
+        purpose = STEP_LIFECYCLE.waiting.get(state)
+        waits = "" if purpose is None else f"`{purpose.value}`"
+        assert (
+            f"| `{state.value}` | {'yes' if state in STEP_LIFECYCLE.terminal else ''} "
+            f"| {landed} | {waits} |" in text
+        )
+
+
+def test_the_generated_page_follows_a_changed_spec() -> None:
+    """The page is computed from the specs: a row added to a spec appears on it."""
+    import attrs
+
+    from sagafsm import STEP_LIFECYCLE, StepState, Transition
+
+    generator = load_generator()
+    extra = Transition("reopen", StepState.TIMED_OUT, StepState.EXECUTING)
+    changed = attrs.evolve(STEP_LIFECYCLE, transitions=(*STEP_LIFECYCLE.transitions, extra))
+    lines = generator.section(changed)
+    assert "| `reopen` | `timed_out` | `executing` |" in lines
+    assert "| `reopen` | `timed_out` | `executing` |" not in generator.render()
 
 
 def test_every_page_in_the_mkdocs_nav_exists() -> None:

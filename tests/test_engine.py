@@ -45,7 +45,9 @@ def test_first_step_failing_fails_the_saga_at_once_with_nothing_compensated() ->
     """A definite failure of step one ends the saga FAILED on that very reply, without a hang."""
     pair = SagaPair(ABC, actions={"a": [FAIL]}).start()
     commands = pair.deliver(pair.inbox.popleft())
-    assert commands[-1] == SagaFinished(saga_id="saga-1", state=SagaState.FAILED)
+    assert commands[-1] == SagaFinished(
+        saga_id="saga-1", state=SagaState.FAILED, reason="step 'a' failed: scripted", results={}
+    )
     assert pair.sent_steps(CompensateStep) == []
     assert pair.ledger.effects == []
     assert pair.clock.live == {}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from helpers import SagaPair, command_violations, ledger_violations
+import json
+
+from helpers import SagaPair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from invariants import command_violations, effects_left, ledger_violations
 from strategies import CURRENT, REPLY_KINDS, Adversary, Op, definitions, ops, scripts
 
 from sagafsm import (
@@ -14,10 +17,11 @@ from sagafsm import (
     SagaDefinition,
     SagaInstance,
     SagaState,
-    StepState,
+    StepSucceeded,
 )
+from sagafsm.lifecycle import STEP_LIFECYCLE
 
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def played(definition: SagaDefinition, operations: list[Op]) -> Adversary:
@@ -109,7 +113,7 @@ def test_a_saga_fails_only_after_compensating_every_landed_step(data: st.DataObj
     if state is SagaState.COMPLETED:
         assert pair.ledger.actions() == list(definition.step_names)
     elif state is SagaState.FAILED:
-        assert pair.ledger.net() == set()
+        assert effects_left(definition, pair.ledger) == set()
         assert set(pair.sent_steps(CompensateStep)) <= executed
     else:
         assert pair.finished.reason
@@ -164,15 +168,36 @@ class SagaMachine(RuleBasedStateMachine):
             assert self.run.saga.timer_id in self.run.live
 
     @invariant()
-    def a_final_saga_has_only_final_or_settled_steps(self) -> None:
+    def the_armed_timer_is_the_one_the_spec_says_its_step_waits_on(self) -> None:
+        saga = self.run.saga if self.run is not None else None
+        if saga is not None and saga.timer_purpose is not None:
+            state = saga.steps[saga.timer_step].state
+            assert saga.timer_purpose is STEP_LIFECYCLE.waiting[state]
+
+    @invariant()
+    def a_failed_saga_left_no_compensatable_effect_in_place(self) -> None:
         if self.run is None or self.run.saga.state is not SagaState.FAILED:
             return
-        moving = {StepState.EXECUTING, StepState.WAITING_RETRY, StepState.COMPENSATING}
-        assert not any(s.state in moving for s in self.run.saga.steps)
-        assert not any(
-            s.state in (StepState.SUCCEEDED, StepState.TIMED_OUT) for s in self.run.saga.steps
-        )
+        saga = self.run.saga
+        assert not any(s.state in STEP_LIFECYCLE.waiting for s in saga.steps)
+        left = [
+            d.name
+            for d, s in zip(saga.definition.steps, saga.steps, strict=True)
+            if d.kind.compensable and s.state in STEP_LIFECYCLE.landed
+        ]
+        assert left == []
+
+    @invariant()
+    def results_are_those_of_the_succeeded_steps_and_survive_a_restore(self) -> None:
+        if self.run is None:
+            return
+        saga = self.run.saga
+        replied = {e.step for e in self.run.events if isinstance(e, StepSucceeded)}
+        assert set(saga.results) <= replied
+        restored = SagaInstance.restore(saga.definition, json.loads(json.dumps(saga.snapshot())))
+        assert restored.results == saga.results
+        assert restored.snapshot() == saga.snapshot()
 
 
 TestSagaMachine = SagaMachine.TestCase
-TestSagaMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestSagaMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)

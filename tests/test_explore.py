@@ -9,8 +9,9 @@ import pytest
 
 from sagafsm.sim import load_scenario, simulate
 from sagafsm.sim.config import load_config_file
-from sagafsm.sim.explore import exhaustive, save_plan, search
+from sagafsm.sim.explore import exhaustive, plan_data, save_plan, search
 from sagafsm.sim.mutants import MUTANTS
+from sagafsm.sim.trace import Record
 
 
 @pytest.mark.parametrize(
@@ -21,6 +22,8 @@ from sagafsm.sim.mutants import MUTANTS
         "no-tombstone",
         "send-before-save",
         "compensate-after-pivot",
+        "wrong-compensation-result",
+        "compensate-read-only",
     ],
 )
 def test_search_finds_a_mutant_and_shrinks_it_to_a_few_faults(name: str) -> None:
@@ -39,10 +42,16 @@ def test_search_finds_nothing_in_the_correct_system() -> None:
 
 def test_exhaustive_counts_every_placement_and_the_correct_system_survives_them() -> None:
     """Every single-fault placement on one saga runs clean, and the count is stated."""
-    report = exhaustive(load_scenario("order_fulfillment"), None, pairs=False)
-    steps, step_faults, message_faults = 4, 4, 3
-    # 8 messages in a fault-free run: placements cover twice as many, plus a crash after each.
-    assert report.single == steps * step_faults + 16 * message_faults + 8
+    scenario = load_scenario("order_fulfillment")
+    report = exhaustive(scenario, None, pairs=False)
+    records: list[Record] = []
+    simulate(scenario, scenario.config(plan_data(scenario, None, 1, [])), observe=records.append)
+    messages = sum(1 for r in records if r[1] == "send")
+    assert messages == 2 * len(scenario.definition.steps)  # a command and its reply per step
+    step_faults, message_faults = 4, 3
+    # Placements cover twice the messages of a fault-free run, plus a crash after each message.
+    expected = len(scenario.definition.steps) * step_faults + 2 * messages * message_faults
+    assert report.single == expected + messages
     assert report.violating == 0 and report.first is None
 
 

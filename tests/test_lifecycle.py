@@ -1,29 +1,40 @@
-"""The lifecycle tables, checked as data: reachability, terminals, and no gap for network input."""
+"""The lifecycle specs, checked as data: reachability, terminals, no gap for network input, the
+checks a spec makes when it is built, and an engine that asks the spec instead of restating it."""
 
 from __future__ import annotations
 
+import ast
 import enum
+import inspect
 from collections.abc import Iterable
+from typing import Any
 
+import attrs
 import pytest
 import transitions
+from helpers import Outcome, SagaPair, saga_of
 
-from sagafsm import IllegalTransition, SagaState, StepState
-from sagafsm._machine import SAGA_LIFECYCLE, STEP_LIFECYCLE, Lifecycle
+from sagafsm import (
+    CompensateStep,
+    IllegalTransition,
+    RetryPolicy,
+    SagaState,
+    StepState,
+    _moves,
+    engine,
+)
+from sagafsm._machine import SAGA_MACHINE, STEP_MACHINE, LifecycleMachine
 from sagafsm.lifecycle import (
-    SAGA_TERMINAL,
-    SAGA_TRANSITIONS,
-    STEP_IGNORED,
-    STEP_TERMINAL,
-    STEP_TRANSITIONS,
+    LIFECYCLES,
+    SAGA_LIFECYCLE,
+    STEP_LIFECYCLE,
     IgnoredTrigger,
+    LifecycleSpec,
+    TimerPurpose,
     Transition,
 )
 
-TABLES = [
-    pytest.param(SagaState, SagaState.STARTED, SAGA_TRANSITIONS, SAGA_TERMINAL, id="saga"),
-    pytest.param(StepState, StepState.PENDING, STEP_TRANSITIONS, STEP_TERMINAL, id="step"),
-]
+SPECS = [pytest.param(SAGA_LIFECYCLE, id="saga"), pytest.param(STEP_LIFECYCLE, id="step")]
 
 # Every trigger the engine derives from a participant's reply (or a driver-detected timeout).
 REPLY_TRIGGERS = (
@@ -37,6 +48,7 @@ REPLY_TRIGGERS = (
 
 
 def reachable(initial: enum.Enum, table: Iterable[Transition]) -> set[enum.Enum]:
+    """Breadth-first search written independently of LifecycleSpec.reachable."""
     rows = list(table)
     seen, frontier = {initial}, [initial]
     while frontier:
@@ -48,91 +60,83 @@ def reachable(initial: enum.Enum, table: Iterable[Transition]) -> set[enum.Enum]
     return seen
 
 
-@pytest.mark.parametrize(("states", "initial", "table", "terminal"), TABLES)
-def test_every_state_is_reachable_from_the_initial_state(
-    states: type[enum.Enum],
-    initial: enum.Enum,
-    table: tuple[Transition, ...],
-    terminal: frozenset[enum.Enum],
-) -> None:
-    """No state is dead code in the table."""
-    assert reachable(initial, table) == set(states)
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_state_is_reachable_from_the_initial_state(spec: LifecycleSpec[Any]) -> None:
+    """No state is dead code in the table, and the spec's own search agrees."""
+    assert reachable(spec.initial, spec.transitions) == set(spec.states)
+    for state in spec.states:
+        assert spec.reachable(state) == reachable(state, spec.transitions)
 
 
-@pytest.mark.parametrize(("states", "initial", "table", "terminal"), TABLES)
-def test_terminal_states_have_no_way_out(
-    states: type[enum.Enum],
-    initial: enum.Enum,
-    table: tuple[Transition, ...],
-    terminal: frozenset[enum.Enum],
-) -> None:
-    """A finished lifecycle never moves again."""
-    assert [row for row in table if row.source in terminal] == []
+@pytest.mark.parametrize("spec", SPECS)
+def test_only_terminal_states_are_dead_ends(spec: LifecycleSpec[Any]) -> None:
+    """A finished lifecycle never moves again, and nothing else can get stuck by construction."""
+    assert [row for row in spec.transitions if row.source in spec.terminal] == []
+    sources = {row.source for row in spec.transitions}
+    assert set(spec.states) - sources == set(spec.terminal)
 
 
-@pytest.mark.parametrize(("states", "initial", "table", "terminal"), TABLES)
-def test_every_non_terminal_state_has_a_way_out(
-    states: type[enum.Enum],
-    initial: enum.Enum,
-    table: tuple[Transition, ...],
-    terminal: frozenset[enum.Enum],
-) -> None:
-    """Only terminal states are dead ends, so nothing can get stuck by construction."""
-    sources = {row.source for row in table}
-    assert set(states) - sources == set(terminal)
-
-
-@pytest.mark.parametrize(("states", "initial", "table", "terminal"), TABLES)
-def test_every_terminal_state_is_reachable_from_every_state(
-    states: type[enum.Enum],
-    initial: enum.Enum,
-    table: tuple[Transition, ...],
-    terminal: frozenset[enum.Enum],
-) -> None:
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_terminal_state_is_reachable_from_every_state(spec: LifecycleSpec[Any]) -> None:
     """From anywhere a lifecycle can still end."""
-    for state in states:
-        assert reachable(state, table) & terminal, state
+    for state in spec.states:
+        assert spec.reachable(state) & spec.terminal, state
 
 
-@pytest.mark.parametrize(("states", "initial", "table", "terminal"), TABLES)
-def test_no_row_is_declared_twice_with_different_destinations(
-    states: type[enum.Enum],
-    initial: enum.Enum,
-    table: tuple[Transition, ...],
-    terminal: frozenset[enum.Enum],
-) -> None:
+@pytest.mark.parametrize("spec", SPECS)
+def test_no_row_is_declared_twice_with_different_destinations(spec: LifecycleSpec[Any]) -> None:
     """The tables are deterministic: one destination per (trigger, source)."""
-    keys = [(row.trigger, row.source) for row in table]
+    keys = [(row.trigger, row.source) for row in spec.transitions]
     assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_trigger_into_names_the_row_between_two_states(spec: LifecycleSpec[Any]) -> None:
+    """Each (source, dest) pair of the table has one trigger, which trigger_into returns."""
+    pairs: dict[tuple[Any, Any], set[str]] = {}
+    for row in spec.transitions:
+        pairs.setdefault((row.source, row.dest), set()).add(row.trigger)
+    assert all(len(triggers) == 1 for triggers in pairs.values())
+    for (source, dest), (trigger,) in pairs.items():
+        assert spec.trigger_into(source, dest) == trigger
+    assert spec.trigger_into(spec.initial, spec.initial) is None
 
 
 def test_the_five_states_the_design_names_exist() -> None:
     """Started, Pending, Compensating, Completed, Failed, plus the operator state."""
     names = {s.name for s in SagaState}
     assert {"STARTED", "PENDING", "COMPENSATING", "COMPLETED", "FAILED"} <= names
-    assert {SagaState.COMPLETED, SagaState.FAILED, SagaState.OPERATOR_REQUIRED} == SAGA_TERMINAL
+    terminal = {SagaState.COMPLETED, SagaState.FAILED, SagaState.OPERATOR_REQUIRED}
+    assert terminal == SAGA_LIFECYCLE.terminal
 
 
-def test_no_trigger_and_source_is_both_declared_and_ignored() -> None:
-    """A reply is either applied or dropped, never both."""
-    declared = {(row.trigger, row.source) for row in STEP_TRANSITIONS}
-    ignored = {(row.trigger, row.source) for row in STEP_IGNORED}
-    assert declared & ignored == set()
+def test_the_step_roles_are_the_states_the_semantics_name() -> None:
+    """Landed: succeeded or timed out (the effect may be there); one timer per waiting state."""
+    assert STEP_LIFECYCLE.landed == {StepState.SUCCEEDED, StepState.TIMED_OUT}
+    assert dict(STEP_LIFECYCLE.waiting) == {
+        StepState.EXECUTING: TimerPurpose.ACTION_TIMEOUT,
+        StepState.WAITING_RETRY: TimerPurpose.ACTION_BACKOFF,
+        StepState.COMPENSATING: TimerPurpose.COMPENSATION_TIMEOUT,
+        StepState.WAITING_COMPENSATION_RETRY: TimerPurpose.COMPENSATION_BACKOFF,
+    }
+    assert LIFECYCLES == {"saga": SAGA_LIFECYCLE, "step": STEP_LIFECYCLE}
+
+
+def test_a_retriable_try_that_timed_out_and_then_failed_backs_off_again() -> None:
+    """The back_off self-loop: in WAITING_RETRY a failure is a row, not an ignored reply."""
+    assert STEP_LIFECYCLE.allows("back_off", StepState.WAITING_RETRY)
+    assert STEP_LIFECYCLE.ignored_reason("back_off", StepState.WAITING_RETRY) is None
+    model = Model(StepState.WAITING_RETRY)
+    STEP_MACHINE.fire(model, "back_off", "step r")
+    assert model.state is StepState.WAITING_RETRY
 
 
 def test_ignored_entries_are_unique_and_have_a_reason() -> None:
     """Each ignored pair is listed once, with a reason that starts with its category."""
-    keys = [(row.trigger, row.source) for row in STEP_IGNORED]
+    keys = [(row.trigger, row.source) for row in STEP_LIFECYCLE.ignored]
     assert len(keys) == len(set(keys))
     categories = ("unknown", "duplicate", "conflicting", "late")
-    assert all(row.reason.startswith(categories) for row in STEP_IGNORED)
-
-
-def test_ignored_entries_name_real_triggers_and_states() -> None:
-    """The ignore list cannot mention a trigger the table does not have."""
-    triggers = {row.trigger for row in STEP_TRANSITIONS}
-    assert {row.trigger for row in STEP_IGNORED} <= triggers
-    assert all(isinstance(row.source, StepState) for row in STEP_IGNORED)
+    assert all(row.reason.startswith(categories) for row in STEP_LIFECYCLE.ignored)
 
 
 @pytest.mark.parametrize("trigger", REPLY_TRIGGERS)
@@ -146,10 +150,15 @@ def test_every_reply_trigger_is_declared_or_ignored_in_every_step_state(
     assert declared != ignored
 
 
-def test_the_machine_triggers_are_exactly_the_table_triggers() -> None:
+@pytest.mark.parametrize(
+    ("machine", "spec"), [(SAGA_MACHINE, SAGA_LIFECYCLE), (STEP_MACHINE, STEP_LIFECYCLE)]
+)
+def test_the_machine_triggers_are_exactly_the_spec_triggers(
+    machine: LifecycleMachine, spec: LifecycleSpec[Any]
+) -> None:
     """The adapter adds no trigger (auto transitions are off) and drops none."""
-    assert set(SAGA_LIFECYCLE.triggers) == {row.trigger for row in SAGA_TRANSITIONS}
-    assert set(STEP_LIFECYCLE.triggers) == {row.trigger for row in STEP_TRANSITIONS}
+    assert machine.spec is spec
+    assert set(machine.triggers) == set(spec.triggers) == {row.trigger for row in spec.transitions}
 
 
 class Model:
@@ -157,19 +166,18 @@ class Model:
         self.state = state
 
 
-@pytest.mark.parametrize("row", STEP_TRANSITIONS, ids=lambda r: f"{r.trigger}-{r.source.name}")
-def test_firing_each_declared_step_row_lands_on_its_destination(row: Transition) -> None:
+@pytest.mark.parametrize(
+    ("machine", "row"),
+    [(SAGA_MACHINE, row) for row in SAGA_LIFECYCLE.transitions]
+    + [(STEP_MACHINE, row) for row in STEP_LIFECYCLE.transitions],
+    ids=lambda x: f"{x.trigger}-{x.source.name}" if isinstance(x, Transition) else x.name,
+)
+def test_firing_each_declared_row_lands_on_its_destination(
+    machine: LifecycleMachine, row: Transition
+) -> None:
     """The transitions machine does what the table says, row by row."""
     model = Model(row.source)
-    STEP_LIFECYCLE.fire(model, row.trigger, "test")
-    assert model.state is row.dest
-
-
-@pytest.mark.parametrize("row", SAGA_TRANSITIONS, ids=lambda r: f"{r.trigger}-{r.source.name}")
-def test_firing_each_declared_saga_row_lands_on_its_destination(row: Transition) -> None:
-    """Same for the saga lifecycle."""
-    model = Model(row.source)
-    SAGA_LIFECYCLE.fire(model, row.trigger, "test")
+    machine.fire(model, row.trigger, "test")
     assert model.state is row.dest
 
 
@@ -188,7 +196,7 @@ def test_an_undeclared_saga_move_raises_illegal_transition_and_changes_nothing(
     """Every (trigger, state) off the table is a typed error, never a MachineError."""
     model = Model(state)
     with pytest.raises(IllegalTransition) as info:
-        SAGA_LIFECYCLE.fire(model, trigger, "saga x")
+        SAGA_MACHINE.fire(model, trigger, "saga x")
     assert not isinstance(info.value, transitions.MachineError)
     assert (info.value.trigger, info.value.state, info.value.subject) == (
         trigger,
@@ -201,27 +209,217 @@ def test_an_undeclared_saga_move_raises_illegal_transition_and_changes_nothing(
 def test_an_unknown_trigger_raises_illegal_transition() -> None:
     """A trigger the machine does not have is the same typed error."""
     with pytest.raises(IllegalTransition, match="'explode'"):
-        STEP_LIFECYCLE.fire(Model(StepState.PENDING), "explode", "step y")
+        STEP_MACHINE.fire(Model(StepState.PENDING), "explode", "step y")
 
 
-def test_a_table_that_declares_and_ignores_the_same_pair_is_refused() -> None:
-    """The adapter checks the disjointness itself when a lifecycle is built."""
+def test_machines_are_shared_and_hold_no_model() -> None:
+    """Building a machine is done once, at import; instances own no machine."""
+    assert SAGA_MACHINE._machine.models == []
+    assert STEP_MACHINE._machine.models == []
 
-    class Light(enum.Enum):
-        OFF = "off"
-        ON = "on"
 
-    with pytest.raises(ValueError, match="both declared and ignored"):
-        Lifecycle(
-            "light",
-            Light,
-            Light.OFF,
-            [Transition("flip", Light.OFF, Light.ON)],
-            [IgnoredTrigger("flip", Light.OFF, "oops")],
+# -- the checks a spec makes when it is built ----------------------------------------------------
+
+
+class Light(enum.Enum):
+    OFF = "off"
+    ON = "on"
+    BROKEN = "broken"
+
+
+def light(**changes: Any) -> LifecycleSpec[Light]:
+    fields: dict[str, Any] = {
+        "name": "light",
+        "states": Light,
+        "initial": Light.OFF,
+        "terminal": frozenset({Light.BROKEN}),
+        "transitions": [
+            Transition("flip", Light.OFF, Light.ON),
+            Transition("flip", Light.ON, Light.OFF),
+            Transition("smash", Light.ON, Light.BROKEN),
+        ],
+        "ignored": [IgnoredTrigger("smash", Light.OFF, "unknown: nothing to smash")],
+    }
+    return LifecycleSpec(**{**fields, **changes})
+
+
+def test_a_well_formed_spec_is_accepted() -> None:
+    """The fixture itself passes, so each failure below is caused by its one change."""
+    spec = light()
+    assert spec.allows("flip", Light.OFF)
+    assert spec.ignored_reason("smash", Light.OFF) == "unknown: nothing to smash"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param(
+            {"transitions": [Transition("go", Light.OFF, SagaState.PENDING)]},
+            "another lifecycle",
+            id="row-to-a-foreign-state",
+        ),
+        pytest.param(
+            {"transitions": [Transition("go", StepState.PENDING, Light.ON)]},
+            "another lifecycle",
+            id="row-from-a-foreign-state",
+        ),
+        pytest.param(
+            {"transitions": [Transition("fix", Light.BROKEN, Light.OFF)], "ignored": []},
+            "leaves a final state",
+            id="row-out-of-a-final-state",
+        ),
+        pytest.param(
+            {"ignored": [IgnoredTrigger("flip", Light.OFF, "oops")]},
+            "both declared and ignored",
+            id="declared-and-ignored",
+        ),
+        pytest.param(
+            {"ignored": [IgnoredTrigger("unplug", Light.OFF, "unknown")]},
+            "does not have",
+            id="ignored-unknown-trigger",
+        ),
+        pytest.param(
+            {"ignored": [IgnoredTrigger("smash", SagaState.FAILED, "late")]},
+            "does not have",
+            id="ignored-foreign-state",
+        ),
+        pytest.param({"initial": StepState.PENDING}, "initial", id="foreign-initial"),
+        pytest.param(
+            {"terminal": frozenset({SagaState.FAILED})}, "terminal", id="foreign-terminal"
+        ),
+        pytest.param({"landed": frozenset({StepState.SUCCEEDED})}, "landed", id="foreign-landed"),
+        pytest.param(
+            {"waiting": {StepState.EXECUTING: TimerPurpose.ACTION_TIMEOUT}},
+            "waiting",
+            id="foreign-waiting",
+        ),
+        pytest.param(
+            {"waiting": {Light.BROKEN: TimerPurpose.ACTION_TIMEOUT}},
+            "final state waits",
+            id="final-state-waiting",
+        ),
+    ],
+)
+def test_a_bad_spec_is_refused_when_it_is_built(changes: dict[str, Any], message: str) -> None:
+    """Table bugs are caught at import, naming the lifecycle, not while a saga runs."""
+    with pytest.raises(ValueError, match=message) as info:
+        light(**changes)
+    assert "light" in str(info.value)
+
+
+def test_the_shipped_specs_pass_their_own_checks_again() -> None:
+    """Rebuilding each spec from its fields raises nothing and gives an equal value."""
+    for spec in (SAGA_LIFECYCLE, STEP_LIFECYCLE):
+        assert attrs.evolve(spec) == spec
+
+
+# -- the engine asks the spec instead of restating it --------------------------------------------
+
+_STATE_ENUMS = {"StepState", "SagaState"}
+
+
+def _state_literals(source: str) -> list[str]:
+    """Comparisons in Python source that test against a named lifecycle state, directly
+    (``StepState.FAILED``) or through a module alias (``_T = StepState.FAILED``)."""
+    tree = ast.parse(source)
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            target, value = node.targets[0], node.value
+            pairs = (
+                zip(target.elts, value.elts, strict=False)
+                if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
+                else [(target, value)]
+            )
+            aliases |= {
+                t.id
+                for t, v in pairs
+                if isinstance(t, ast.Name) and any(_is_state(n, set()) for n in ast.walk(v))
+            }
+    return [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        and any(
+            _is_state(n, aliases) for side in (node.left, *node.comparators) for n in ast.walk(side)
         )
+    ]
 
 
-def test_lifecycles_share_one_machine_each() -> None:
-    """Building a lifecycle is done once, at import; instances own no machine."""
-    assert SAGA_LIFECYCLE._machine.models == []
-    assert STEP_LIFECYCLE._machine.models == []
+def _is_state(node: ast.AST, aliases: set[str]) -> bool:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return node.value.id in _STATE_ENUMS
+    return isinstance(node, ast.Name) and node.id in aliases
+
+
+@pytest.mark.parametrize("module", [engine, _moves], ids=["engine", "_moves"])
+def test_the_engine_never_compares_a_state_with_a_named_state(module: Any) -> None:
+    """Which state is initial, final, landed or waiting is the spec's to say."""
+    assert _state_literals(inspect.getsource(module)) == []
+
+
+def test_the_state_comparison_finder_itself_can_fail() -> None:
+    """The AST check above notices a comparison with a named state, directly or via an alias."""
+    source = (
+        "_T, _X = StepState.FAILED, 3\n"
+        "if a is _T: pass\n"
+        "if b in (SagaState.PENDING,): pass\n"
+        "if c is d or e == _X: pass\n"
+    )
+    assert _state_literals(source) == ["a is _T", "b in (SagaState.PENDING,)"]
+
+
+def renamed(spec: LifecycleSpec[Any], names: dict[str, str]) -> LifecycleSpec[Any]:
+    """The spec with some triggers renamed in its rows and ignored entries."""
+    return attrs.evolve(
+        spec,
+        transitions=[t._replace(trigger=names.get(t.trigger, t.trigger)) for t in spec.transitions],
+        ignored=[i._replace(trigger=names.get(i.trigger, i.trigger)) for i in spec.ignored],
+    )
+
+
+def test_the_triggers_that_move_a_step_into_a_state_come_from_the_spec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rename send, retry, compensate and compensation_retry in the table: the engine follows."""
+    names = {
+        "send": "dispatch",
+        "retry": "resend",
+        "compensate": "undo",
+        "compensation_retry": "undo_again",
+    }
+    spec = renamed(STEP_LIFECYCLE, names)
+    monkeypatch.setattr(_moves, "STEP_LIFECYCLE", spec)
+    monkeypatch.setattr(_moves, "STEP_MACHINE", LifecycleMachine(spec))
+    definition = saga_of("a", "b", retry=RetryPolicy(max_attempts=2))
+    pair = SagaPair(
+        definition,
+        actions={"a": [Outcome.LOST], "b": [Outcome.FAIL]},
+        compensations={"a": [Outcome.FAIL]},
+    )
+    pair.start().run()
+    assert pair.finished is not None and pair.finished.state is SagaState.FAILED
+    assert pair.recorder.step_path("a") == [
+        "dispatch",
+        "back_off",
+        "resend",
+        "succeed",
+        "undo",
+        "compensation_back_off",
+        "undo_again",
+        "compensated",
+    ]
+
+
+def test_which_steps_get_compensated_comes_from_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop TIMED_OUT from the spec's landed states: a timed-out step is then left alone."""
+    definition = saga_of("a", "b", retry=RetryPolicy(max_attempts=1))
+    timed_out = {"b": [Outcome.LOST]}
+    assert SagaPair(definition, actions=timed_out).start().run().sent_steps(CompensateStep) == [
+        "b",
+        "a",
+    ]
+    narrower = attrs.evolve(STEP_LIFECYCLE, landed=frozenset({StepState.SUCCEEDED}))
+    monkeypatch.setattr(engine, "STEP_LIFECYCLE", narrower)
+    pair = SagaPair(definition, actions=timed_out).start().run()
+    assert pair.sent_steps(CompensateStep) == ["a"]

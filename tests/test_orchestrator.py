@@ -43,7 +43,9 @@ def test_a_finished_saga_is_dropped_and_counted_by_its_final_state() -> None:
         orchestrator.start(AB, saga_id, 0.0)
     orchestrator.handle(StepSucceeded(saga_id="ok", step="a"), 1.0)
     last = orchestrator.handle(StepSucceeded(saga_id="ok", step="b"), 2.0)
-    assert last[-1] == SagaFinished(saga_id="ok", state=SagaState.COMPLETED)
+    assert last[-1] == SagaFinished(
+        saga_id="ok", state=SagaState.COMPLETED, results={"a": {}, "b": {}}
+    )
     orchestrator.handle(StepFailed(saga_id="bad", step="a"), 1.0)
     assert len(orchestrator) == 1
     stats = orchestrator.statistics()
@@ -112,13 +114,15 @@ def test_an_adopted_saga_resends_its_command_in_flight() -> None:
     """A restored saga handed to a new orchestrator re-sends its pending command and runs on."""
     first = Orchestrator()
     first.start(AB, "x", 0.0)
-    first.handle(StepSucceeded(saga_id="x", step="a"), 1.0)
+    first.handle(StepSucceeded(saga_id="x", step="a", result={"n": 1}), 1.0)
     snapshot = first.get("x").snapshot()
     second = Orchestrator()
     resent = second.adopt(SagaInstance.restore(AB, snapshot), 5.0)
     assert [(c.step, c.attempt) for c in resent if isinstance(c, ExecuteStep)] == [("b", 1)]
-    done = second.handle(StepSucceeded(saga_id="x", step="b"), 6.0)
-    assert done[-1] == SagaFinished(saga_id="x", state=SagaState.COMPLETED)
+    done = second.handle(StepSucceeded(saga_id="x", step="b", result={"n": 2}), 6.0)
+    assert done[-1] == SagaFinished(
+        saga_id="x", state=SagaState.COMPLETED, results={"a": {"n": 1}, "b": {"n": 2}}
+    )
     assert len(second) == 0
 
 

@@ -1,8 +1,14 @@
 """The ``sagafsm`` command line: one module per subcommand, assembled here.
 
-Each subcommand module has ``register(subparsers)`` and ``run(args) -> int``. Errors a user can
-cause (a bad flag value, a bad config file, an unknown scenario) are :class:`~sagafsm.SagaError`
-subclasses: they print one line on stderr and exit with status 2, never a traceback.
+Each subcommand module has ``register(subparsers)`` and ``run(args) -> int``. Exit statuses:
+
+- 0 clean, 1 a finding (a violated property, a mutant not caught...), as each command says;
+- 2 bad input: errors a user can cause (a bad flag value, a bad config file, an unknown scenario,
+  a mutant that does not apply) are :class:`~sagafsm.SagaError` subclasses; they print one line
+  on stderr, never a traceback;
+- 3 an internal error: an exception nobody raised on purpose (an engine bug inside a run, a
+  scenario's service that crashes). One line names it and says where its traceback is:
+  ``--debug`` prints it. It is never reported as a violation.
 """
 
 from __future__ import annotations
@@ -10,15 +16,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import SagaError
 from . import diagram, explore, replay, selfcheck, simulate
 
-__all__ = ["main"]
+__all__ = ["main", "INTERNAL_ERROR"]
 
 _SUBCOMMANDS: tuple[ModuleType, ...] = (simulate, replay, explore, selfcheck, diagram)
+
+INTERNAL_ERROR = 3
+"""The exit status of an internal error."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,13 +38,36 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _SUBCOMMANDS:
         module.register(sub)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--debug",
+            action="store_true",
+            help="on an internal error (exit status 3), print its traceback",
+        )
     return parser
+
+
+def _internal_error(command: str, error: BaseException, debug: bool) -> int:
+    from ..sim.internal import InternalError
+
+    original = error.error if isinstance(error, InternalError) else error
+    if debug:
+        traceback.print_exception(original, file=sys.stderr)
+    where = "traceback above" if debug else "rerun with --debug for the traceback"
+    text = str(error) if isinstance(error, InternalError) else f"{type(error).__name__}: {error}"
+    text = " ".join(text.split())  # one line, whatever the exception's message holds
+    print(f"sagafsm {command}: internal error: {text} ({where})", file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from ..sim.internal import InternalError
+
     try:
         status: int = args.run(args)
+    except InternalError as error:
+        return _internal_error(args.command, error, args.debug)
     except SagaError as error:
         print(f"sagafsm {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -44,4 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:  # nobody raised it on purpose: a bug, never "bad input"
+        return _internal_error(args.command, error, args.debug)
     return status

@@ -119,4 +119,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[Scenario, SimulationConfig, M
     }
     config = config_from_dict(apply_overrides(data, overrides))
     mutant_name = args.mutant or config.mutant
-    return scenario, config, get_mutant(mutant_name) if mutant_name else None
+    mutant = get_mutant(mutant_name) if mutant_name else None
+    if mutant is not None:
+        mutant.check_applies(scenario.name, scenario.definition)
+    return scenario, config, mutant

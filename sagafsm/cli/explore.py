@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             )
     scenario = load_scenario(args.scenario)
     mutant = get_mutant(args.mutant) if args.mutant else None
+    if mutant is not None:
+        mutant.check_applies(scenario.name, scenario.definition)
     coverage = Coverage()
     report: dict[str, Any] = {"scenario": scenario.name, "mutant": args.mutant}
     if args.exhaustive:

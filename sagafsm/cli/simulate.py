@@ -27,7 +27,9 @@ def register(subparsers: Any) -> None:
         "simulate",
         help="run a failure-injection simulation of a scenario",
         description="Run a seeded failure-injection simulation and print its report. "
-        "Exit status: 0 clean, 1 a correctness property was violated, 2 bad input.",
+        "Exit status: 0 clean, 1 a correctness property was violated, 2 bad input (a mutant "
+        "that does not apply to the scenario included), 3 an internal error (--debug prints "
+        "its traceback).",
     )
     add_run_arguments(parser)
     parser.add_argument(

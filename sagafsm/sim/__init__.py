@@ -17,15 +17,18 @@ from .config import (
     load_config_file,
 )
 from .distributions import Distribution, parse_distribution
+from .internal import InternalError
 from .result import RunResult
 from .run import simulate
-from .scenario import Domain, Scenario, Service, load_scenario
+from .scenario import Declined, Domain, Scenario, Service, load_scenario
 from .trace import RECORD_FIELDS, read_trace
 
 __all__ = [
+    "Declined",
     "Distribution",
     "Domain",
     "FaultPlan",
+    "InternalError",
     "LoadConfig",
     "ParticipantConfig",
     "ParticipantWindow",

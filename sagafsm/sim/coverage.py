@@ -4,40 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..lifecycle import SAGA_TRANSITIONS, STEP_TRANSITIONS
-from .trace import Record
+from ..history import KIND, RawRecord, TraceRecord, TransitionRecord, as_record
+from ..lifecycle import LIFECYCLES, SAGA_LIFECYCLE, STEP_LIFECYCLE
 
 __all__ = ["Coverage"]
 
-_DECLARED = {
-    "saga": {(t.source.value, t.trigger, t.dest.value) for t in SAGA_TRANSITIONS},
-    "step": {(t.source.value, t.trigger, t.dest.value) for t in STEP_TRANSITIONS},
+Row = tuple[str, str, str]
+"""``(source, trigger, dest)``, as a transition record carries them."""
+
+_DECLARED: dict[str, frozenset[Row]] = {
+    name: frozenset((t.source.value, t.trigger, t.dest.value) for t in spec.transitions)
+    for name, spec in LIFECYCLES.items()
 }
+_SAGA, _STEP = SAGA_LIFECYCLE.name, STEP_LIFECYCLE.name
 
 
 class Coverage:
     """Collects ``(source, trigger, dest)`` of every transition record, per lifecycle."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, set[tuple[str, str, str]]] = {"saga": set(), "step": set()}
+        self.seen: dict[str, set[Row]] = {name: set() for name in _DECLARED}
 
-    def observe(self, record: Record) -> None:
-        if record[1] == "transition":
-            lifecycle = "saga" if record[3] is None else "step"
-            self.seen[lifecycle].add((record[5], record[4], record[6]))
+    def observe(self, record: RawRecord | TraceRecord) -> None:
+        """One record of a run (a trace listener: anything but a transition passes untyped)."""
+        if record[KIND] == "transition":
+            self._add(as_record(record))  # type: ignore[arg-type]  # the kind says which type
 
-    def observe_history(self, history: list[Record]) -> None:
-        """Every transition of one saga's history (what the checker hands over per saga)."""
-        saga, step = self.seen["saga"], self.seen["step"]
+    def observe_history(self, history: list[RawRecord | TraceRecord]) -> None:
+        """Every transition of one saga's history (what the checker hands over per saga, its
+        transitions already typed)."""
         for record in history:
-            if record[1] == "transition":
-                (saga if record[3] is None else step).add((record[5], record[4], record[6]))
+            if record[KIND] == "transition":
+                self._add(as_record(record))  # type: ignore[arg-type]  # the kind says which
+
+    def _add(self, move: TransitionRecord) -> None:
+        lifecycle = _SAGA if move.step is None else _STEP
+        self.seen[lifecycle].add((move.source, move.trigger, move.dest))
 
     def merge(self, other: Coverage) -> None:
         for lifecycle, rows in other.seen.items():
             self.seen[lifecycle] |= rows
 
-    def uncovered(self) -> dict[str, list[tuple[str, str, str]]]:
+    def uncovered(self) -> dict[str, list[Row]]:
         return {name: sorted(rows - self.seen[name]) for name, rows in _DECLARED.items()}
 
     def summary(self) -> dict[str, Any]:

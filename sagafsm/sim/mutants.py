@@ -1,32 +1,70 @@
 """Deliberately broken variants of the engine, the participants and the orchestrator.
 
-A checker is trusted only once it catches a mutant: ``sagafsm selfcheck`` runs each one under a
-fault plan able to expose it (:attr:`Mutant.exposing`), and the correct system under the same plan.
-These classes are wrong on purpose. Never use them for anything but that.
+A checker is trusted only once it catches a mutant: ``sagafsm selfcheck`` runs each one on every
+built-in scenario it applies to, under a fault plan able to expose it there
+(:meth:`Mutant.plan_for`), and the correct system under the same plan. A mutant that cannot go
+wrong on a saga (forward-order compensation with one compensatable step, compensating after the
+pivot with no pivot) says why in one line (:meth:`Mutant.refusal`) instead of running.
+
+The broken engines live in :mod:`.mutant_engines`. They are wrong on purpose: never use them for
+anything but that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-from ..commands import Command, SagaFinished, TimerPurpose
-from ..definition import SagaDefinition
-from ..engine import Recorder, SagaInstance
+from ..definition import SagaDefinition, StepKind
+from ..engine import SagaInstance
 from ..errors import InvalidConfig
-from ..events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    Event,
-    StepFailed,
-    StepSucceeded,
-    TimerFired,
+from .mutant_engines import (
+    CompensateAfterPivot,
+    CompensateReadOnly,
+    ForwardOrderCompensation,
+    NoCompensationRetry,
+    TutorialOrchestrator,
+    WrongCompensationResult,
 )
-from ..lifecycle import SagaState, StepState
 
 __all__ = ["Mutant", "MUTANTS", "get_mutant"]
+
+Requirement = Callable[[SagaDefinition], "str | None"]
+"""Why a mutant cannot run on a saga (None: it can)."""
+
+
+def _anywhere(definition: SagaDefinition) -> str | None:
+    return None
+
+
+def _compensatable(count: int) -> Requirement:
+    wanted = "a compensatable step" if count == 1 else f"{count} compensatable steps"
+
+    def needs(definition: SagaDefinition) -> str | None:
+        have = sum(step.kind.compensable for step in definition.steps)
+        if have >= count:
+            return None
+        return f"it needs {wanted} (saga {definition.name!r} has {have})"
+
+    return needs
+
+
+def _pivot_and_retriable(definition: SagaDefinition) -> str | None:
+    if definition.pivot is not None and any(
+        step.kind is StepKind.RETRIABLE for step in definition.steps
+    ):
+        return None
+    return f"it needs a pivot and a retriable step (saga {definition.name!r} has no " + (
+        "pivot)" if definition.pivot is None else "retriable step)"
+    )
+
+
+def _read_only(definition: SagaDefinition) -> str | None:
+    if any(step.kind is StepKind.READ_ONLY for step in definition.steps):
+        return None
+    return f"it needs a read-only step (saga {definition.name!r} has none)"
 
 
 @attrs.frozen(kw_only=True)
@@ -34,10 +72,15 @@ class Mutant:
     name: str
     description: str
     exposing: Mapping[str, Any]
-    """A fault plan (configuration data, over the scenario's defaults) able to expose it."""
+    """A fault plan (configuration data, over a fault-free base) able to expose it, on any
+    scenario it applies to unless :attr:`exposing_on` has one for that scenario."""
     catches: tuple[str, ...]
     """Properties expected to fire (selfcheck reports every property that did)."""
     scenario: str = "order_fulfillment"
+    """The built-in scenario that shows it best (the explorer's tests search there)."""
+    exposing_on: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    """Scenario name -> the plan that exposes it there (in place of :attr:`exposing`)."""
+    requires: Requirement = _anywhere
     engine: type[SagaInstance] = SagaInstance
     participant_dedup: bool = True
     participant_tombstones: bool = True
@@ -47,162 +90,27 @@ class Mutant:
     def expected_set(self) -> frozenset[str]:
         return frozenset(self.catches)
 
+    def plan_for(self, scenario: str) -> Mapping[str, Any]:
+        """The fault plan that exposes this mutant on ``scenario`` (a scenario's name)."""
+        return self.exposing_on.get(scenario, self.exposing)
 
-class ForwardOrderCompensation(SagaInstance):
-    """Compensates the earliest landed step first."""
+    def refusal(self, definition: SagaDefinition) -> str | None:
+        """Why this mutant cannot go wrong on ``definition``, in one line; None if it can."""
+        return self.requires(definition)
 
-    __slots__ = ()
-
-    def _compensate_next(self, below: int, now: float, out: list[Command]) -> None:
-        for index in range(len(self.steps)):
-            if self.steps[index].state in (StepState.SUCCEEDED, StepState.TIMED_OUT):
-                self._send_compensation(index, now, out)
-                return
-        self._finish("compensated", None, now, out)
-
-
-class NoCompensationRetry(SagaInstance):
-    """Treats a failed (or timed-out) compensation as done and moves on."""
-
-    __slots__ = ()
-
-    def _on_compensation_failure(
-        self, index: int, event: Event, now: float, out: list[Command]
-    ) -> None:
-        if self._step(index, "compensated", event, now):
-            self._disarm(out)
-            self._compensate_next(index - 1, now, out)
+    def check_applies(self, scenario: str, definition: SagaDefinition) -> None:
+        """Raise :class:`~sagafsm.InvalidConfig` (one line) if this mutant does not apply."""
+        reason = self.refusal(definition)
+        if reason is not None:
+            raise InvalidConfig(
+                f"mutant {self.name!r} does not apply to scenario {scenario!r}: {reason}"
+            )
 
 
-class CompensateAfterPivot(SagaInstance):
-    """When a retriable step runs out of tries, aborts and compensates the steps before the pivot,
-    as if the pivot had never landed."""
-
-    __slots__ = ()
-
-    def _finish(self, trigger: str, reason: str | None, now: float, out: list[Command]) -> None:
-        if trigger == "escalate" and self.state is SagaState.PENDING:
-            self._saga("abort", now)
-            self._compensate_next(len(self.steps) - 1, now, out)
-            return
-        super()._finish(trigger, reason, now, out)
-
-    def _compensate_next(self, below: int, now: float, out: list[Command]) -> None:
-        for index in range(below, -1, -1):
-            compensable = self.definition.steps[index].compensation is not None
-            if compensable and self.steps[index].state in (
-                StepState.SUCCEEDED,
-                StepState.TIMED_OUT,
-            ):
-                self._send_compensation(index, now, out)
-                return
-        super()._finish("compensated", None, now, out)
-
-
-class TutorialOrchestrator(SagaInstance):
-    """The orchestrator of common saga tutorials (see ``shared/reference``), on this interface.
-
-    It keeps a cursor that every success reply advances, so a duplicate reply skips a step and a
-    late one moves a compensating saga forward; a timeout counts as a failure, and only steps whose
-    success reply arrived are compensated (a timed-out step that landed is never undone); when
-    there is nothing to compensate, no completion ever comes: the saga stays compensating.
-    """
-
-    __slots__ = ("cursor",)
-
-    def __init__(
-        self, definition: SagaDefinition, saga_id: str, *, recorder: Recorder | None = None
-    ) -> None:
-        super().__init__(definition, saga_id, recorder=recorder)
-        self.cursor = 0
-
-    def handle(self, event: Event, now: float) -> list[Command]:
-        out: list[Command] = []
-        if self.finished:
-            return out
-        if isinstance(event, TimerFired):
-            if event.timer_id == self.timer_id:
-                self.timer_id = None
-                self._failed(self.timer_step, now, out)
-            return out
-        index = self._index(event, now)
-        if index is None:
-            return out
-        run = self.steps[index]
-        if isinstance(event, StepSucceeded):
-            run.state = StepState.SUCCEEDED
-            self._disarm(out)
-            self.cursor += 1
-            if self.cursor >= len(self.steps):
-                self._force(SagaState.COMPLETED, "complete", now)
-                out.append(SagaFinished(saga_id=self.saga_id, state=self.state))
-            else:
-                self._execute(self.cursor, now, out)
-        elif isinstance(event, StepFailed):
-            self._disarm(out)
-            self._failed(index, now, out)
-        elif isinstance(event, CompensationSucceeded):
-            run.state = StepState.COMPENSATED
-            if all(
-                s.state in (StepState.COMPENSATED, StepState.PENDING, StepState.FAILED)
-                for s in self.steps
-            ):
-                self._force(SagaState.FAILED, "compensated", now)
-                out.append(SagaFinished(saga_id=self.saga_id, state=self.state))
-        elif isinstance(event, CompensationFailed):
-            pass  # no handling, no retry
-        return out
-
-    def start(self, now: float) -> list[Command]:
-        out: list[Command] = []
-        self._force(SagaState.PENDING, "begin", now)
-        self._execute(0, now, out)
-        return out
-
-    def resume(self, now: float) -> list[Command]:
-        out: list[Command] = []
-        if self.state is SagaState.PENDING and self.cursor < len(self.steps):
-            self._execute(self.cursor, now, out)
-        return out
-
-    def snapshot(self) -> dict[str, Any]:
-        return {**super().snapshot(), "cursor": self.cursor}
-
-    @classmethod
-    def restore(
-        cls, definition: SagaDefinition, data: dict[str, Any], *, recorder: Recorder | None = None
-    ) -> SagaInstance:
-        saga = super().restore(definition, data, recorder=recorder)
-        assert isinstance(saga, TutorialOrchestrator)
-        saga.cursor = int(data["cursor"])
-        return saga
-
-    def _execute(self, index: int, now: float, out: list[Command]) -> None:
-        run = self.steps[index]
-        run.state = StepState.EXECUTING
-        run.attempt += 1
-        out.append(self._execute_command(index))
-        self._arm(
-            index, TimerPurpose.ACTION_TIMEOUT, self.definition.steps[index].timeout, now, out
-        )
-
-    def _failed(self, index: int, now: float, out: list[Command]) -> None:
-        self.steps[index].state = StepState.FAILED
-        self._force(SagaState.COMPENSATING, "abort", now)
-        for earlier in range(self.cursor - 1, -1, -1):
-            run = self.steps[earlier]
-            if run.state is StepState.SUCCEEDED:
-                run.state = StepState.COMPENSATING
-                run.compensation_attempt += 1
-                out.append(self._compensate_command(earlier))
-
-    def _force(self, state: SagaState, trigger: str, now: float) -> None:
-        source, self.state = self.state, state
-        if self.recorder is not None:
-            self.recorder.transition(now, self.saga_id, None, trigger, source, state)
-
+# -- the catalogue -----------------------------------------------------------------------------
 
 _STRESS = {"sagas": 400, "seed": 11}
+_FAILING = {**_STRESS, "participant": {"failure_rate": 0.2}}
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -211,7 +119,12 @@ MUTANTS: dict[str, Mutant] = {
             description="the saga tutorials' orchestrator: compensates only replied steps, "
             "advances on late and duplicate replies, hangs when the first step fails",
             engine=TutorialOrchestrator,
-            catches=("termination", "completed-exactly-once", "compensated-exactly-once"),
+            catches=(
+                "termination",
+                "completed-exactly-once",
+                "compensated-exactly-once",
+                "pivot-rule",
+            ),
             exposing={
                 **_STRESS,
                 "step_timeout": 0.05,
@@ -230,13 +143,15 @@ MUTANTS: dict[str, Mutant] = {
             name="forward-order-compensation",
             description="compensations run in forward order",
             engine=ForwardOrderCompensation,
+            requires=_compensatable(2),
             catches=("reverse-order",),
-            exposing={**_STRESS, "participant": {"failure_rate": 0.2}},
+            exposing=_FAILING,
         ),
         Mutant(
             name="no-compensation-retry",
             description="a failed compensation is dropped, not retried",
             engine=NoCompensationRetry,
+            requires=_compensatable(1),
             catches=("compensated-exactly-once",),
             exposing={
                 **_STRESS,
@@ -247,6 +162,7 @@ MUTANTS: dict[str, Mutant] = {
             name="no-tombstone",
             description="an action arriving after its compensation is applied",
             participant_tombstones=False,
+            requires=_compensatable(1),
             catches=("no-effect-after-compensation",),
             exposing={
                 **_STRESS,
@@ -267,15 +183,32 @@ MUTANTS: dict[str, Mutant] = {
         ),
         Mutant(
             name="compensate-after-pivot",
-            description="a retriable step that runs out of tries makes the saga compensate, "
+            description="a step after the pivot that cannot finish makes the saga compensate, "
             "although the pivot already landed",
             scenario="travel_booking",
             engine=CompensateAfterPivot,
+            requires=_pivot_and_retriable,
             catches=("pivot-rule",),
-            exposing={
-                **_STRESS,
-                "participants": {"mailer": {"failure_rate": 0.9}},
+            exposing={**_STRESS, "retry_attempts": 2, "participant": {"failure_rate": 0.3}},
+            exposing_on={
+                "travel_booking": {**_STRESS, "participants": {"mailer": {"failure_rate": 0.9}}}
             },
+        ),
+        Mutant(
+            name="wrong-compensation-result",
+            description="a compensation is handed another step's result",
+            engine=WrongCompensationResult,
+            requires=_compensatable(2),
+            catches=("compensation-input",),
+            exposing=_FAILING,
+        ),
+        Mutant(
+            name="compensate-read-only",
+            description="read-only steps are compensated too (with a fake undo_<action>)",
+            engine=CompensateReadOnly,
+            requires=_read_only,
+            catches=("read-only-untouched",),
+            exposing=_FAILING,
         ),
     )
 }

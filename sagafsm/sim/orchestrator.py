@@ -8,6 +8,11 @@ every unfinished saga from the store and re-sends what was in flight, under the 
 keys. Start requests count as accepted only once their first transaction commits; those lost in a
 crash are retried by the client when the orchestrator is back.
 
+Data flows as the engine says: each saga is created with its input data (from the load
+generator), commands go out as envelopes carrying the data and the earlier results (an action) or
+the action's result (a compensation), and replies come back as events carrying the result
+(``StepSucceeded.result``) or the reason of a failure (``StepFailed.reason``).
+
 The ``send_before_save`` switch exists only for the mutant of the same name: it sends commands
 (and accepts start requests) before the store write, as a naive orchestrator would.
 """
@@ -129,7 +134,9 @@ class SimOrchestrator:
         if not self.up:
             self._waiting.append(saga_id)
             return
-        saga = self._engine(self._definition, saga_id, recorder=self._recorder)
+        saga = self._engine(
+            self._definition, saga_id, data=self._saga_data(saga_id), recorder=self._recorder
+        )
         self._sagas[saga_id] = saga
         self._unaccepted.add(saga_id)
         self._transaction(saga, saga.start)
@@ -172,18 +179,22 @@ class SimOrchestrator:
         saga_id = message.saga_id
         succeeded = message.outcome is Outcome.SUCCEEDED
         event: Event
+        step = message.step
         if message.kind is MessageKind.ACTION_REPLY:
             key = message.idempotency_key
-            event = (
-                StepSucceeded(saga_id=saga_id, step=message.step, idempotency_key=key)
-                if succeeded
-                else StepFailed(saga_id=saga_id, step=message.step, idempotency_key=key)
-            )
+            if succeeded:
+                event = StepSucceeded(
+                    saga_id=saga_id, step=step, result=message.result or {}, idempotency_key=key
+                )
+            else:
+                event = StepFailed(
+                    saga_id=saga_id, step=step, reason=message.reason, idempotency_key=key
+                )
+        elif succeeded:
+            event = CompensationSucceeded(saga_id=saga_id, step=step)
         else:
-            event = (
-                CompensationSucceeded(saga_id=saga_id, step=message.step)
-                if succeeded
-                else CompensationFailed(saga_id=saga_id, step=message.step, attempt=message.attempt)
+            event = CompensationFailed(
+                saga_id=saga_id, step=step, reason=message.reason, attempt=message.attempt
             )
         saga = self._sagas.get(saga_id)
         if saga is None:
@@ -225,7 +236,7 @@ class SimOrchestrator:
         snapshot = None if saga.finished else saga.snapshot()
         data = self._saga_data(saga.saga_id)
         if self._send_before_save:
-            self._publish(saga.saga_id, commands, cause, buffer, data)
+            self._publish(saga.saga_id, commands, cause, buffer)
             buffer = []
         value = (self._epoch, saga, snapshot, commands, cause, data)
         delay = self._env.timeout(self._store_latency, value)
@@ -237,14 +248,14 @@ class SimOrchestrator:
             return  # the orchestrator crashed before the write completed: it never happened
         self._save(saga.saga_id, snapshot, data)
         if not self._send_before_save:
-            self._publish(saga.saga_id, commands, cause, records, data)
+            self._publish(saga.saga_id, commands, cause, records)
 
     def _commit(self, saga: SagaInstance, commands: list[Command], cause: int | None) -> None:
         if not commands:
             return  # nothing changed (an ignored event)
         data = self._saga_data(saga.saga_id)
         self._save(saga.saga_id, None if saga.finished else saga.snapshot(), data)
-        self._publish(saga.saga_id, commands, cause, None, data)
+        self._publish(saga.saga_id, commands, cause, None)
 
     def _save(self, saga_id: str, snapshot: dict[str, Any] | None, data: Mapping[str, Any]) -> None:
         if snapshot is None:
@@ -258,7 +269,6 @@ class SimOrchestrator:
         commands: list[Command],
         cause: int | None,
         records: list[Record] | None,
-        data: Mapping[str, Any],
     ) -> None:
         self._unaccepted.discard(saga_id)
         if records:
@@ -268,20 +278,11 @@ class SimOrchestrator:
             for fields in records:
                 emit((now, *fields[1:]))
         for command in commands:
-            self._dispatch(command, data, cause)
+            self._dispatch(command, cause)
 
-    def _dispatch(self, command: Command, data: Mapping[str, Any], cause: int | None) -> None:
-        if isinstance(command, ExecuteStep):
-            self._send(command, MessageKind.EXECUTE, command.action, None, data, cause)
-        elif isinstance(command, CompensateStep):
-            self._send(
-                command,
-                MessageKind.COMPENSATE,
-                command.compensation,
-                command.action_key,
-                data,
-                cause,
-            )
+    def _dispatch(self, command: Command, cause: int | None) -> None:
+        if isinstance(command, (ExecuteStep, CompensateStep)):
+            self._send(command, cause)
         elif isinstance(command, StartTimer):
             self._trace.record(
                 self._env.now,
@@ -300,32 +301,40 @@ class SimOrchestrator:
             self._sagas.pop(command.saga_id, None)
             self._on_finished(command.saga_id, command.state, command.reason)
 
-    def _send(
-        self,
-        command: ExecuteStep | CompensateStep,
-        kind: MessageKind,
-        operation: str,
-        action_key: str | None,
-        data: Mapping[str, Any],
-        cause: int | None,
-    ) -> None:
+    def _send(self, command: ExecuteStep | CompensateStep, cause: int | None) -> None:
         network = self._network
-        network.send(
-            Envelope(
+        if isinstance(command, ExecuteStep):
+            message = Envelope(
                 message_id=network.next_message_id(),
-                kind=kind,
+                kind=MessageKind.EXECUTE,
                 saga_id=command.saga_id,
                 causation_id=cause,
                 idempotency_key=command.idempotency_key,
                 source=ORCHESTRATOR,
                 dest=command.participant,
                 step=command.step,
-                operation=operation,
+                operation=command.action,
                 attempt=command.attempt,
-                action_key=action_key,
-                payload=data,
+                data=command.data,
+                results=command.results,
             )
-        )
+        else:
+            message = Envelope(
+                message_id=network.next_message_id(),
+                kind=MessageKind.COMPENSATE,
+                saga_id=command.saga_id,
+                causation_id=cause,
+                idempotency_key=command.idempotency_key,
+                source=ORCHESTRATOR,
+                dest=command.participant,
+                step=command.step,
+                operation=command.compensation,
+                attempt=command.attempt,
+                action_key=command.action_key,
+                data=command.data,
+                action_result=command.action_result,
+            )
+        network.send(message)
 
 
 def _creation_order(saga_id: str) -> tuple[int, str]:

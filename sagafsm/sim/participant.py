@@ -3,8 +3,11 @@
 The business logic is the scenario's :class:`~sagafsm.sim.scenario.Service`; around it the
 participant does what a well-built service does and what faults break:
 
-- **idempotency**: the first outcome of an idempotency key is kept; a repeat (retry, duplicate)
-  gets the same reply and changes nothing;
+- **idempotency**: the first outcome of an idempotency key is kept, with the action's result or
+  the failure's reason; a repeat (retry, duplicate) gets the same reply and changes nothing;
+- **results**: the compensation undoes the action with the result the participant itself handed
+  out (so it works when the orchestrator never got the reply), and is *refused* (no effect, a
+  failed reply) if it comes with a result that is not that one;
 - **tombstones**: a compensation for an action never applied leaves a tombstone, so the action, if
   it arrives later, is a no-op;
 - **faults**: an action fails definitely, or hangs (no reply; its effect may land or not). The
@@ -25,36 +28,34 @@ from typing import Any
 
 import simpy
 
+from ..history import LedgerEffect
 from ..messages import Envelope, MessageKind, Outcome
 from .config import ParticipantConfig
 from .network import ORCHESTRATOR, Network
-from .scenario import Service
+from .scenario import Declined, Service
 from .trace import Trace
 
-__all__ = ["SimParticipant", "StepFate", "Effect"]
+__all__ = ["SimParticipant", "StepFate", "Effect", "INJECTED"]
+
+INJECTED = "injected failure"
+"""The reason a failure reply gives when the fault plan, not the business, made it fail."""
 
 
-class Effect:
-    """The ``effect`` values a participant writes to its ledger."""
-
-    ACTION = "action"
-    """The action's effect was applied."""
-    ACTION_FAILED = "action_failed"
-    """The action failed definitely: no effect."""
-    ACTION_BLOCKED = "action_blocked"
-    """The action arrived after its compensation: the tombstone made it a no-op."""
-    COMPENSATION = "compensation"
-    """The compensation undid the action's effect."""
-    COMPENSATION_NOOP = "compensation_noop"
-    """The compensation found no effect to undo (and left a tombstone)."""
-    COMPENSATION_FAILED = "compensation_failed"
-    """This try of the compensation failed: no effect."""
+Effect = LedgerEffect
+"""The ``effect`` values a participant writes to its ledger (defined with the trace records)."""
 
 
 StepFate = list[float | None]
 """Per saga and step, pre-drawn uniforms ``[fail, hang, hang lands, compensation fails]``. The
 first execution spends the first three (sets ``fate[0]`` to None), the first compensation try the
 last; later tries draw afresh."""
+
+Reply = tuple[Outcome, Mapping[str, Any] | None, str]
+"""What a participant answered an action: outcome, result (on success), reason (on failure)."""
+
+_SUCCEEDED, _FAILED = Outcome.SUCCEEDED, Outcome.FAILED
+_COMPENSATED: Reply = (_SUCCEEDED, None, "")
+_BLOCKED: Reply = (_FAILED, None, "cancelled: its compensation came first")
 
 
 class SimParticipant:
@@ -68,7 +69,7 @@ class SimParticipant:
         trace: Trace,
         rng: random.Random,
         faults: Counter[str],
-        saga_context: Callable[[str], tuple[Mapping[str, Any], list[StepFate]] | None],
+        saga_fates: Callable[[str], list[StepFate] | None],
         step_index: Callable[[str], int],
         *,
         dedup: bool = True,
@@ -83,12 +84,13 @@ class SimParticipant:
         self._faults = faults
         self._service_time = config.service_time.sampler(rng)
         self._random = rng.random
-        self._context = saga_context
+        self._fates = saga_fates
         self._step_index = step_index
         self.resource = simpy.Resource(env, capacity=config.capacity)
         self._dedup = dedup  # False only for the no-dedup-participant mutant
         self._use_tombstones = tombstones  # False only for the no-tombstone mutant
-        self._results: dict[str, Outcome] = {}
+        self._replies: dict[str, Reply] = {}
+        """Action key -> the reply it got (with the result handed out)."""
         self._tombstones: set[str] = set()
         self._compensated: set[str] = set()
         self._epoch = 0
@@ -127,7 +129,7 @@ class SimParticipant:
     def forget(self, keys: list[str]) -> None:
         """Drop a long-finished saga's idempotency records (its retention ran out)."""
         for key in keys:
-            self._results.pop(key, None)
+            self._replies.pop(key, None)
             self._tombstones.discard(key)
             self._compensated.discard(key)
 
@@ -143,35 +145,28 @@ class SimParticipant:
         self.operations += 1
         if epoch != self._epoch:
             return  # crashed while serving: rolled back, nobody answers
-        context = self._context(message.saga_id)
-        if context is None:
+        fates = self._fates(message.saga_id)
+        if fates is None:
             self._faults["expired"] += 1
             return  # the saga ended longer ago than the retention: a stale request is refused
-        data, fates = context
+        fate = fates[self._step_index(message.step)]
         if message.kind is MessageKind.EXECUTE:
-            outcome = self._execute(message, data, fates, self._step_index(message.step))
+            reply = self._execute(message, fate)
         else:
-            outcome = self._compensate(message, data, fates[self._step_index(message.step)])
-        if outcome is not None:
-            self._reply(message, outcome)
+            reply = self._compensate(message, fate)
+        if reply is not None:
+            self._reply(message, reply)
 
     # -- the ledger ----------------------------------------------------------------------------
 
-    def _execute(
-        self,
-        message: Envelope,
-        data: Mapping[str, Any],
-        fates: list[StepFate],
-        step: int,
-    ) -> Outcome | None:
+    def _execute(self, message: Envelope, fate: StepFate) -> Reply | None:
         key = message.idempotency_key
         if key in self._tombstones:
             self._effect(message, Effect.ACTION_BLOCKED)
-            return Outcome.FAILED
-        known = self._results.get(key)
+            return _BLOCKED
+        known = self._replies.get(key)
         if known is not None and self._dedup:
             return known
-        fate = fates[step]
         fail, hang, lands = fate[0], fate[1], fate[2]
         if fail is None or hang is None or lands is None:
             draw = self._random
@@ -181,28 +176,45 @@ class SimParticipant:
         config = self._config
         if fail < config.failure_rate:
             self._faults["step_failure"] += 1
-            return self._record(message, Outcome.FAILED, Effect.ACTION_FAILED)
+            return self._record(message, (_FAILED, None, INJECTED), Effect.ACTION_FAILED)
         if hang < config.hang_rate:
             self._faults["hang"] += 1
             if lands < config.hang_lands:
-                self._apply(message, data)
+                self._apply(message)
             return None
-        return self._apply(message, data)
+        return self._apply(message)
 
-    def _apply(self, message: Envelope, data: Mapping[str, Any]) -> Outcome:
-        if self._service.apply(message.operation, message.saga_id, data):
-            return self._record(message, Outcome.SUCCEEDED, Effect.ACTION)
-        return self._record(message, Outcome.FAILED, Effect.ACTION_FAILED)
+    def _apply(self, message: Envelope) -> Reply:
+        operation = message.operation
+        try:
+            result = self._service.apply(operation, message.saga_id, message.data, message.results)
+        except Declined as declined:
+            return self._record(message, (_FAILED, None, declined.reason), Effect.ACTION_FAILED)
+        if result is None:
+            reason = f"{self.name} declined {operation}"
+            return self._record(message, (_FAILED, None, reason), Effect.ACTION_FAILED)
+        # a copy: what was handed out stays what it was, whatever the service does next
+        return self._record(message, (_SUCCEEDED, dict(result), ""), Effect.ACTION)
 
-    def _record(self, message: Envelope, outcome: Outcome, effect: str) -> Outcome:
-        self._results[message.idempotency_key] = outcome
+    def _record(self, message: Envelope, reply: Reply, effect: str) -> Reply:
+        self._replies[message.idempotency_key] = reply
         self._effect(message, effect)
-        return outcome
+        return reply
 
-    def _compensate(self, message: Envelope, data: Mapping[str, Any], fate: StepFate) -> Outcome:
+    def _compensate(self, message: Envelope, fate: StepFate) -> Reply:
         key = message.idempotency_key
         if key in self._compensated and self._dedup:
-            return Outcome.SUCCEEDED
+            return _COMPENSATED
+        action_key = message.action_key
+        assert action_key is not None
+        known = self._replies.get(action_key)
+        handed_out = known[1] if known is not None else None
+        claimed = message.action_result
+        if claimed is not None and claimed != handed_out:
+            # Checked before anything else, as a real service validates its input: undoing
+            # with a result it never handed out would undo something else.
+            self._effect(message, Effect.COMPENSATION_REFUSED)
+            return (_FAILED, None, f"refused: {self.name} never handed out {dict(claimed)}")
         failing = fate[3]
         if failing is None:
             failing = self._random()
@@ -211,31 +223,30 @@ class SimParticipant:
         if failing < self._config.compensation_failure_rate:
             self._faults["compensation_failure"] += 1
             self._effect(message, Effect.COMPENSATION_FAILED)
-            return Outcome.FAILED
-        action_key = message.action_key
-        assert action_key is not None
-        if self._results.get(action_key) is Outcome.SUCCEEDED:
-            self._service.undo(message.operation, message.saga_id, data)
+            return (_FAILED, None, INJECTED)
+        if known is not None and known[0] is _SUCCEEDED and handed_out is not None:
+            self._service.undo(message.operation, message.saga_id, message.data, handed_out)
             self._effect(message, Effect.COMPENSATION)
         else:
             if self._use_tombstones:
                 self._tombstones.add(action_key)
             self._effect(message, Effect.COMPENSATION_NOOP)
         self._compensated.add(key)
-        return Outcome.SUCCEEDED
+        return _COMPENSATED
 
     def _effect(self, message: Envelope, effect: str) -> None:
         self._trace.record(
             self._env.now, "effect", message.saga_id, self.name, message.step, effect
         )
 
-    def _reply(self, message: Envelope, outcome: Outcome) -> None:
+    def _reply(self, message: Envelope, reply: Reply) -> None:
         network = self._network
         kind = (
             MessageKind.ACTION_REPLY
             if message.kind is MessageKind.EXECUTE
             else MessageKind.COMPENSATION_REPLY
         )
+        outcome, result, reason = reply
         network.send(
             Envelope(
                 message_id=network.next_message_id(),
@@ -249,5 +260,7 @@ class SimParticipant:
                 operation=message.operation,
                 attempt=message.attempt,
                 outcome=outcome,
+                result=result,
+                reason=reason,
             )
         )

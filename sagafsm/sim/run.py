@@ -3,6 +3,10 @@
 A run is a pure function of (scenario, configuration, mutant): every random stream derives from
 the seed (:mod:`.streams`), and the trace digest proves two runs identical. Every run is checked
 (:mod:`sagafsm.checks`) from the participants' ledgers as it goes.
+
+A saga that waits forever is a finding (the run stops, the termination property reports it); an
+exception raised while the run goes (an engine, participant or scenario bug) is not: it leaves
+:func:`simulate` as :class:`InternalError`, never as a violation.
 """
 
 from __future__ import annotations
@@ -17,15 +21,17 @@ from typing import Any
 import attrs
 import simpy
 
+from .._validate import is_json_value
 from ..checks import StreamingChecker, Violation
 from ..commands import action_key, compensation_key
 from ..definition import StepKind
 from ..engine import SagaInstance
 from ..errors import InvalidConfig
-from ..lifecycle import SAGA_TERMINAL, SagaState
+from ..lifecycle import SAGA_LIFECYCLE, SagaState
 from ..stores import InMemoryStore
 from .config import SimulationConfig
 from .coverage import Coverage
+from .internal import InternalError, empty_schedule, original_error
 from .metrics import Occupancy, RunMetrics
 from .mutants import Mutant, get_mutant
 from .network import Network
@@ -37,7 +43,7 @@ from .scenario import Scenario
 from .streams import stream
 from .trace import Record, Trace
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "InternalError"]
 
 Progress = Callable[[int, int], None]
 
@@ -79,13 +85,17 @@ class _Run:
         self.faults: Counter[str] = Counter()
         window = metrics_window(config)
         self.metrics = RunMetrics(window)
-        self.occupancy = Occupancy(window, final=frozenset(s.value for s in SAGA_TERMINAL))
+        self.occupancy = Occupancy(
+            window, final=frozenset(s.value for s in SAGA_LIFECYCLE.terminal)
+        )
         self.records: dict[str, _SagaRecord] = {}
         self.started = self.finished = 0
         self.done = env.event()
         self.ended_at = 0.0
         self.outages = 0
         self.unfinished_reason: str | None = None
+        self.error: Exception | None = None
+        """The first exception raised inside one of the run's own processes."""
         seed = config.seed
         self.fates = stream(seed, "fates")
         self.forced_fates: dict[str, dict[str, dict[int, float]]] = {}
@@ -141,7 +151,7 @@ class _Run:
                 trace,
                 stream(seed, f"participant/{name}"),
                 self.faults,
-                self._context,
+                self._fates,
                 self.definition.index_of,
                 dedup=mutant.participant_dedup if mutant else True,
                 tombstones=mutant.participant_tombstones if mutant else True,
@@ -151,9 +161,9 @@ class _Run:
 
     # -- saga bookkeeping ----------------------------------------------------------------------
 
-    def _context(self, saga_id: str) -> tuple[Mapping[str, Any], list[StepFate]] | None:
+    def _fates(self, saga_id: str) -> list[StepFate] | None:
         record = self.records.get(saga_id)
-        return None if record is None else (record.data, record.fates)
+        return None if record is None else record.fates
 
     def new_saga(self) -> None:
         index = self.started
@@ -169,7 +179,13 @@ class _Run:
             for position, value in forced.items():
                 fate[position] = value
         now = self.env.now
-        self.records[saga_id] = _SagaRecord(self.scenario.make_order(rng), fates, now)
+        order = self.scenario.make_order(rng)
+        if not isinstance(order, Mapping) or not is_json_value(order):
+            raise InvalidConfig(
+                f"scenario {self.scenario.name!r}: make_order() must return a mapping of JSON "
+                f"data (the saga's input), got {order!r}"
+            )
+        self.records[saga_id] = _SagaRecord(order, fates, now)
         self.metrics.saga_started(now)
         self.occupancy.move(now, None, SagaState.STARTED.value)
         self.trace.record(now, "start", saga_id, self.definition.name)
@@ -252,15 +268,33 @@ class _Run:
         yield self.env.timeout(end - start)
         finish()
 
+    def guarded(
+        self, process: Generator[simpy.Event, Any, None]
+    ) -> Generator[simpy.Event, Any, None]:
+        """A process that keeps the first exception raised in it. SimPy re-raises a failed
+        process's exception as a copy built from its ``args``, which loses it (or fails) for an
+        exception with another constructor, such as :class:`~sagafsm.IllegalTransition`."""
+        try:
+            yield from process
+        except Exception as error:
+            if self.error is None:
+                self.error = error
+            raise
+
     def start_processes(self) -> None:
-        env, plan = self.env, self.config.faults
-        env.process(self.arrivals())
+        env, plan, guarded = self.env, self.config.faults, self.guarded
+        env.process(guarded(self.arrivals()))
         if plan.orchestrator_crash_rate > 0:
-            env.process(self.orchestrator_crashes())
+            env.process(guarded(self.orchestrator_crashes()))
         for window in plan.orchestrator_crashes:
             env.process(
-                self.window(
-                    window.start, window.end, self._crash_orchestrator, self._restart_orchestrator
+                guarded(
+                    self.window(
+                        window.start,
+                        window.end,
+                        self._crash_orchestrator,
+                        self._restart_orchestrator,
+                    )
                 )
             )
         for kind, windows in (("partition", plan.partitions), ("crash", plan.participant_crashes)):
@@ -312,8 +346,9 @@ class _Run:
         self.start_processes()
         try:
             self.env.run(until=self.done)
-        except RuntimeError:
-            # SimPy: no event left and ``done`` never triggered: some saga waits forever.
+        except RuntimeError as error:
+            if not empty_schedule(error):
+                raise
             self.unfinished_reason = "waiting forever: no event left to move it"
         self.ended_at = self.env.now
         self.occupancy.close(self.ended_at)
@@ -349,6 +384,8 @@ def simulate(
     validate_against(scenario, config)
     if mutant is None and config.mutant is not None:
         mutant = get_mutant(config.mutant)
+    if mutant is not None:
+        mutant.check_applies(scenario.name, scenario.definition)
     wall_start = time.perf_counter()
     definition = effective_definition(scenario, config)
     coverage = Coverage()
@@ -358,6 +395,11 @@ def simulate(
     run = _Run(scenario, config, trace, progress, mutant)
     try:
         run.run()
+    except InvalidConfig:
+        raise
+    except Exception as error:
+        original = run.error or original_error(error)
+        raise InternalError(original, run.env.now) from original
     finally:
         digest = trace.digest()
         trace.close()

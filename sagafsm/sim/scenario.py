@@ -21,21 +21,52 @@ from ..errors import InvalidConfig
 from ..lifecycle import SagaState
 from .config import SimulationConfig, apply_overrides, config_from_dict, merge
 
-__all__ = ["Service", "Domain", "Scenario", "load_scenario"]
+__all__ = ["Declined", "Service", "Domain", "Scenario", "load_scenario"]
+
+
+class Declined(Exception):
+    """Raised by :meth:`Service.apply` for a definite business failure with a reason.
+
+    ``raise Declined("insufficient funds")`` is ``return None`` with the reason said: the action
+    had no effect, and the participant's failure reply carries the reason (the engine puts it in
+    the failed saga's :attr:`~sagafsm.commands.SagaFinished.reason`).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Service(Protocol):
     """The business logic of one participant, without any fault or messaging concern.
 
     The simulator wraps it with idempotency, tombstones, capacity and fault injection; the service
-    only changes its domain state.
+    only changes its domain state. It keeps what it hands out: the simulator records each action's
+    result with its idempotency key and gives it back to :meth:`undo`.
     """
 
-    def apply(self, action: str, saga_id: str, data: Mapping[str, Any]) -> bool:
-        """Apply an action. False means a definite business failure, with no effect."""
+    def apply(
+        self,
+        action: str,
+        saga_id: str,
+        data: Mapping[str, Any],
+        results: Mapping[str, Mapping[str, Any]],
+    ) -> Mapping[str, Any] | None:
+        """Apply an action; return its result (a JSON-able mapping, may be empty).
 
-    def undo(self, compensation: str, saga_id: str, data: Mapping[str, Any]) -> None:
-        """Undo the effect of this saga's action (called only if the action was applied)."""
+        ``data`` is the saga's input, ``results`` the result of each earlier step by step name
+        (:attr:`~sagafsm.commands.ExecuteStep.results`). None, or raising :class:`Declined`,
+        means a definite business failure, with no effect.
+        """
+
+    def undo(
+        self, compensation: str, saga_id: str, data: Mapping[str, Any], result: Mapping[str, Any]
+    ) -> None:
+        """Undo the effect of this saga's action (called only if the action was applied).
+
+        ``result`` is what :meth:`apply` returned for it: the participant's own record, so the
+        compensation works even when the orchestrator never got the action's reply.
+        """
 
 
 class Domain(Protocol):

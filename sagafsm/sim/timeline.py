@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 import attrs
 
-from ..checks import format_record
-from .trace import RECORD_FIELDS, Record
+from ..history import format_record, record_from_dict
+from .trace import Record
 
 __all__ = ["saga_timeline", "format_timeline", "record_from_dict", "Arrow", "message_arrows"]
-
-
-def record_from_dict(data: Mapping[str, Any]) -> Record:
-    """A JSONL trace line (as a dict) back to the tuple the checkers read."""
-    kind = data["kind"]
-    return (data["t"], kind, *(data.get(field) for field in RECORD_FIELDS[kind]))
 
 
 def saga_timeline(records: Iterable[Record], saga_id: str) -> list[Record]:

@@ -1,8 +1,10 @@
 """The trace of a run: every send, delivery, fault, timer, transition and ledger effect.
 
 Records are plain tuples ``(time, kind, saga_id, *fields)``; :data:`RECORD_FIELDS` names the fields
-of each kind. The trace is hashed as it goes (SHA-256 over the records' ``repr``), so a run's digest
-costs no memory; records are kept only when a JSONL file is asked for, or a listener wants them.
+of each kind, as the typed records of :mod:`sagafsm.history` declare them (readers convert to
+those; the hot path here never does). The trace is hashed as it goes (SHA-256 over the records'
+``repr``), so a run's digest costs no memory; records are kept only when a JSONL file is asked for,
+or a listener wants them.
 Same scenario, configuration and seed give the same digest, byte for byte.
 """
 
@@ -14,28 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from ..history import RECORD_FIELDS, RawRecord, record_to_dict
+
 __all__ = ["Trace", "RECORD_FIELDS", "Record", "read_trace"]
 
-Record = tuple[Any, ...]
-
-RECORD_FIELDS: dict[str, tuple[str, ...]] = {
-    "start": ("saga", "definition"),
-    "send": ("saga", "msg", "src", "dst", "type", "step", "op", "attempt", "outcome"),
-    "deliver": ("saga", "msg", "dst"),
-    "drop": ("saga", "msg", "reason"),
-    "duplicate": ("saga", "msg"),
-    "delay": ("saga", "msg", "extra"),
-    "timer": ("saga", "timer", "delay", "purpose", "step"),
-    "timer_fired": ("saga", "timer"),
-    "transition": ("saga", "step", "trigger", "source", "dest"),
-    "ignored": ("saga", "event", "reason"),
-    "effect": ("saga", "participant", "step", "effect"),
-    "finish": ("saga", "state", "reason"),
-    "crash": ("saga", "node"),
-    "restart": ("saga", "node", "recovered"),
-    "forget": ("saga",),
-}
-"""Field names after ``t`` and ``kind``, per record kind."""
+Record = RawRecord
+"""A record as the simulator writes it: a plain tuple (see :mod:`sagafsm.history` for the typed
+record of each kind; the digest hashes the plain tuples, so it does not depend on those classes)."""
 
 _FLUSH_EVERY = 4096
 
@@ -67,7 +54,7 @@ class Trace:
         self.count += len(self._buffer)
         self._sha.update(repr(self._buffer).encode())
         if self._file is not None:
-            self._file.writelines(json.dumps(as_dict(r)) + "\n" for r in self._buffer)
+            self._file.writelines(json.dumps(record_to_dict(r)) + "\n" for r in self._buffer)
         self._buffer.clear()
 
     def digest(self) -> str:
@@ -103,13 +90,9 @@ def _fan_out(
     return fan_out
 
 
-def as_dict(record: Record) -> dict[str, Any]:
-    t, kind, *rest = record
-    return {"t": t, "kind": kind, **dict(zip(RECORD_FIELDS[kind], rest, strict=True))}
-
-
 def read_trace(path: str | Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL trace file, as dicts."""
+    """The records of a JSONL trace file, as dicts (:func:`sagafsm.history.record_from_dict` types
+    each)."""
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             if line.strip():

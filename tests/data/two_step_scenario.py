@@ -15,11 +15,19 @@ class Counter:
         self.value = 0
         self.broken_undo = broken_undo
 
-    def apply(self, action: str, saga_id: str, data: Mapping[str, Any]) -> bool:
+    def apply(
+        self,
+        action: str,
+        saga_id: str,
+        data: Mapping[str, Any],
+        results: Mapping[str, Mapping[str, Any]],
+    ) -> Mapping[str, Any]:
         self.value += 1
-        return True
+        return {"count": self.value}
 
-    def undo(self, compensation: str, saga_id: str, data: Mapping[str, Any]) -> None:
+    def undo(
+        self, compensation: str, saga_id: str, data: Mapping[str, Any], result: Mapping[str, Any]
+    ) -> None:
         if not self.broken_undo:
             self.value -= 1
 
