@@ -80,11 +80,12 @@ def test_a_failed_render_leaves_the_existing_file_alone(
     assert err == "sagafsm diagram: error: no renderer here\n"
 
 
-def test_an_unknown_lifecycle_is_an_argparse_error() -> None:
-    """`sagafsm diagram nope` exits 2 through argparse."""
-    with pytest.raises(SystemExit) as caught:
-        main(["diagram", "nope"])
-    assert caught.value.code == 2
+def test_an_unknown_lifecycle_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """`sagafsm diagram nope` (neither a lifecycle nor a scenario) exits 2 with one line."""
+    assert main(["diagram", "nope"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and "'nope'" in err
 
 
 def test_python_dash_m_sagafsm_diagram_saga_works() -> None:

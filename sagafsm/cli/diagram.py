@@ -1,6 +1,9 @@
-"""``sagafsm diagram``: draw the saga or step lifecycle from its table.
+"""``sagafsm diagram``: draw the saga or step lifecycle from its table, or a scenario's steps.
 
-Mermaid ``stateDiagram-v2`` text always goes to stdout; ``--output FILE.png`` also writes a PNG.
+``sagafsm diagram saga`` (or ``step``) prints a lifecycle as Mermaid ``stateDiagram-v2`` text;
+``sagafsm diagram order_fulfillment`` (a built-in scenario, or a scenario file) prints that saga's
+steps as a Mermaid ``flowchart``, each marked with its kind (a read-only step as never
+compensated). Text always goes to stdout; ``--output FILE.png`` also writes a PNG.
 The PNG is drawn completely before the file is touched, written to a temporary file beside it and
 renamed into place, so a failed run never leaves a half-written file.
 """
@@ -11,6 +14,7 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +27,17 @@ __all__ = ["register", "run"]
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "diagram",
-        help="print a lifecycle as Mermaid text; optionally draw it as PNG",
+        help="print a lifecycle or a scenario's steps as Mermaid text; optionally draw a PNG",
         description="Print the saga or step lifecycle as Mermaid stateDiagram-v2 text, drawn "
-        "from its transition table. With --output, also draw it as a PNG "
-        "(Graphviz 'dot' if on PATH, else matplotlib).",
+        "from its transition table, or a scenario's saga as a Mermaid flowchart of its steps "
+        "(each marked with its kind). With --output, also draw it as a PNG "
+        "(lifecycles: Graphviz 'dot' if on PATH, else matplotlib; steps: matplotlib).",
     )
-    parser.add_argument("lifecycle", choices=sorted(diagram.LIFECYCLES), help="which lifecycle")
+    parser.add_argument(
+        "subject",
+        metavar="{saga,step,SCENARIO}",
+        help="a lifecycle (saga or step), or a built-in scenario name or scenario file",
+    )
     parser.add_argument(
         "--output", "-o", metavar="FILE.png", type=Path, help="also write the diagram as a PNG"
     )
@@ -36,17 +45,17 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    table = diagram.lifecycle(args.lifecycle)
     output: Path | None = args.output
     if output is not None:
         if output.suffix.lower() != ".png":
             raise InvalidConfig(f"--output must name a .png file, got {str(output)!r}")
         if not output.parent.is_dir():
             raise InvalidConfig(f"--output directory does not exist: {str(output.parent)!r}")
-    sys.stdout.write(diagram.mermaid(table))
+    text, draw = _subject(args.subject)
+    sys.stdout.write(text)
     sys.stdout.flush()
     if output is not None:
-        png = diagram.render_png(table)  # before touching the file system
+        png = draw()  # before touching the file system
         try:
             _write_atomically(output, png)
         except OSError as error:
@@ -57,6 +66,21 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def _subject(subject: str) -> tuple[str, Callable[[], bytes]]:
+    """Mermaid text and a PNG renderer for a lifecycle name or a scenario."""
+    if subject in diagram.LIFECYCLES:
+        table = diagram.lifecycle(subject)
+        return diagram.mermaid(table), lambda: diagram.render_png(table)
+    from ..definition_diagram import definition_mermaid, render_definition_png
+    from ..sim.scenario import load_scenario
+
+    try:
+        definition = load_scenario(subject).definition
+    except InvalidConfig as error:
+        raise InvalidConfig(f"not a lifecycle (saga, step) nor a scenario: {error}") from None
+    return definition_mermaid(definition), lambda: render_definition_png(definition)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.swimlane and not args.swimlane.endswith(".png"):
         raise InvalidConfig(f"--swimlane {args.swimlane!r}: the file name must end in .png")
     violations: list[Any]
+    records: list[tuple[Any, ...]]
     if args.trace:
         try:
             records = [record_from_dict(line) for line in read_trace(args.trace)]
