@@ -156,7 +156,7 @@ class StepDefinition:
             )
         if not self.kind.compensable and self.compensation is not None:
             raise InvalidDefinition(
-                f"{where}: a {self.kind.value} step cannot have a compensation "
+                f"{where}: a {self.kind.value.replace('_', '-')} step cannot have a compensation "
                 + (
                     "(it has no effect to undo)"
                     if self.kind is StepKind.READ_ONLY

@@ -33,7 +33,7 @@ from typing import Any
 
 from . import _snapshot
 from ._moves import Recorder, SagaMoves, StepRun, refuse_event
-from ._validate import check_json_mapping, check_name, check_now, check_recorder
+from ._validate import check_json_mapping, check_name, check_now, check_recorder, plain_json
 from .commands import (
     CancelTimer,
     Command,
@@ -88,7 +88,8 @@ class SagaInstance(SagaMoves):
         if not isinstance(definition, SagaDefinition):
             raise InvalidArgument(f"definition must be a SagaDefinition, got {definition!r}")
         check_name(saga_id, "saga_id")
-        data = _NO_DATA if data is None else check_json_mapping(data, "saga data")
+        # A plain copy: the caller changing its own mapping later cannot move the saga.
+        data = _NO_DATA if data is None else plain_json(check_json_mapping(data, "saga data"))
         check_recorder(recorder)
         self.definition = definition
         self.saga_id = saga_id
@@ -252,7 +253,7 @@ class SagaInstance(SagaMoves):
     ) -> None:
         if not self._step(index, "succeed", event, now):
             return
-        self.steps[index].result = event.result
+        self.steps[index].result = plain_json(event.result)  # the saga's own copy
         self._disarm(out)
         if index + 1 < len(self.steps):
             self._send(index + 1, now, out)
@@ -330,7 +331,8 @@ class SagaInstance(SagaMoves):
             self._arm(index, _P.ACTION_BACKOFF, definition.retry.backoff(run.attempt), now, out)
         else:
             self._step(index, "give_up", None, now)
-            no_reply = f"step {definition.name!r} got no reply after {run.attempt} tries"
+            tries = "1 try" if run.attempt == 1 else f"{run.attempt} tries"
+            no_reply = f"step {definition.name!r} got no reply after {tries}"
             if definition.kind.before_pivot:
                 self._abort(no_reply, index, now, out)
             else:

@@ -216,7 +216,7 @@ def test_a_timed_out_step_fails_the_saga_with_a_reason_naming_it() -> None:
             saga_of("a", pivot="p", retriable=["r"], retry=RetryPolicy(max_attempts=1)),
             {"r": [LOST]},
             {},
-            "retriable step 'r' got no reply after 1 tries: its outcome is unknown",
+            "retriable step 'r' got no reply after 1 try: its outcome is unknown",
             id="retriable-silent",
         ),
         pytest.param(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import transitions
 from helpers import Outcome, SagaPair, saga_of
@@ -21,7 +22,10 @@ from sagafsm import (
     StepTimedOut,
     TimerFired,
     TimerPurpose,
+    _moves,
 )
+from sagafsm._machine import LifecycleMachine
+from sagafsm.lifecycle import STEP_LIFECYCLE
 
 OK, FAIL, LOST, SILENT, HOLD = Outcome.OK, Outcome.FAIL, Outcome.LOST, Outcome.SILENT, Outcome.HOLD
 ABC = saga_of("a", "b", "c")
@@ -299,3 +303,29 @@ def test_a_late_reply_to_a_failed_try_of_a_retriable_step_is_ignored() -> None:
     assert pair.saga.step_state("r") is StepState.EXECUTING
     fresh = StepSucceeded(saga_id="saga-1", step="r", idempotency_key=second.idempotency_key)
     assert [c.step for c in pair.deliver(fresh) if isinstance(c, ExecuteStep)] == ["s"]
+
+
+def test_a_move_that_fails_halfway_leaves_the_saga_broken_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a broken table can cause it: the error is raised again by every later call, so a
+    half-moved saga is never driven further (h11's ERROR state)."""
+    spec = attrs.evolve(
+        STEP_LIFECYCLE,
+        transitions=[t for t in STEP_LIFECYCLE.transitions if t.trigger != "compensate"],
+    )
+    monkeypatch.setattr(_moves, "STEP_LIFECYCLE", spec)
+    monkeypatch.setattr(_moves, "STEP_MACHINE", LifecycleMachine(spec))
+    pair = SagaPair(ABC, actions={"c": [FAIL]}).start()
+    with pytest.raises(IllegalTransition, match="into compensating") as first:
+        pair.run()
+    assert pair.saga.broken
+    for call in (
+        lambda: pair.saga.handle(StepSucceeded(saga_id="saga-1", step="a"), 1.0),
+        lambda: pair.saga.resume(1.0),
+        lambda: pair.saga.start(1.0),
+    ):
+        with pytest.raises(IllegalTransition) as again:
+            call()
+        assert again.value is first.value
+    assert not SagaPair(ABC).start().run().saga.broken

@@ -21,6 +21,7 @@ from sagafsm import (
     TimerFired,
     UnknownSaga,
 )
+from sagafsm.errors import InvalidArgument
 
 AB = saga_of("a", "b")
 
@@ -140,3 +141,27 @@ def test_many_sagas_through_one_orchestrator_leave_nothing_behind() -> None:
             orchestrator.handle(CompensationSucceeded(saga_id=sid, step="a"), 0.0)
     assert len(orchestrator) == 0
     assert orchestrator.statistics().finished == {"completed": 500, "failed": 500}
+
+
+def test_a_saga_started_with_data_carries_it_in_every_command() -> None:
+    """Orchestrator.start(..., data=) is the saga's input: each step is sent it."""
+    orchestrator = Orchestrator()
+    data = {"order": 1, "items": ["x"]}
+    first = orchestrator.start(AB, "x", 0.0, data=data)
+    second = orchestrator.handle(StepSucceeded(saga_id="x", step="a", result={"id": 9}), 1.0)
+    sent = [c for c in first + second if isinstance(c, ExecuteStep)]
+    assert [(c.step, c.data, c.results) for c in sent] == [
+        ("a", data, {}),
+        ("b", data, {"a": {"id": 9}}),
+    ]
+
+
+def test_a_refused_start_leaves_no_saga_behind() -> None:
+    """Bad data is refused before the saga is held or counted."""
+    orchestrator = Orchestrator()
+    with pytest.raises(InvalidArgument, match="saga data"):
+        orchestrator.start(AB, "x", 0.0, data={"bad": {1, 2}})
+    assert len(orchestrator) == 0
+    assert orchestrator.statistics().started == 0
+    orchestrator.start(AB, "x", 0.0)  # the id is still free
+    assert len(orchestrator) == 1

@@ -133,7 +133,7 @@ def test_a_read_only_step_with_a_compensation_is_refused() -> None:
         SagaBuilder("o").step(
             "v", participant="c", action="check", compensation="uncheck", kind=StepKind.READ_ONLY
         )
-    with pytest.raises(InvalidDefinition, match="read_only step cannot have a compensation"):
+    with pytest.raises(InvalidDefinition, match="read-only step cannot have a compensation"):
         SagaBuilder("o").read_only("v", participant="c", action="check", compensation="uncheck")
 
 
