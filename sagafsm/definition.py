@@ -182,6 +182,7 @@ class SagaDefinition:
     name: str
     steps: tuple[StepDefinition, ...] = attrs.field(converter=_as_tuple)
     _index: Mapping[str, int] = attrs.field(init=False, eq=False, repr=False)
+    _names: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -213,6 +214,7 @@ class SagaDefinition:
                     f"{where}: retriable step {step.name!r} comes before any pivot step"
                 )
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_names", tuple(index))
 
     def index_of(self, step_name: str) -> int:
         """Position of a step; :class:`~sagafsm.UnknownStep` (a ``KeyError``) if there is none."""
@@ -237,7 +239,7 @@ class SagaDefinition:
 
     @property
     def step_names(self) -> tuple[str, ...]:
-        return tuple(step.name for step in self.steps)
+        return self._names
 
 
 class SagaBuilder:

@@ -38,7 +38,8 @@ NO_RESULT: Mapping[str, Any] = MappingProxyType({})
 
 
 def _name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check_name(value, f"{type(instance).__name__}.{attribute.name}")
+    if value.__class__ is not str or not value:  # the common case costs one comparison
+        check_name(value, f"{type(instance).__name__}.{attribute.name}")
 
 
 def _optional_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -54,7 +55,8 @@ def _text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 
 
 def _json_mapping(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check_json_mapping(value, f"{type(instance).__name__}.{attribute.name}")
+    if value is not NO_RESULT:
+        check_json_mapping(value, f"{type(instance).__name__}.{attribute.name}")
 
 
 def _optional_attempt(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -24,9 +24,10 @@ from typing import Any
 
 import attrs
 
-__all__ = ["MessageKind", "Outcome", "Envelope"]
+__all__ = ["MessageKind", "Outcome", "Envelope", "NO_PAYLOAD"]
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+NO_PAYLOAD: Mapping[str, Any] = MappingProxyType({})
+"""The empty mapping every envelope shares where a field has nothing to carry."""
 
 
 class MessageKind(enum.Enum):
@@ -60,9 +61,9 @@ class Envelope:
     """Set on replies only."""
     action_key: str | None = None
     """On compensations: the key of the action they undo (for tombstones)."""
-    data: Mapping[str, Any] = _EMPTY
+    data: Mapping[str, Any] = NO_PAYLOAD
     """On commands: the saga's input data."""
-    results: Mapping[str, Mapping[str, Any]] = _EMPTY
+    results: Mapping[str, Mapping[str, Any]] = NO_PAYLOAD
     """On actions: the result of each earlier step whose success reply arrived, by step name."""
     action_result: Mapping[str, Any] | None = None
     """On compensations: the result the action's success reply carried; None if none arrived."""

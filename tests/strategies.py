@@ -258,7 +258,7 @@ def _cyclic() -> dict[str, Any]:
 
 
 _ONE_STEP = SagaBuilder("junk").step("a", participant="p", action="do", compensation="undo").build()
-_COMMANDS: list[Command] = [
+COMMANDS: list[Command] = [
     ExecuteStep(
         saga_id="s",
         step="a",
@@ -330,7 +330,7 @@ def junk() -> st.SearchStrategy[Any]:
         st.dictionaries(st.text(max_size=3), _NOT_JSON, min_size=1, max_size=2),
         st.builds(_nested, st.sampled_from([33, 40])),
         st.builds(_cyclic),
-        st.sampled_from(_COMMANDS),
+        st.sampled_from(COMMANDS),
         st.sampled_from(_STRANGERS),
         st.builds(Opaque),
         st.sampled_from(

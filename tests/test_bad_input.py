@@ -18,12 +18,9 @@ import pytest
 from helpers import Outcome, Recorder, SagaPair, saga_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import Adversary, definitions, junk, ops
+from strategies import COMMANDS, Adversary, definitions, junk, ops
 
 from sagafsm import (
-    CancelTimer,
-    CompensateStep,
-    ExecuteStep,
     IllegalTransition,
     InvalidDefinition,
     Orchestrator,
@@ -31,14 +28,10 @@ from sagafsm import (
     SagaBuilder,
     SagaDefinition,
     SagaError,
-    SagaFinished,
     SagaInstance,
-    SagaState,
-    StartTimer,
     StepDefinition,
     StepKind,
     StepSucceeded,
-    TimerPurpose,
 )
 from sagafsm._validate import is_finite_number
 from sagafsm.errors import InvalidArgument, UnknownStep
@@ -273,34 +266,6 @@ def test_handle_refuses_what_is_not_an_event(event: Any) -> None:
         unchanged(saga, lambda s: s.handle(event, 1.0))
     with pytest.raises(InvalidArgument, match="takes an event"):
         Orchestrator().handle(event, 1.0)
-
-
-COMMANDS = [
-    ExecuteStep(
-        saga_id="s",
-        step="a",
-        participant="p",
-        action="do",
-        attempt=1,
-        idempotency_key="k",
-        data={},
-        results={},
-    ),
-    CompensateStep(
-        saga_id="s",
-        step="a",
-        participant="p",
-        compensation="u",
-        attempt=1,
-        idempotency_key="k",
-        action_key="j",
-        data={},
-        action_result=None,
-    ),
-    StartTimer(saga_id="s", timer_id="t", delay=1.0, purpose=TimerPurpose.ACTION_TIMEOUT, step="a"),
-    CancelTimer(saga_id="s", timer_id="t"),
-    SagaFinished(saga_id="s", state=SagaState.FAILED),
-]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: type(c).__name__)

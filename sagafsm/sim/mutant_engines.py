@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from .. import _snapshot
 from ..commands import Command, CompensateStep, SagaFinished, TimerPurpose
 from ..definition import SagaDefinition, StepKind
 from ..engine import Recorder, SagaInstance
@@ -54,19 +55,8 @@ class _Unchecked(SagaInstance):
         *,
         recorder: Recorder | None = None,
     ) -> SagaInstance:
-        saga = cls(definition, data["saga_id"], data=data["data"], recorder=recorder)
-        saga.state = SagaState(data["state"])
-        saga.reason = data["reason"]
-        for run, (state, attempt, compensation_attempt, generation, result) in zip(
-            saga.steps, data["steps"], strict=True
-        ):
-            run.state = StepState(state)
-            run.attempt, run.compensation_attempt = attempt, compensation_attempt
-            run.generation, run.result = generation, result
-        if data["timer"] is not None:
-            saga.timer_id, purpose, saga.timer_step, saga.timer_due = data["timer"]
-            saga.timer_purpose = TimerPurpose(purpose)
-        saga.timer_seq = data["timer_seq"]
+        saga = cls(definition, "restoring", recorder=recorder)
+        _snapshot.load(saga, data, check_story=False)
         return saga
 
 

@@ -44,7 +44,7 @@ from ..events import (
     TimerFired,
 )
 from ..lifecycle import SagaState
-from ..messages import Envelope, MessageKind, Outcome
+from ..messages import NO_PAYLOAD, Envelope, MessageKind, Outcome
 from ..stores import SagaStore
 from .network import ORCHESTRATOR, Network
 from .timers import Timers
@@ -304,36 +304,31 @@ class SimOrchestrator:
     def _send(self, command: ExecuteStep | CompensateStep, cause: int | None) -> None:
         network = self._network
         if isinstance(command, ExecuteStep):
-            message = Envelope(
-                message_id=network.next_message_id(),
-                kind=MessageKind.EXECUTE,
-                saga_id=command.saga_id,
-                causation_id=cause,
-                idempotency_key=command.idempotency_key,
-                source=ORCHESTRATOR,
-                dest=command.participant,
-                step=command.step,
-                operation=command.action,
-                attempt=command.attempt,
-                data=command.data,
-                results=command.results,
-            )
+            kind, operation, action_key = MessageKind.EXECUTE, command.action, None
+            results, action_result = command.results, None
         else:
-            message = Envelope(
-                message_id=network.next_message_id(),
-                kind=MessageKind.COMPENSATE,
-                saga_id=command.saga_id,
-                causation_id=cause,
-                idempotency_key=command.idempotency_key,
-                source=ORCHESTRATOR,
-                dest=command.participant,
-                step=command.step,
-                operation=command.compensation,
-                attempt=command.attempt,
-                action_key=command.action_key,
-                data=command.data,
-                action_result=command.action_result,
+            kind, operation, action_key = (
+                MessageKind.COMPENSATE,
+                command.compensation,
+                command.action_key,
             )
+            results, action_result = NO_PAYLOAD, command.action_result
+        message = Envelope(
+            message_id=network.next_message_id(),
+            kind=kind,
+            saga_id=command.saga_id,
+            causation_id=cause,
+            idempotency_key=command.idempotency_key,
+            source=ORCHESTRATOR,
+            dest=command.participant,
+            step=command.step,
+            operation=operation,
+            attempt=command.attempt,
+            action_key=action_key,
+            data=command.data,
+            results=results,
+            action_result=action_result,
+        )
         network.send(message)
 
 
