@@ -86,12 +86,20 @@ class DurationHistogram:
         }
 
 
+MAX_REASONS = 50
+"""Distinct finish reasons counted per outcome; the rest are counted as :data:`OTHER_REASONS`
+(a scenario whose reasons name each saga must not grow memory with the number of sagas)."""
+OTHER_REASONS = "(other reasons)"
+
+
 class RunMetrics:
-    """Outcome counts, durations by outcome, completions over time."""
+    """Outcome counts, why sagas did not complete, durations by outcome, completions over time."""
 
     def __init__(self, window: float = 1.0) -> None:
         self.window = window
         self.outcomes: Counter[str] = Counter()
+        self.reasons: dict[str, Counter[str]] = {}
+        """Outcome -> :attr:`~sagafsm.commands.SagaFinished.reason` -> sagas."""
         self.durations: dict[str, DurationHistogram] = {}
         self.all_durations = DurationHistogram()
         self.completed_per_window: Counter[int] = Counter()
@@ -102,9 +110,16 @@ class RunMetrics:
         if now < self.first_start:
             self.first_start = now
 
-    def saga_finished(self, outcome: str, started_at: float, now: float) -> None:
+    def saga_finished(
+        self, outcome: str, started_at: float, now: float, reason: str | None = None
+    ) -> None:
         duration = now - started_at
         self.outcomes[outcome] += 1
+        if reason is not None:
+            reasons = self.reasons.setdefault(outcome, Counter())
+            if reason not in reasons and len(reasons) >= MAX_REASONS:
+                reason = OTHER_REASONS
+            reasons[reason] += 1
         histogram = self.durations.get(outcome)
         if histogram is None:
             histogram = self.durations[outcome] = DurationHistogram()

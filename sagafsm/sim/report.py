@@ -15,6 +15,10 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
+_REASONS_SHOWN = 8
+"""Why sagas failed or need an operator: the most frequent reasons the report lists."""
+
+
 def format_report(result: RunResult) -> str:
     metrics = result.metrics
     latency = metrics["latency"]
@@ -26,6 +30,14 @@ def format_report(result: RunResult) -> str:
     for outcome, count in result.outcomes.items():
         share = count / result.sagas * 100 if result.sagas else 0.0
         lines.append(f"  {outcome:<20} {count:>9}  {share:5.1f}%")
+        reasons = list(result.reasons.get(outcome, {}).items())
+        for reason, times in reasons[:_REASONS_SHOWN]:
+            lines.append(f"    {times:>6}  {reason}")
+        if len(reasons) > _REASONS_SHOWN:
+            rest = sum(times for _, times in reasons[_REASONS_SHOWN:])
+            lines.append(
+                f"    {rest:>6}  ({len(reasons) - _REASONS_SHOWN} more reasons: see --json)"
+            )
     lines += [
         "",
         f"throughput          {metrics['throughput_per_s']:.1f} completed sagas per simulated s",

@@ -29,6 +29,9 @@ class RunResult:
     sagas: int
     outcomes: Mapping[str, int]
     """Final state name -> count; sums to ``sagas`` (``unfinished`` counts the rest, if any)."""
+    reasons: Mapping[str, Mapping[str, int]]
+    """Final state name -> why sagas ended there (their ``SagaFinished.reason``) -> count, most
+    frequent first; completed sagas have no reason."""
     violations: tuple[Violation, ...]
     violation_counts: Mapping[str, int]
     """Property -> violations found (``violations`` keeps the first thousand)."""
@@ -66,6 +69,7 @@ class RunResult:
             "mutant": self.mutant,
             "stopped": self.stopped,
             "outcomes": dict(self.outcomes),
+            "reasons": {state: dict(counts) for state, counts in self.reasons.items()},
             "violations": [v.to_json() for v in self.violations[:_MAX_VIOLATIONS_IN_JSON]],
             "violation_counts": dict(self.violation_counts),
             "digest": self.digest,
@@ -118,6 +122,10 @@ def build_result(
         seed=config.seed,
         sagas=config.sagas,
         outcomes=outcomes,
+        reasons={
+            state: dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+            for state, counts in sorted(metrics.reasons.items())
+        },
         violations=tuple(violations),
         violation_counts=violation_counts,
         digest=digest,

@@ -202,7 +202,7 @@ class _Run:
             return  # a second finish (only a broken variant does this): the checker reports it
         record.finished = True
         self.trace.record(now, "finish", saga_id, state.value, reason)
-        self.metrics.saga_finished(state.value, record.started_at, now)
+        self.metrics.saga_finished(state.value, record.started_at, now, reason)
         self.domain.saga_finished(saga_id, record.data, state)
         self.finished += 1
         timeout = self.env.timeout(self.config.retention, saga_id)
