@@ -28,7 +28,6 @@ the reason.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from . import _snapshot
@@ -59,7 +58,6 @@ SNAPSHOT_VERSION = _snapshot.VERSION
 
 _P = TimerPurpose
 _EXECUTING, _COMPENSATING = StepState.EXECUTING, StepState.COMPENSATING
-_NO_DATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class SagaInstance(SagaMoves):
@@ -88,8 +86,9 @@ class SagaInstance(SagaMoves):
         if not isinstance(definition, SagaDefinition):
             raise InvalidArgument(f"definition must be a SagaDefinition, got {definition!r}")
         check_name(saga_id, "saga_id")
-        # A plain copy: the caller changing its own mapping later cannot move the saga.
-        data = _NO_DATA if data is None else plain_json(check_json_mapping(data, "saga data"))
+        # A plain copy: the caller changing its own mapping later cannot move the saga (and a
+        # driver can json.dumps what the commands carry).
+        data = {} if data is None else plain_json(check_json_mapping(data, "saga data"))
         check_recorder(recorder)
         self.definition = definition
         self.saga_id = saga_id
