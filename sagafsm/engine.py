@@ -57,7 +57,6 @@ __all__ = ["SagaInstance", "Recorder", "SNAPSHOT_VERSION", "refuse_event"]
 SNAPSHOT_VERSION = _snapshot.VERSION
 
 _P = TimerPurpose
-_EXECUTING, _COMPENSATING = StepState.EXECUTING, StepState.COMPENSATING
 
 
 class SagaInstance(SagaMoves):
@@ -226,8 +225,8 @@ class SagaInstance(SagaMoves):
                 self._disarm(out)
                 self._compensate_next(index - 1, now, out)
         elif isinstance(event, CompensationFailed):
-            attempt = event.attempt
-            if attempt is not None and attempt != self.steps[index].compensation_attempt:
+            attempt, tries = event.attempt, self.steps[index].compensation_attempt
+            if attempt is not None and tries and attempt != tries:
                 self._ignored(event, now, "stale: answers an earlier try of the compensation")
             else:
                 self._on_compensation_failure(index, event, now, out)
@@ -250,9 +249,10 @@ class SagaInstance(SagaMoves):
     def _on_action_success(
         self, index: int, event: StepSucceeded, now: float, out: list[Command]
     ) -> None:
+        result = plain_json(event.result)  # the saga's own copy, taken before anything moves
         if not self._step(index, "succeed", event, now):
             return
-        self.steps[index].result = plain_json(event.result)  # the saga's own copy
+        self.steps[index].result = result
         self._disarm(out)
         if index + 1 < len(self.steps):
             self._send(index + 1, now, out)

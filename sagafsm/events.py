@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from ._validate import check_json_mapping, check_name
+from ._validate import check_json_mapping, check_name, plain_json
 from .errors import InvalidArgument
 
 __all__ = [
@@ -82,6 +82,12 @@ class StepSucceeded:
     idempotency_key: str | None = attrs.field(default=None, validator=_optional_name)
     """The key of the command this answers, if the driver knows it: a reply to an earlier
     generation's key (a retriable step's failed try) is then ignored."""
+
+    def __attrs_post_init__(self) -> None:
+        # The event's own plain copy, taken once the result was checked: changing the caller's
+        # mapping afterwards cannot slip a non-JSON value (or a cycle) past the check.
+        if self.result is not NO_RESULT:
+            object.__setattr__(self, "result", plain_json(self.result))
 
 
 @attrs.frozen(kw_only=True)

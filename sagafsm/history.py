@@ -118,7 +118,7 @@ class TimerRecord(NamedTuple):
     t: float
     kind: Literal["timer"]
     saga: str
-    timer: int
+    timer: str
     delay: float
     purpose: str
     step: str
@@ -128,7 +128,7 @@ class TimerFiredRecord(NamedTuple):
     t: float
     kind: Literal["timer_fired"]
     saga: str
-    timer: int
+    timer: str
 
 
 class TransitionRecord(NamedTuple):

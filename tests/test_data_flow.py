@@ -156,6 +156,21 @@ def test_a_snapshot_shares_nothing_with_the_live_saga() -> None:
     assert restored.snapshot() == saga.snapshot()
 
 
+def test_changing_a_result_after_its_event_was_built_changes_nothing() -> None:
+    """The event keeps a plain copy of the checked result: a set (not JSON) or a cycle slipped
+    into the caller's mapping afterwards never reaches the saga, its snapshot or its moves."""
+    saga = SagaInstance(ABC, "s", data=DATA)
+    saga.start(0.0)
+    given: dict[str, Any] = {"ids": [1]}
+    event = StepSucceeded(saga_id="s", step="a", result=given)
+    given["bad"] = {1, 2}
+    given["self"] = given
+    commands = saga.handle(event, 0.1)
+    assert saga.results == {"a": {"ids": [1]}}
+    assert isinstance(commands[1], ExecuteStep) and commands[1].results == {"a": {"ids": [1]}}
+    assert json.loads(json.dumps(saga.snapshot())) == saga.snapshot()
+
+
 def test_a_completed_saga_finishes_with_every_result_and_no_reason() -> None:
     """SagaFinished.results maps every step to its result."""
     pair = SagaPair(ABC).start().run()

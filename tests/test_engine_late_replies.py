@@ -123,3 +123,22 @@ def test_a_reply_carrying_a_key_the_step_never_sent_is_ignored() -> None:
     assert saga.step_state("a") is StepState.EXECUTING
     real = StepSucceeded(saga_id="s1", step="a", idempotency_key="s1/a/action")
     assert saga.handle(real, 0.2)[-1].state is SagaState.COMPLETED  # type: ignore[union-attr]
+
+
+def test_a_compensation_failure_for_a_step_never_compensated_is_called_unknown() -> None:
+    """A try number on a compensation that was never sent is not 'an earlier try': the table's
+    own reason says what it is."""
+    definition = (
+        SagaBuilder("s")
+        .step("a", participant="p", action="do_a", compensation="undo_a")
+        .step("b", participant="q", action="do_b", compensation="undo_b")
+        .build()
+    )
+    recorder = Recorder()
+    saga = SagaInstance(definition, "s1", recorder=recorder)
+    saga.start(0.0)
+    saga.handle(StepSucceeded(saga_id="s1", step="a"), 0.1)
+    stray = CompensationFailed(saga_id="s1", step="a", attempt=1)
+    assert saga.handle(stray, 0.2) == []
+    assert recorder.reasons_for(stray) == ["unknown: no compensation was sent for this step"]
+    assert saga.step_state("a") is StepState.SUCCEEDED

@@ -179,3 +179,50 @@ def test_an_internal_error_in_a_repeated_run_is_exit_3(
     assert main([*argv, "--mutant", "broken-on-start"]) == 3
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.splitlines()) == 1
+
+
+def test_a_service_exception_with_its_own_constructor_is_reported_as_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SimPy cannot rebuild an exception whose constructor takes other arguments; the run keeps
+    the original, raised inside a participant's own process, and names it."""
+    source = TWO_STEP.read_text().replace(
+        "        self.value += 1\n", "        raise Oops('counter', 7)\n", 1
+    ) + (
+        "\n\nclass Oops(Exception):\n"
+        "    def __init__(self, what: str, code: int) -> None:\n"
+        "        super().__init__(f'{what} failed with {code}')\n"
+    )
+    path = tmp_path / "oops_scenario.py"
+    path.write_text(source)
+    assert main(["simulate", str(path), "--sagas", "5"]) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "internal error: Oops: counter failed with 7" in line
+
+
+def test_a_service_result_that_is_not_json_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A service handing back a set as its result: exit 2, one line naming the service."""
+    source = TWO_STEP.read_text().replace(
+        'return {"count": self.value}', 'return {"count": {self.value}}', 1
+    )
+    path = tmp_path / "set_result.py"
+    path.write_text(source)
+    assert main(["simulate", str(path), "--sagas", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "service's inc() returned" in line and "JSON" in line
+
+
+def test_a_result_holding_a_tuple_is_matched_as_the_engine_keeps_it(tmp_path: Path) -> None:
+    """A tuple in a result becomes a list in the saga; the participant's record does too, so a
+    correct compensation is never refused for it."""
+    source = TWO_STEP.read_text().replace(
+        'return {"count": self.value}', 'return {"count": (self.value, 1)}', 1
+    )
+    path = tmp_path / "tuple_result.py"
+    path.write_text(source)
+    scenario = load_scenario(str(path))
+    result = simulate(scenario, scenario.config(sagas=200, seed=1))
+    assert result.outcomes["failed"] > 0  # compensations ran
+    assert result.violation_counts == {}

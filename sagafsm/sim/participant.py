@@ -28,12 +28,16 @@ from typing import Any
 
 import simpy
 
+from .._validate import is_json_value, plain_json
+from ..errors import InvalidConfig
 from ..history import LedgerEffect
 from ..messages import Envelope, MessageKind, Outcome
 from .config import ParticipantConfig
 from .network import ORCHESTRATOR, Network
 from .scenario import Declined, Service
 from .trace import Trace
+
+Process = Generator[simpy.Event, Any, None]
 
 __all__ = ["SimParticipant", "StepFate", "Effect", "INJECTED"]
 
@@ -74,6 +78,7 @@ class SimParticipant:
         *,
         dedup: bool = True,
         tombstones: bool = True,
+        guard: Callable[[Process], Process] = lambda process: process,
     ) -> None:
         self.name = name
         self._env = env
@@ -89,6 +94,8 @@ class SimParticipant:
         self.resource = simpy.Resource(env, capacity=config.capacity)
         self._dedup = dedup  # False only for the no-dedup-participant mutant
         self._use_tombstones = tombstones  # False only for the no-tombstone mutant
+        self._guard = guard
+        """Wraps each operation's process (the run keeps the first exception raised in one)."""
         self._replies: dict[str, Reply] = {}
         """Action key -> the reply it got (with the result handed out)."""
         self._tombstones: set[str] = set()
@@ -106,7 +113,7 @@ class SimParticipant:
     # -- network side --------------------------------------------------------------------------
 
     def receive(self, message: Envelope) -> None:
-        self._env.process(self._serve(message))
+        self._env.process(self._guard(self._serve(message)))
 
     def crash(self) -> None:
         self._epoch += 1
@@ -193,8 +200,15 @@ class SimParticipant:
         if result is None:
             reason = f"{self.name} declined {operation}"
             return self._record(message, (_FAILED, None, reason), Effect.ACTION_FAILED)
-        # a copy: what was handed out stays what it was, whatever the service does next
-        return self._record(message, (_SUCCEEDED, dict(result), ""), Effect.ACTION)
+        if not isinstance(result, Mapping) or not is_json_value(result):
+            raise InvalidConfig(
+                f"the {self.name!r} service's {operation}() returned {result!r}: a result must be "
+                "a mapping of JSON data (or None, or raise Declined, for a definite failure)"
+            )
+        # A plain JSON copy, as the engine keeps it (a tuple becomes a list): what was handed out
+        # stays what it was, whatever the service does next, and compares equal to what the
+        # orchestrator hands back.
+        return self._record(message, (_SUCCEEDED, plain_json(result), ""), Effect.ACTION)
 
     def _record(self, message: Envelope, reply: Reply, effect: str) -> Reply:
         self._replies[message.idempotency_key] = reply

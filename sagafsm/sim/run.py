@@ -155,6 +155,7 @@ class _Run:
                 self.definition.index_of,
                 dedup=mutant.participant_dedup if mutant else True,
                 tombstones=mutant.participant_tombstones if mutant else True,
+                guard=self.guarded,
             )
             self.participants[name] = participant
             self.network.register(name, participant.receive)
@@ -187,7 +188,7 @@ class _Run:
             )
         self.records[saga_id] = _SagaRecord(order, fates, now)
         self.metrics.saga_started(now)
-        self.occupancy.move(now, None, SagaState.STARTED.value)
+        self.occupancy.move(now, None, SAGA_LIFECYCLE.initial.value)
         self.trace.record(now, "start", saga_id, self.definition.name)
         self.orchestrator.start(saga_id)
         if self.started == self.config.sagas:
