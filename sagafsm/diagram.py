@@ -20,7 +20,7 @@ import subprocess
 from typing import Any, Literal, TypeAlias
 
 from .errors import SagaError
-from .lifecycle import LIFECYCLES, SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec
+from .lifecycle import LIFECYCLES, LifecycleSpec
 
 __all__ = [
     "DiagramUnavailable",
@@ -45,8 +45,6 @@ class DiagramUnavailable(SagaError, RuntimeError):
     """
 
 
-SAGA = SAGA_LIFECYCLE
-STEP = STEP_LIFECYCLE
 LifecycleTable: TypeAlias = LifecycleSpec[Any]
 """What a diagram is drawn from: a lifecycle spec of :mod:`sagafsm.lifecycle`, as it is."""
 

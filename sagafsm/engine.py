@@ -249,10 +249,9 @@ class SagaInstance(SagaMoves):
     def _on_action_success(
         self, index: int, event: StepSucceeded, now: float, out: list[Command]
     ) -> None:
-        result = plain_json(event.result)  # the saga's own copy, taken before anything moves
         if not self._step(index, "succeed", event, now):
             return
-        self.steps[index].result = result
+        self.steps[index].result = event.result  # the event's own checked plain copy
         self._disarm(out)
         if index + 1 < len(self.steps):
             self._send(index + 1, now, out)

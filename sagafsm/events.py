@@ -86,8 +86,9 @@ class StepSucceeded:
     def __attrs_post_init__(self) -> None:
         # The event's own plain copy, taken once the result was checked: changing the caller's
         # mapping afterwards cannot slip a non-JSON value (or a cycle) past the check.
-        if self.result is not NO_RESULT:
-            object.__setattr__(self, "result", plain_json(self.result))
+        # It is a plain dict either way, which the engine keeps as the step's result as it is.
+        result = {} if self.result is NO_RESULT else plain_json(self.result)
+        object.__setattr__(self, "result", result)
 
 
 @attrs.frozen(kw_only=True)

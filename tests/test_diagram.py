@@ -209,8 +209,8 @@ def test_importing_the_diagram_module_loads_no_matplotlib() -> None:
 
 def test_diagrams_draw_the_specs_themselves() -> None:
     """diagram.lifecycle hands back the lifecycle module's specs, not a copy rebuilt by hand."""
-    assert diagram.lifecycle("saga") is SAGA_LIFECYCLE is diagram.SAGA
-    assert diagram.lifecycle("step") is STEP_LIFECYCLE is diagram.STEP
+    assert diagram.lifecycle("saga") is SAGA_LIFECYCLE
+    assert diagram.lifecycle("step") is STEP_LIFECYCLE
 
 
 def test_lifecycle_tables_are_frozen_values() -> None:
