@@ -218,9 +218,9 @@ def render_matplotlib(table: LifecycleTable) -> bytes:
     routes: list[tuple[tuple[float, float], tuple[float, float], float, bool]] = []
     for row in table.transitions:
         a, b = places[row.source], places[row.dest]
-        if row.source is row.dest:  # a loop on the box's right side
+        if row.source is row.dest:  # a loop under the box, where no edge leaves from
             w, h = _box(row.source)
-            routes.append(((a[0] + w / 2, a[1] + h / 4), (a[0] + w / 2, a[1] - h / 4), -2.5, False))
+            routes.append(((a[0] + w / 5, a[1] - h / 2), (a[0] - w / 5, a[1] - h / 2), -1.2, False))
             continue
         rad = 0.25 if (row.dest, row.source) in pairs else 0.0  # opposite arrows bow apart
         if level[row.source] == level[row.dest]:
@@ -261,6 +261,16 @@ def render_matplotlib(table: LifecycleTable) -> bytes:
                 zorder=2,
             )
         )
+        if row.source is row.dest:
+            # The loop's label goes just under the loop: searched for like the others, it can
+            # land on a neighbouring edge and read as that edge's trigger.
+            x, y = places[row.source]
+            cy = y - _box(row.source)[1] / 2 - 0.62
+            half = 0.045 * len(row.trigger) + 0.08
+            rect = (x - half, cy - 0.12, x + half, cy + 0.12)
+            labels.append(rect)
+            label_places.append((row.trigger, (x, cy)))
+            continue
         others = [r for j, points in enumerate(arrows) if j != i for r in points]
         rect = _label_place(row.trigger, a, b, rad, [*nodes, *labels], others)
         labels.append(rect)
