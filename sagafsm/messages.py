@@ -24,7 +24,10 @@ from typing import Any
 
 import attrs
 
-__all__ = ["MessageKind", "Outcome", "Envelope", "NO_PAYLOAD"]
+__all__ = ["MessageKind", "Outcome", "Envelope", "NO_PAYLOAD", "ORCHESTRATOR"]
+
+ORCHESTRATOR = "orchestrator"
+"""The node name of the orchestrator: the source of every command, the destination of replies."""
 
 NO_PAYLOAD: Mapping[str, Any] = MappingProxyType({})
 """The empty mapping every envelope shares where a field has nothing to carry."""

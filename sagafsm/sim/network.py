@@ -15,14 +15,13 @@ from collections.abc import Callable
 import attrs
 import simpy
 
-from ..messages import Envelope
+from ..messages import ORCHESTRATOR, Envelope
 from .config import SimulationConfig, TargetedFault
 from .distributions import Distribution
 from .trace import Trace
 
 __all__ = ["Network", "NetworkStatistics", "ORCHESTRATOR"]
 
-ORCHESTRATOR = "orchestrator"
 
 
 @attrs.frozen(kw_only=True)

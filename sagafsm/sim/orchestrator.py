@@ -1,12 +1,13 @@
-"""The simulated orchestrator: drives the sans-IO engine over the simulated network.
+"""The simulated orchestrator: drives the shared orchestration core over the simulated network.
 
-Each event is one transaction: the engine's new state (its snapshot) and the commands it implies.
-The transaction commits when the store write completes (``store_latency`` later; at once when it is
-0): only then are its commands sent and its lifecycle transitions recorded (outbox order). A crash
-loses every transaction not yet committed and the orchestrator's memory; at restart it reloads
-every unfinished saga from the store and re-sends what was in flight, under the same idempotency
-keys. Start requests count as accepted only once their first transaction commits; those lost in a
-crash are retried by the client when the orchestrator is back.
+:class:`~sagafsm.orchestration.OrchestrationCore` decides (one :class:`Transaction` per event);
+this module plays the store and the clock around it. A transaction commits when the store write
+completes (``store_latency`` later; at once when it is 0): only then are its commands sent and its
+lifecycle transitions recorded (outbox order). A crash loses every transaction not yet committed
+and the orchestrator's memory; at restart it reloads every unfinished saga from the store and
+re-sends what was in flight, under the same idempotency keys. Start requests count as accepted only
+once their first transaction commits; those lost in a crash are retried by the client when the
+orchestrator is back.
 
 Data flows as the engine says: each saga is created with its input data (from the load
 generator), commands go out as envelopes carrying the data and the earlier results (an action) or
@@ -25,68 +26,42 @@ from typing import Any
 
 import simpy
 
-from ..commands import (
-    CancelTimer,
-    Command,
-    CompensateStep,
-    ExecuteStep,
-    SagaFinished,
-    StartTimer,
-)
+from ..commands import CancelTimer, Command, CompensateStep, ExecuteStep, SagaFinished, StartTimer
 from ..definition import SagaDefinition
 from ..engine import SagaInstance
-from ..events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    Event,
-    StepFailed,
-    StepSucceeded,
-    TimerFired,
-)
+from ..events import Event, TimerFired
 from ..lifecycle import SagaState
-from ..messages import NO_PAYLOAD, Envelope, MessageKind, Outcome
-from ..stores import SagaStore
-from .network import ORCHESTRATOR, Network
+from ..messages import ORCHESTRATOR, Envelope
+from ..orchestration import NO_RUNNING_SAGA, OrchestrationCore, Transaction, envelope_for, event_for
+from .network import Network
+from .store import SnapshotStore
 from .timers import Timers
 from .trace import Record, Trace
 
-__all__ = ["SimOrchestrator", "TraceRecorder"]
+__all__ = ["SimOrchestrator", "TraceCounters"]
 
 
-class TraceRecorder:
-    """The engine's :class:`~sagafsm.Recorder`: transitions and ignored events go to the trace,
-    or, while a transaction is open, to its buffer (written when it commits). Committed
-    transitions also feed the run's counters: saga moves (occupancy) and triggers (retries...)."""
+class TraceCounters:
+    """Writes committed transitions to the trace, and counts them for the run: saga moves
+    (occupancy) and triggers (retries...)."""
 
-    __slots__ = ("_record", "buffer", "saga_moved", "triggers")
+    __slots__ = ("_record", "saga_moved", "triggers")
 
     def __init__(self, trace: Trace, saga_moved: Callable[[float, str, str], None]) -> None:
         self._record = trace.record
-        self.buffer: list[Record] | None = None
         self.saga_moved = saga_moved
         self.triggers: Counter[tuple[str, str]] = Counter()
         """(lifecycle, trigger) -> committed transitions."""
 
-    def transition(
-        self, now: float, saga_id: str, step: str | None, trigger: str, source: Any, dest: Any
-    ) -> None:
-        # ``_value_`` is the member's plain attribute; ``.value`` is a slower descriptor
-        record = (now, "transition", saga_id, step, trigger, source._value_, dest._value_)
-        if self.buffer is None:
-            self.emit(record)
-        else:
-            self.buffer.append(record)
-
     def emit(self, record: Record) -> None:
         self._record(*record)
+        if record[1] != "transition":
+            return
         if record[3] is None:
             self.triggers["saga", record[4]] += 1
             self.saga_moved(record[0], record[5], record[6])
         else:
             self.triggers["step", record[4]] += 1
-
-    def ignored(self, now: float, saga_id: str, event: Event, reason: str) -> None:
-        self._record(now, "ignored", saga_id, type(event).__name__, reason)
 
 
 class SimOrchestrator:
@@ -95,7 +70,7 @@ class SimOrchestrator:
         env: simpy.Environment,
         definition: SagaDefinition,
         network: Network,
-        store: SagaStore,
+        store: SnapshotStore,
         trace: Trace,
         saga_data: Callable[[str], Mapping[str, Any]],
         on_finished: Callable[[str, SagaState, str | None], None],
@@ -110,13 +85,12 @@ class SimOrchestrator:
         self._network = network
         self._store = store
         self._trace = trace
-        self._recorder = self.recorder = TraceRecorder(trace, saga_moved)
+        self._core = OrchestrationCore([definition], engine=engine)
+        self.recorder = self._counters = TraceCounters(trace, saga_moved)
         self._saga_data = saga_data
         self._on_finished = on_finished
         self._store_latency = store_latency
-        self._engine = engine
         self._send_before_save = send_before_save
-        self._sagas: dict[str, SagaInstance] = {}
         self._waiting: list[str] = []
         """Start requests not accepted yet (the orchestrator is down, or was when they came)."""
         self._unaccepted: set[str] = set()
@@ -127,19 +101,18 @@ class SimOrchestrator:
         network.register(ORCHESTRATOR, self._receive)
 
     def __len__(self) -> int:
-        return len(self._sagas)
+        return len(self._core)
 
     def start(self, saga_id: str) -> None:
         """A new saga request. While the orchestrator is down, requests wait for its restart."""
         if not self.up:
             self._waiting.append(saga_id)
             return
-        saga = self._engine(
-            self._definition, saga_id, data=self._saga_data(saga_id), recorder=self._recorder
-        )
-        self._sagas[saga_id] = saga
         self._unaccepted.add(saga_id)
-        self._transaction(saga, saga.start)
+        now = self._env.now
+        self._transaction(
+            self._core.start(self._definition, saga_id, now, data=self._saga_data(saga_id))
+        )
 
     def crash(self) -> bool:
         """Go down, losing memory and uncommitted work; False if it was already down."""
@@ -149,7 +122,7 @@ class SimOrchestrator:
         self.crashes += 1
         self._epoch += 1  # uncommitted transactions die with the process
         self._network.set_down(ORCHESTRATOR, "orchestrator_down")
-        self._sagas.clear()
+        self._core.crash()
         self.timers.reset()
         self._waiting.extend(sorted(self._unaccepted, key=_creation_order))
         self._unaccepted.clear()
@@ -162,13 +135,14 @@ class SimOrchestrator:
         self.up = True
         self._network.set_down(ORCHESTRATOR, None)
         now = self._env.now
-        recovered = 0
-        for saga_id, (snapshot, _) in self._store.load_all():
-            saga = self._engine.restore(self._definition, snapshot, recorder=self._recorder)
-            self._sagas[saga_id] = saga
-            recovered += 1
-            self._transaction(saga, saga.resume)
-        self._trace.record(now, "restart", None, ORCHESTRATOR, recovered)
+        # The simulated store keeps snapshots only (no outbox rows): every saga re-sends what it
+        # has in flight.
+        name = self._definition.name
+        stored = ((name, snapshot) for snapshot in self._store.load_all())
+        transactions = self._core.recover(stored, now, resend=True)
+        for transaction in transactions:
+            self._transaction(transaction)
+        self._trace.record(now, "restart", None, ORCHESTRATOR, len(transactions))
         waiting, self._waiting = self._waiting, []
         for saga_id in waiting:
             self.start(saga_id)
@@ -176,113 +150,82 @@ class SimOrchestrator:
     # -- inbound -------------------------------------------------------------------------------
 
     def _receive(self, message: Envelope) -> None:
-        saga_id = message.saga_id
-        succeeded = message.outcome is Outcome.SUCCEEDED
-        event: Event
-        step = message.step
-        if message.kind is MessageKind.ACTION_REPLY:
-            key = message.idempotency_key
-            if succeeded:
-                event = StepSucceeded(
-                    saga_id=saga_id, step=step, result=message.result or {}, idempotency_key=key
-                )
-            else:
-                event = StepFailed(
-                    saga_id=saga_id, step=step, reason=message.reason, idempotency_key=key
-                )
-        elif succeeded:
-            event = CompensationSucceeded(saga_id=saga_id, step=step)
-        else:
-            event = CompensationFailed(
-                saga_id=saga_id, step=step, reason=message.reason, attempt=message.attempt
-            )
-        saga = self._sagas.get(saga_id)
-        if saga is None:
-            self._recorder.ignored(self._env.now, saga_id, event, "no running saga with that id")
-            return
-        self._transaction(saga, lambda now: saga.handle(event, now), message.message_id)
+        self._handle(event_for(message), message.message_id)
 
     def _timer_fired(self, saga_id: str, timer_id: str) -> None:
         self._trace.record(self._env.now, "timer_fired", saga_id, timer_id)
-        saga = self._sagas[saga_id]
-        event = TimerFired(saga_id=saga_id, timer_id=timer_id)
-        self._transaction(saga, lambda now: saga.handle(event, now))
+        self._handle(TimerFired(saga_id=saga_id, timer_id=timer_id), None)
+
+    def _handle(self, event: Event, cause: int | None) -> None:
+        now = self._env.now
+        transaction = self._core.handle(event, now)
+        if transaction is None:
+            record = (now, "ignored", event.saga_id, type(event).__name__, NO_RUNNING_SAGA)
+            self._trace.record(*record)
+            return
+        self._transaction(transaction, cause)
 
     # -- transactions --------------------------------------------------------------------------
 
-    def _transaction(
-        self,
-        saga: SagaInstance,
-        step: Callable[[float], list[Command]],
-        cause: int | None = None,
-    ) -> None:
-        """Run one engine step; commit its state and commands (see the module docstring).
+    def _transaction(self, transaction: Transaction, cause: int | None = None) -> None:
+        """Commit one engine move and then publish it (see the module docstring).
 
         ``cause`` is the id of the message that set it off: the commands carry it as their
         causation id."""
-        now = self._env.now
+        records = transaction.records
         if not self._store_latency:
-            self._commit(saga, step(now), cause)
+            emit = self._counters.emit
+            for record in records:
+                emit(record)
+            if transaction.changed:
+                self._save(transaction)
+                self._publish(transaction, cause, [])
             return
-        recorder = self._recorder
-        buffer: list[Record] = []
-        recorder.buffer = buffer
-        try:
-            commands = step(now)
-        finally:
-            recorder.buffer = None
-        if not commands:
+        # Ignored events are recorded as they happen; the move's transitions when it commits.
+        committed: list[Record] = []
+        for record in records:
+            if record[1] == "transition":
+                committed.append(record)
+            else:
+                self._trace.record(*record)
+        if not transaction.changed:
             return
-        snapshot = None if saga.finished else saga.snapshot()
-        data = self._saga_data(saga.saga_id)
         if self._send_before_save:
-            self._publish(saga.saga_id, commands, cause, buffer)
-            buffer = []
-        value = (self._epoch, saga, snapshot, commands, cause, data)
-        delay = self._env.timeout(self._store_latency, value)
-        delay.callbacks.append(lambda event: self._stored(event, buffer))
+            self._publish(transaction, cause, committed)
+            committed = []
+        delay = self._env.timeout(self._store_latency, (self._epoch, transaction, cause))
+        delay.callbacks.append(lambda event: self._stored(event, committed))
 
     def _stored(self, event: simpy.Event, records: list[Record]) -> None:
-        epoch, saga, snapshot, commands, cause, data = event.value  # type: ignore[misc]
+        epoch, transaction, cause = event.value  # type: ignore[misc]
         if epoch != self._epoch:
             return  # the orchestrator crashed before the write completed: it never happened
-        self._save(saga.saga_id, snapshot, data)
+        self._save(transaction)
         if not self._send_before_save:
-            self._publish(saga.saga_id, commands, cause, records)
+            self._publish(transaction, cause, records)
 
-    def _commit(self, saga: SagaInstance, commands: list[Command], cause: int | None) -> None:
-        if not commands:
-            return  # nothing changed (an ignored event)
-        data = self._saga_data(saga.saga_id)
-        self._save(saga.saga_id, None if saga.finished else saga.snapshot(), data)
-        self._publish(saga.saga_id, commands, cause, None)
-
-    def _save(self, saga_id: str, snapshot: dict[str, Any] | None, data: Mapping[str, Any]) -> None:
+    def _save(self, transaction: Transaction) -> None:
+        snapshot = transaction.snapshot
         if snapshot is None:
-            self._store.delete(saga_id)
+            self._store.delete(transaction.saga_id)
         else:
-            self._store.save(saga_id, snapshot, data)
+            self._store.save(transaction.saga_id, snapshot)
 
-    def _publish(
-        self,
-        saga_id: str,
-        commands: list[Command],
-        cause: int | None,
-        records: list[Record] | None,
-    ) -> None:
-        self._unaccepted.discard(saga_id)
+    def _publish(self, transaction: Transaction, cause: int | None, records: list[Record]) -> None:
+        self._unaccepted.discard(transaction.saga_id)
         if records:
             # The transaction's transitions happen when it commits: that is when they are
             # durable, and when its commands leave.
-            emit, now = self._recorder.emit, self._env.now
+            emit, now = self._counters.emit, self._env.now
             for fields in records:
                 emit((now, *fields[1:]))
-        for command in commands:
+        for command in transaction.commands:
             self._dispatch(command, cause)
 
     def _dispatch(self, command: Command, cause: int | None) -> None:
         if isinstance(command, (ExecuteStep, CompensateStep)):
-            self._send(command, cause)
+            network = self._network
+            network.send(envelope_for(command, network.next_message_id(), cause))
         elif isinstance(command, StartTimer):
             self._trace.record(
                 self._env.now,
@@ -298,38 +241,8 @@ class SimOrchestrator:
             self.timers.cancel(command.saga_id)
         elif isinstance(command, SagaFinished):
             self.timers.forget(command.saga_id)
-            self._sagas.pop(command.saga_id, None)
+            self._core.drop(command.saga_id)
             self._on_finished(command.saga_id, command.state, command.reason)
-
-    def _send(self, command: ExecuteStep | CompensateStep, cause: int | None) -> None:
-        network = self._network
-        if isinstance(command, ExecuteStep):
-            kind, operation, action_key = MessageKind.EXECUTE, command.action, None
-            results, action_result = command.results, None
-        else:
-            kind, operation, action_key = (
-                MessageKind.COMPENSATE,
-                command.compensation,
-                command.action_key,
-            )
-            results, action_result = NO_PAYLOAD, command.action_result
-        message = Envelope(
-            message_id=network.next_message_id(),
-            kind=kind,
-            saga_id=command.saga_id,
-            causation_id=cause,
-            idempotency_key=command.idempotency_key,
-            source=ORCHESTRATOR,
-            dest=command.participant,
-            step=command.step,
-            operation=operation,
-            attempt=command.attempt,
-            action_key=action_key,
-            data=command.data,
-            results=results,
-            action_result=action_result,
-        )
-        network.send(message)
 
 
 def _creation_order(saga_id: str) -> tuple[int, str]:

@@ -28,7 +28,6 @@ from ..definition import StepKind
 from ..engine import SagaInstance
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE, SagaState
-from ..stores import InMemoryStore
 from .config import SimulationConfig
 from .coverage import Coverage
 from .internal import InternalError, empty_schedule, original_error
@@ -40,6 +39,7 @@ from .participant import SimParticipant, StepFate
 from .prepare import effective_definition, metrics_window, validate_against
 from .result import RunResult, build_result
 from .scenario import Scenario
+from .store import SnapshotStore
 from .streams import stream
 from .trace import Record, Trace
 
@@ -114,7 +114,7 @@ class _Run:
             reorder_rng=stream(seed, "reorder-delay"),
         )
         self.domain = scenario.make_domain(stream(seed, "domain"))
-        self.store = InMemoryStore()
+        self.store = SnapshotStore()
         self.orchestrator = SimOrchestrator(
             env,
             self.definition,
