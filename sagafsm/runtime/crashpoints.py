@@ -3,15 +3,28 @@
 A process is armed through the environment (so a test can arm a real child process without any
 code of its own in it): ``SAGAFSM_CRASH_AT="orchestrator.after_commit:3"`` kills the process the
 third time that point is reached. Unarmed, :func:`hit` costs one dictionary lookup.
+
+In-process tests (:mod:`sagafsm.testing`) arm a point with ``action="raise"`` instead: reaching it
+raises :class:`CrashPointReached`, a :class:`BaseException` that unwinds the runtime as a killed
+process would stop it (nothing after the point runs), while the store, like a database file,
+keeps what was committed.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["CRASH_POINTS", "ENVIRONMENT_VARIABLE", "hit", "arm", "disarm"]
+__all__ = [
+    "CRASH_POINTS",
+    "ENVIRONMENT_VARIABLE",
+    "CrashPointReached",
+    "hit",
+    "arm",
+    "disarm",
+    "armed",
+]
 
 ENVIRONMENT_VARIABLE: Final = "SAGAFSM_CRASH_AT"
 
@@ -26,32 +39,54 @@ CRASH_POINTS: Final = (
 but not published; published but not marked sent; a participant ran its handler but has not
 committed; committed its effect but not replied."""
 
-_armed: dict[str, int] = {}
+
+class CrashPointReached(BaseException):
+    """An armed crash point was reached with ``action="raise"`` (a BaseException, so that no
+    ``except Exception`` in the runtime or in a handler swallows it)."""
+
+    def __init__(self, point: str) -> None:
+        super().__init__(f"crash point {point} reached")
+        self.point = point
 
 
-def arm(point: str, count: int = 1) -> None:
-    """Kill this process the ``count``-th time ``point`` is reached from now."""
+_armed: dict[str, list[Any]] = {}
+"""point -> [count left, action]."""
+
+
+def arm(point: str, count: int = 1, *, action: str = "kill") -> None:
+    """Crash the ``count``-th time ``point`` is reached from now: ``"kill"`` sends this process
+    SIGKILL, ``"raise"`` raises :class:`CrashPointReached`. The point disarms once it fires."""
     if point not in CRASH_POINTS:
         raise ValueError(f"unknown crash point {point!r}; known: {', '.join(CRASH_POINTS)}")
-    if count < 1:
-        raise ValueError(f"crash point count must be at least 1, got {count}")
-    _armed[point] = count
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"crash point count must be an int of at least 1, got {count!r}")
+    if action not in ("kill", "raise"):
+        raise ValueError(f"crash point action must be 'kill' or 'raise', got {action!r}")
+    _armed[point] = [count, action]
 
 
 def disarm() -> None:
     _armed.clear()
 
 
+def armed() -> dict[str, tuple[int, str]]:
+    """What is armed: point -> (count left, action)."""
+    return {point: (left, action) for point, (left, action) in _armed.items()}
+
+
 def hit(point: str) -> None:
-    """Reached ``point``: if it is armed and its count runs out, SIGKILL this process."""
+    """Reached ``point``: if it is armed and its count runs out, crash (see :func:`arm`)."""
     if not _armed:
         return
-    left = _armed.get(point)
-    if left is None:
+    entry = _armed.get(point)
+    if entry is None:
         return
-    if left > 1:
-        _armed[point] = left - 1
+    if entry[0] > 1:
+        entry[0] -= 1
         return
+    del _armed[point]
+    if entry[1] == "raise":
+        raise CrashPointReached(point)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -60,7 +95,10 @@ def _arm_from_environment() -> None:
     if not spec:
         return
     point, _, count = spec.partition(":")
-    arm(point, int(count) if count else 1)
+    try:
+        arm(point, int(count) if count else 1)
+    except ValueError as error:
+        raise SystemExit(f"sagafsm: {ENVIRONMENT_VARIABLE}={spec!r}: {error}") from None
 
 
 _arm_from_environment()

@@ -1,0 +1,558 @@
+"""The asyncio orchestrator: the shared orchestration core driven against a real store.
+
+One task, the *loop*, owns the :class:`~sagafsm.orchestration.OrchestrationCore`: it takes a batch
+of what is waiting (start requests, replies, fired timers), lets the core make a transaction of
+each, commits the batch in **one store transaction** (snapshots, outbox rows, timers, trace
+records), and only then publishes the commands and marks their rows sent. Two events of one saga
+are never applied at once, because one task applies them all, in arrival order; a batch costs one
+commit however many sagas it moves (group commit).
+
+Recovery, when the runtime opens: every unfinished saga is restored from its snapshot, its timer
+re-armed from the timer rows, and every unsent outbox row published again. A command that was
+published but not marked sent before a crash goes out twice; the participant's inbox makes the
+second a no-op. A command that never committed never happened: its saga's timer retries it.
+
+Time is epoch seconds from the injected clock (:mod:`sagafsm.runtime.clock`), never the event
+loop's: snapshots hold absolute due times, and a restarted process must agree with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from ..commands import CancelTimer, StartTimer
+from ..definition import SagaDefinition
+from ..errors import InvalidArgument, InvalidConfig, SagaError
+from ..events import Event, TimerFired
+from ..history import RawRecord
+from ..lifecycle import SAGA_LIFECYCLE
+from ..messages import ORCHESTRATOR, Envelope
+from ..orchestration import NO_RUNNING_SAGA, OrchestrationCore, Transaction, envelope_for, event_for
+from . import crashpoints
+from .clock import Clock, WallClock
+from .codec import envelope_from_dict, envelope_to_dict
+from .store import KEEP, Commit, OutboxRow, SagaStatus, Store, TimerRow
+from .transport import Transport, TransportClosed
+
+__all__ = ["Runtime", "SagaFailedToStart"]
+
+log = logging.getLogger(__name__)
+
+_MESSAGE_ID_BLOCK = 2**32
+_FINAL_STATES = frozenset(state.value for state in SAGA_LIFECYCLE.terminal)
+
+
+class SagaFailedToStart(SagaError):
+    """The runtime stopped (closed, or its loop died) before it confirmed a start request. The
+    saga may still have been committed just before: start it under your own ``saga_id`` and
+    look it up with :meth:`Runtime.status` to know."""
+
+
+class _Start:
+    __slots__ = ("accepted", "data", "definition", "saga_id")
+
+    def __init__(
+        self,
+        definition: SagaDefinition,
+        saga_id: str,
+        data: Mapping[str, Any] | None,
+        accepted: asyncio.Future[str],
+    ) -> None:
+        self.definition = definition
+        self.saga_id = saga_id
+        self.data = data
+        self.accepted = accepted
+
+
+class _Inbound:
+    __slots__ = ("cause", "event", "receipt", "record")
+
+    def __init__(
+        self, event: Event, cause: int | None, receipt: int | None, record: RawRecord | None
+    ) -> None:
+        self.event = event
+        self.cause = cause
+        self.receipt = receipt
+        self.record = record
+        """A record written before the move (``timer_fired``)."""
+
+
+_STOP: Any = object()
+"""Queued by close(): the loop stops once the batch before it is committed and published."""
+
+
+class Runtime:
+    """Run sagas for real: ``async with Runtime(store, transport, [definition]) as runtime``.
+
+    ``store`` must not be open yet (the runtime opens and closes it); ``transport`` carries
+    commands to the participants and their replies back (the caller closes it). ``clock`` is the
+    wall clock unless given (tests pass a :class:`~sagafsm.runtime.clock.VirtualClock`).
+    ``batch_size`` caps how many events one store transaction commits.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        definitions: Iterable[SagaDefinition],
+        *,
+        clock: Clock | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        if batch_size < 1:
+            raise InvalidArgument(f"batch_size must be at least 1, got {batch_size!r}")
+        self._store = store
+        self._transport = transport
+        self._core = OrchestrationCore(definitions)
+        self._clock: Clock = clock if clock is not None else WallClock()
+        self._batch_size = batch_size
+        self._queue: asyncio.Queue[_Start | _Inbound] = asyncio.Queue()
+        self._timers: dict[str, tuple[str, float]] = {}
+        """saga id -> (timer id, due) of its armed timer."""
+        self._timer_heap: list[tuple[float, str, str]] = []
+        self._timers_changed = asyncio.Event()
+        self._finished: dict[str, asyncio.Future[SagaStatus]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._message_ids: Iterator[int] = iter(())
+        self._saga_ids: Iterator[int] = iter(())
+        self._boot = 0
+        self._busy = 0
+        self._open = False
+        self._closing = False
+        self.recovered = 0
+        """Unfinished sagas taken over from the store when the runtime opened."""
+        self.commits = 0
+        """Store transactions committed by the loop (each one a batch)."""
+        self.failure: BaseException | None = None
+        """What stopped the runtime's loop, timers or receiver, if one of them died."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open the store, recover what it holds, and start the loop, the timers and the
+        receiver. Raises (StoreError, InvalidConfig for a stored saga whose definition is not
+        registered) before anything in the store changes."""
+        if self._open:
+            raise InvalidArgument("this runtime is already open")
+        await self._store.open()
+        try:
+            stored = await self._store.running()
+            for saga in stored:
+                self._core.definition(saga.definition)  # every one known, before any change
+            self._boot = await self._store.boot()
+        except BaseException:
+            await self._store.close()
+            raise
+        base = self._boot * _MESSAGE_ID_BLOCK
+        self._message_ids = itertools.count(base + 1)
+        self._saga_ids = itertools.count(1)
+        now = self._clock.now()
+        first_moves = self._core.recover(
+            ((saga.definition, saga.snapshot) for saga in stored), now, resend=False
+        )
+        self.recovered = len(stored)
+        for row in await self._store.timers():
+            self._arm(row.saga_id, row.timer_id, row.due)
+        restart: RawRecord = (now, "restart", None, ORCHESTRATOR, len(stored))
+        await self._store.append_trace([restart])
+        self._open = True
+        await self._publish(await self._store.unsent(), [])
+        if first_moves:
+            await self._commit_and_publish(first_moves, [], [], [])
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._run_loop(), name="sagafsm-loop"),
+            loop.create_task(self._run_timers(), name="sagafsm-timers"),
+            loop.create_task(self._run_receiver(), name="sagafsm-receiver"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A task that ends on its own (not cancelled) stops the runtime: every caller waiting
+        on it is told, rather than left waiting forever."""
+        if task.cancelled() or self._closing:
+            return
+        error = task.exception()
+        self.failure = error if error is not None else SagaFailedToStart(f"{task.get_name()} ended")
+        self._fail_waiters(self.failure)
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        stopped = SagaFailedToStart(f"the runtime stopped: {error!r}")
+        # Queued replies are dropped unacknowledged: the transport delivers them again.
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Start) and not item.accepted.done():
+                item.accepted.set_exception(stopped)
+        for waiter in self._finished.values():
+            if not waiter.done():
+                waiter.set_exception(stopped)
+        self._finished.clear()
+
+    async def abandon(self) -> None:
+        """Stop at once, as a killed process would: no batch is finished, nothing is flushed.
+        What the store committed stays; a new Runtime on the same store recovers it. (For
+        in-process crash tests; a real crash needs no call.)"""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self._open = False
+        self._fail_waiters(SagaFailedToStart("the runtime was abandoned"))
+        await self._store.close()  # as the dead process's connection would be
+
+    async def close(self) -> None:
+        """Stop taking work, finish the batch in flight, and close the store."""
+        if not self._open:
+            return
+        self._closing = True
+        loop_task, *others = self._tasks
+        for task in others:  # no new replies or timers: the loop finishes its batch and stops
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        self._queue.put_nowait(_STOP)
+        await asyncio.gather(loop_task, return_exceptions=True)
+        self._tasks = []
+        self._open = False
+        self._fail_waiters(SagaFailedToStart("the runtime closed first"))
+        await self._store.close()
+
+    # -- the public API ------------------------------------------------------------------------
+
+    async def start(
+        self,
+        definition: SagaDefinition | str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        saga_id: str | None = None,
+    ) -> str:
+        """Start a saga; returns its id once its first move is committed (durably accepted)."""
+        if not self._open or self._closing:
+            raise InvalidArgument("the runtime is not open")
+        if self.failure is not None:
+            raise SagaFailedToStart(f"the runtime stopped: {self.failure!r}")
+        if isinstance(definition, str):
+            definition = self._core.definition(definition)
+        elif definition.name not in self._core.definitions:
+            raise InvalidConfig(
+                f"saga definition {definition.name!r} is not registered with this runtime"
+            )
+        if saga_id is None:
+            saga_id = f"{definition.name}-{self._boot}-{next(self._saga_ids)}"
+        accepted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Start(definition, saga_id, data, accepted))
+        return await accepted
+
+    async def status(self, saga_id: str) -> SagaStatus | None:
+        return await self._store.status(saga_id)
+
+    async def wait(self, saga_id: str) -> SagaStatus:
+        """The saga's status once it has finished (its ``results`` and ``reason`` set)."""
+        # The waiter exists before the store is read: a finish committed meanwhile resolves it.
+        waiter = self._finished.get(saga_id)
+        if waiter is None:
+            waiter = self._finished[saga_id] = asyncio.get_running_loop().create_future()
+        status = await self._store.status(saga_id)
+        if status is None or status.state in _FINAL_STATES:
+            if self._finished.get(saga_id) is waiter:
+                del self._finished[saga_id]
+            if status is None:
+                raise InvalidArgument(f"no saga {saga_id!r} in this runtime's store")
+            return status
+        return await asyncio.shield(waiter)
+
+    @property
+    def running(self) -> int:
+        """Sagas held in memory (the unfinished ones)."""
+        return len(self._core)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch in flight (timers may be armed)."""
+        return self._busy == 0 and self._queue.empty()
+
+    def next_timer(self) -> float | None:
+        """The due time of the earliest armed timer."""
+        self._clean_heap()
+        return self._timer_heap[0][0] if self._timer_heap else None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run_loop(self) -> None:
+        queue, limit = self._queue, self._batch_size
+        while True:
+            first = await queue.get()
+            if first is _STOP:
+                return
+            self._busy += 1
+            try:
+                batch = [first]
+                while len(batch) < limit and not queue.empty():
+                    item = queue.get_nowait()
+                    if item is _STOP:
+                        queue.put_nowait(item)  # after this batch
+                        break
+                    batch.append(item)
+                await self._apply(batch)
+            except BaseException as error:
+                if not isinstance(error, (asyncio.CancelledError, crashpoints.CrashPointReached)):
+                    log.exception("the sagafsm runtime loop failed")
+                stopped = SagaFailedToStart(f"the runtime stopped: {error!r}")
+                for item in batch:
+                    if isinstance(item, _Start) and not item.accepted.done():
+                        item.accepted.set_exception(stopped)
+                raise
+            finally:
+                self._busy -= 1
+
+    async def _apply(self, batch: list[_Start | _Inbound]) -> None:
+        now = self._clock.now()
+        core = self._core
+        transactions: list[Transaction] = []
+        causes: list[int | None] = []
+        accepted: list[_Start] = []
+        loose: list[RawRecord] = []
+        receipts: list[int] = []
+        for item in batch:
+            if isinstance(item, _Start):
+                if item.saga_id in core:
+                    item.accepted.set_exception(
+                        InvalidArgument(f"a saga {item.saga_id!r} is already running")
+                    )
+                    continue
+                try:
+                    transaction = core.start(item.definition, item.saga_id, now, data=item.data)
+                except SagaError as error:
+                    item.accepted.set_exception(error)
+                    continue
+                accepted.append(item)
+                transaction.records.insert(
+                    0, (now, "start", item.saga_id, item.definition.name)
+                )
+                transactions.append(transaction)
+                causes.append(None)
+                continue
+            if item.receipt is not None:
+                receipts.append(item.receipt)
+            found = core.handle(item.event, now)
+            if found is not None and found.changed:
+                if item.record is not None:
+                    found.records.insert(0, item.record)
+                transactions.append(found)
+                causes.append(item.cause)
+                continue
+            if item.record is not None:
+                loose.append(item.record)
+            if found is None:
+                event = item.event
+                loose.append((now, "ignored", event.saga_id, type(event).__name__, NO_RUNNING_SAGA))
+            else:
+                loose.extend(found.records)
+        await self._commit_and_publish(transactions, causes, loose, receipts)
+        for item in accepted:
+            if not item.accepted.done():
+                item.accepted.set_result(item.saga_id)
+
+    async def _commit_and_publish(
+        self,
+        transactions: list[Transaction],
+        causes: list[int | None],
+        loose: list[RawRecord],
+        receipts: list[int],
+    ) -> None:
+        commits: list[Commit] = []
+        finished: list[Transaction] = []
+        for at, transaction in enumerate(transactions):
+            cause = causes[at] if at < len(causes) else None
+            commits.append(self._commit_of(transaction, cause))
+            if transaction.finished is not None:
+                finished.append(transaction)
+        rows = await self._commit(commits)
+        if receipts:
+            await self._transport.ack(ORCHESTRATOR, receipts)
+        for transaction in transactions:
+            timer = transaction.timer
+            if isinstance(timer, StartTimer):
+                self._arm(transaction.saga_id, timer.timer_id, transaction.now + timer.delay)
+            elif isinstance(timer, CancelTimer):
+                self._timers.pop(transaction.saga_id, None)
+        for transaction in finished:
+            self._finish(transaction)
+        await self._publish(rows, loose)
+
+    async def _commit(self, commits: list[Commit]) -> list[OutboxRow]:
+        """The store transaction (a broken variant overrides this to publish first)."""
+        crashpoints.hit("orchestrator.before_commit")
+        rows = await self._store.commit(commits) if commits else []
+        self.commits += 1
+        crashpoints.hit("orchestrator.after_commit")
+        return rows
+
+    def _commit_of(self, transaction: Transaction, cause: int | None) -> Commit:
+        now = transaction.now
+        records = transaction.records
+        outbox: list[dict[str, Any]] = []
+        timer: TimerRow | Any | None = KEEP
+        for command in transaction.commands:
+            if isinstance(command, StartTimer):
+                due = now + command.delay
+                timer = TimerRow(transaction.saga_id, command.timer_id, due)
+                records.append(
+                    (
+                        now,
+                        "timer",
+                        command.saga_id,
+                        command.timer_id,
+                        command.delay,
+                        command.purpose.value,
+                        command.step,
+                    )
+                )
+            elif isinstance(command, CancelTimer):
+                timer = None
+        for command in transaction.outbound:
+            envelope = envelope_for(command, next(self._message_ids), cause)
+            outbox.append(envelope_to_dict(envelope))
+        finished = transaction.finished
+        reason = results = None
+        state = transaction.saga.state.value
+        if finished is not None:
+            reason = finished.reason
+            results = {name: dict(result) for name, result in finished.results.items()}
+            records.append((now, "finish", transaction.saga_id, state, reason))
+        return Commit(
+            saga_id=transaction.saga_id,
+            definition=transaction.definition,
+            state=state,
+            snapshot=transaction.snapshot,
+            reason=reason,
+            results=results,
+            outbox=outbox,
+            timer=timer,
+            records=records,
+            started=transaction.started,
+            now=now,
+        )
+
+    async def _publish(self, rows: list[OutboxRow], loose: list[RawRecord]) -> None:
+        """Send committed outbox rows, then mark them sent (with their ``send`` records)."""
+        if not rows and not loose:
+            return
+        now = self._clock.now()
+        records = list(loose)
+        for row in rows:
+            envelope: Envelope = envelope_from_dict(row.message)
+            await self._transport.send(envelope)
+            records.append(
+                (
+                    now,
+                    "send",
+                    envelope.saga_id,
+                    envelope.message_id,
+                    envelope.source,
+                    envelope.dest,
+                    envelope.kind.value,
+                    envelope.step,
+                    envelope.operation,
+                    envelope.attempt,
+                    None,
+                )
+            )
+        crashpoints.hit("orchestrator.after_publish")
+        await self._store.mark_sent([row.id for row in rows], records)
+
+    def _finish(self, transaction: Transaction) -> None:
+        saga_id = transaction.saga_id
+        self._core.drop(saga_id)
+        self._timers.pop(saga_id, None)
+        waiter = self._finished.pop(saga_id, None)
+        if waiter is not None and not waiter.done():
+            finished = transaction.finished
+            assert finished is not None
+            waiter.set_result(
+                SagaStatus(
+                    saga_id=saga_id,
+                    definition=transaction.definition,
+                    state=finished.state.value,
+                    reason=finished.reason,
+                    results={name: dict(r) for name, r in finished.results.items()},
+                    snapshot=None,
+                    started_at=transaction.now,
+                    updated_at=transaction.now,
+                )
+            )
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def _arm(self, saga_id: str, timer_id: str, due: float) -> None:
+        self._timers[saga_id] = (timer_id, due)
+        heapq.heappush(self._timer_heap, (due, saga_id, timer_id))
+        self._timers_changed.set()
+
+    def _clean_heap(self) -> None:
+        heap, armed = self._timer_heap, self._timers
+        while heap and armed.get(heap[0][1]) != (heap[0][2], heap[0][0]):
+            heapq.heappop(heap)
+
+    def fire_due(self) -> int:
+        """Queue a TimerFired for every armed timer due by the clock's now; returns how many."""
+        now = self._clock.now()
+        fired = 0
+        while True:
+            self._clean_heap()
+            if not self._timer_heap or self._timer_heap[0][0] > now:
+                return fired
+            _, saga_id, timer_id = heapq.heappop(self._timer_heap)
+            del self._timers[saga_id]
+            event = TimerFired(saga_id=saga_id, timer_id=timer_id)
+            record = (now, "timer_fired", saga_id, timer_id)
+            self._queue.put_nowait(_Inbound(event, None, None, record))
+            fired += 1
+
+    async def _run_timers(self) -> None:
+        clock = self._clock
+        while True:
+            self._timers_changed.clear()
+            self.fire_due()
+            due = self.next_timer()
+            changed = asyncio.ensure_future(self._timers_changed.wait())
+            waiters: set[asyncio.Future[Any]] = {changed}
+            if due is not None:
+                waiters.add(asyncio.ensure_future(clock.sleep_until(due)))
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    # -- replies -------------------------------------------------------------------------------
+
+    async def _run_receiver(self) -> None:
+        transport = self._transport
+        while True:
+            try:
+                delivery = await transport.receive(ORCHESTRATOR)
+            except TransportClosed:
+                return
+            message = delivery.message
+            try:
+                event = event_for(message)
+            except SagaError:
+                log.warning("dropped a message that is not a reply: %r", message)
+                if delivery.receipt is not None:
+                    await transport.ack(ORCHESTRATOR, [delivery.receipt])
+                continue
+            self._queue.put_nowait(_Inbound(event, message.message_id, delivery.receipt, None))
