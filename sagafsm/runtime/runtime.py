@@ -118,6 +118,8 @@ class Runtime:
         self._timers_changed = asyncio.Event()
         self._finished: dict[str, asyncio.Future[SagaStatus]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._pending_envelopes: list[Envelope] = []
+        """The envelopes of the batch being committed, in outbox order."""
         self._message_ids: Iterator[int] = iter(())
         self._saga_ids: Iterator[int] = iter(())
         self._boot = 0
@@ -339,9 +341,7 @@ class Runtime:
                     item.accepted.set_exception(error)
                     continue
                 accepted.append(item)
-                transaction.records.insert(
-                    0, (now, "start", item.saga_id, item.definition.name)
-                )
+                transaction.records.insert(0, (now, "start", item.saga_id, item.definition.name))
                 transactions.append(transaction)
                 causes.append(None)
                 continue
@@ -381,6 +381,8 @@ class Runtime:
             if transaction.finished is not None:
                 finished.append(transaction)
         rows = await self._commit(commits)
+        envelopes = self._pending_envelopes
+        self._pending_envelopes = []
         if receipts:
             await self._transport.ack(ORCHESTRATOR, receipts)
         for transaction in transactions:
@@ -391,7 +393,7 @@ class Runtime:
                 self._timers.pop(transaction.saga_id, None)
         for transaction in finished:
             self._finish(transaction)
-        await self._publish(rows, loose)
+        await self._publish(rows, loose, envelopes if len(envelopes) == len(rows) else None)
 
     async def _commit(self, commits: list[Commit]) -> list[OutboxRow]:
         """The store transaction (a broken variant overrides this to publish first)."""
@@ -426,6 +428,7 @@ class Runtime:
         for command in transaction.outbound:
             envelope = envelope_for(command, next(self._message_ids), cause)
             outbox.append(envelope_to_dict(envelope))
+            self._pending_envelopes.append(envelope)
         finished = transaction.finished
         reason = results = None
         state = transaction.saga.state.value
@@ -447,14 +450,20 @@ class Runtime:
             now=now,
         )
 
-    async def _publish(self, rows: list[OutboxRow], loose: list[RawRecord]) -> None:
-        """Send committed outbox rows, then mark them sent (with their ``send`` records)."""
+    async def _publish(
+        self,
+        rows: list[OutboxRow],
+        loose: list[RawRecord],
+        envelopes: list[Envelope] | None = None,
+    ) -> None:
+        """Send committed outbox rows, then mark them sent (with their ``send`` records).
+        ``envelopes`` are the rows' messages when the caller still holds them (no decoding)."""
         if not rows and not loose:
             return
         now = self._clock.now()
         records = list(loose)
-        for row in rows:
-            envelope: Envelope = envelope_from_dict(row.message)
+        for at, row in enumerate(rows):
+            envelope = envelopes[at] if envelopes is not None else envelope_from_dict(row.message)
             await self._transport.send(envelope)
             records.append(
                 (

@@ -1,0 +1,173 @@
+"""The runtime on SQLite: completed sagas per second, commits per saga, and our time against the
+same number of bare SQLite transactions of the same size, run in the same process.
+
+    python benchmarks/bench_runtime.py [--sagas 2000] [--repeats 3] [--concurrency 200] [--json]
+
+The workload is a 4-step order saga (reserve, charge, ship, notify) with in-process participants
+(InProcessTransport, one ParticipantHost) on one SqliteStore file (WAL, synchronous=NORMAL).
+The baseline replays, with stdlib sqlite3 on one connection and no Python around it, exactly the
+transactions the run committed (as counted by the run: the orchestrator's batches and the
+participants' transactions), each inserting the same number of rows of the same JSON size. The
+ratio is our wall time over the baseline's: what the runtime costs beyond the database itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sagafsm import RetryPolicy, SagaBuilder
+from sagafsm.runtime import (
+    InProcessTransport,
+    Participant,
+    ParticipantHost,
+    Refused,
+    Runtime,
+    SqliteStore,
+    WallClock,
+)
+
+ORDER = (
+    SagaBuilder("order", timeout=30.0)
+    .step("reserve", participant="inventory", action="reserve", compensation="release")
+    .step("charge", participant="payment", action="charge", compensation="refund")
+    .pivot("ship", participant="shipping", action="ship")
+    .retriable("notify", participant="mail", action="send", retry=RetryPolicy(max_attempts=3))
+    .build()
+)
+
+
+def participants() -> list[Participant]:
+    inventory, payment = Participant("inventory"), Participant("payment")
+    shipping, mail = Participant("shipping"), Participant("mail")
+
+    @inventory.action("reserve")
+    async def reserve(call: Any) -> dict[str, Any]:
+        return {"reservation_id": f"res-{call.saga_id}"}
+
+    @inventory.compensation("release")
+    async def release(call: Any) -> None:
+        return None
+
+    @payment.action("charge")
+    async def charge(call: Any) -> dict[str, Any]:
+        if call.data["amount"] > 95:
+            raise Refused("insufficient funds")
+        return {"payment_id": f"pay-{call.saga_id}"}
+
+    @payment.compensation("refund")
+    async def refund(call: Any) -> None:
+        return None
+
+    @shipping.action("ship")
+    async def ship(call: Any) -> dict[str, Any]:
+        return {"shipment_id": f"shp-{call.saga_id}"}
+
+    @mail.action("send")
+    async def send(call: Any) -> dict[str, Any]:
+        return {}
+
+    return [inventory, payment, shipping, mail]
+
+
+async def run_once(path: Path, sagas: int, concurrency: int) -> dict[str, Any]:
+    store = SqliteStore(path)
+    transport, clock = InProcessTransport(), WallClock()
+    async with Runtime(store, transport, [ORDER], clock=clock) as runtime:
+        host = ParticipantHost(participants(), transport, store, clock, boot=0)
+        hosting = asyncio.create_task(host.run())
+        gate = asyncio.Semaphore(concurrency)
+        states: dict[str, int] = {}
+
+        async def one(i: int) -> None:
+            async with gate:
+                saga_id = await runtime.start(ORDER, {"amount": i % 100})
+                status = await runtime.wait(saga_id)
+                states[status.state] = states.get(status.state, 0) + 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(sagas)))
+        elapsed = time.perf_counter() - began
+        stats = host.statistics()
+        await host.close()
+        await hosting
+        records = len(await store.trace())
+    return {
+        "seconds": elapsed,
+        "states": states,
+        "orchestrator_commits": runtime.commits,
+        "participant_transactions": stats.handler_calls,
+        "records": records,
+    }
+
+
+def baseline(path: Path, transactions: int, rows_per_transaction: float, payload: int) -> float:
+    """Bare sqlite3: ``transactions`` commits of ``rows_per_transaction`` JSON rows each."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    body = json.dumps({"x": "y" * payload})
+    rows = max(1, round(rows_per_transaction))
+    began = time.perf_counter()
+    for _ in range(transactions):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany("INSERT INTO t (body) VALUES (?)", [(body,)] * rows)
+        connection.execute("COMMIT")
+    elapsed = time.perf_counter() - began
+    connection.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sagas", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    runs, bases = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(args.repeats):
+            run = asyncio.run(
+                run_once(Path(scratch, f"run{repeat}.db"), args.sagas, args.concurrency)
+            )
+            transactions = run["orchestrator_commits"] + run["participant_transactions"]
+            rows = run["records"] / transactions
+            bases.append(baseline(Path(scratch, f"base{repeat}.db"), transactions, rows, 120))
+            runs.append(run)
+            rate = args.sagas / run["seconds"]
+            print(f"repeat {repeat + 1}: {rate:.0f} sagas/s", file=sys.stderr)
+    seconds = statistics.median(r["seconds"] for r in runs)
+    base = statistics.median(bases)
+    last = runs[-1]
+    result = {
+        "sagas": args.sagas,
+        "concurrency": args.concurrency,
+        "sagas_per_second": args.sagas / seconds,
+        "completed_per_second": last["states"].get("completed", 0) / last["seconds"],
+        "orchestrator_commits_per_saga": last["orchestrator_commits"] / args.sagas,
+        "participant_transactions_per_saga": last["participant_transactions"] / args.sagas,
+        "trace_records_per_saga": last["records"] / args.sagas,
+        "baseline_seconds": base,
+        "ratio": seconds / base,
+        "states": last["states"],
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        shown = f"{value:,.2f}" if isinstance(value, float) else value
+        print(f"{key:<36} {shown}")
+
+
+if __name__ == "__main__":
+    main()
