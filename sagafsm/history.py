@@ -32,6 +32,7 @@ __all__ = [
     "CrashRecord",
     "RestartRecord",
     "ForgetRecord",
+    "OperatorRecord",
     "TraceRecord",
     "RawRecord",
     "RECORD_TYPES",
@@ -201,6 +202,18 @@ class ForgetRecord(NamedTuple):
     saga: str
 
 
+class OperatorRecord(NamedTuple):
+    """A person acted on a finished saga (``action`` is ``"resolve"``: an ``operator_required``
+    saga marked resolved), with their ``note``. It changes no lifecycle and no ledger: the
+    checkers read nothing from it."""
+
+    t: float
+    kind: Literal["operator"]
+    saga: str
+    action: str
+    note: str
+
+
 TraceRecord: TypeAlias = (
     StartRecord
     | SendRecord
@@ -217,6 +230,7 @@ TraceRecord: TypeAlias = (
     | CrashRecord
     | RestartRecord
     | ForgetRecord
+    | OperatorRecord
 )
 
 _TYPES: tuple[type[TraceRecord], ...] = (
@@ -235,6 +249,7 @@ _TYPES: tuple[type[TraceRecord], ...] = (
     CrashRecord,
     RestartRecord,
     ForgetRecord,
+    OperatorRecord,
 )
 
 

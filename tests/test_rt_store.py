@@ -292,19 +292,21 @@ def test_trace_keeps_the_order_of_every_append(place: Place) -> None:
         async with place.store() as store:
             rows = await store.commit(
                 [
-                    commit("a", started=True, records=[(1.0, "start", "a", "order")]),
+                    commit(
+                        "a", started=True, outbox=[{"n": 1}], records=[(1.0, "start", "a", "o")]
+                    ),
                     commit("b", started=True, records=[(1.0, "start", "b", "order"), (1.0, "x")]),
                 ]
             )
             await store.mark_sent([], [])
-            await store.mark_sent([rows[0].id] if rows else [], [(2.0, "sent", "a")])
+            await store.mark_sent([rows[0].id], [(2.0, "sent", "a")])
             await store.append_trace([(3.0, "deliver", "a", 7, "inventory")])
             async with store.transaction("inventory") as tx:
                 await tx.append_trace([(4.0, "effect", "a", "inventory", "s1", "reserve")])
                 await tx.append_trace([(4.5, "send", "a")])
             await store.commit([commit("a", records=[(5.0, "transition", "a")])])
             assert await store.trace() == [
-                (1.0, "start", "a", "order"),
+                (1.0, "start", "a", "o"),
                 (1.0, "start", "b", "order"),
                 (1.0, "x"),
                 (2.0, "sent", "a"),
@@ -440,7 +442,7 @@ async def check_a_refused_batch_changes_nothing(store: AnyStore, bad: Commit) ->
 REFUSED = {
     "started twice": commit("a", started=True),
     "never started": commit("x"),
-    "not JSON": commit("a", {"data": object()}),
+    "not JSON": commit("a", snapshot={"data": object()}),
     "record not JSON": commit("a", records=[(1.0, {1, 2})]),
 }
 
@@ -469,7 +471,9 @@ def saga_by_saga(cls: type[AnyStore]) -> type[AnyStore]:
     return SagaBySaga
 
 
-@pytest.mark.parametrize("bad", [REFUSED["started twice"], REFUSED["not JSON"]], ids=str)
+@pytest.mark.parametrize(
+    "bad", [REFUSED["started twice"], REFUSED["not JSON"]], ids=["twice", "json"]
+)
 def test_the_atomicity_check_catches_a_store_that_commits_saga_by_saga(
     place: Place, bad: Commit
 ) -> None:

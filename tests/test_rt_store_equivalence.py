@@ -1,6 +1,7 @@
 """Both stores implement one semantics: a random sequence of operations (commits, sends, trace
-appends, participant transactions that commit or fail, prunes, boots, restarts) gives the same
-answers and the same observable state on MemoryStore and SqliteStore, after every operation.
+appends, participant transactions that commit or fail, prunes, resolves, boots, restarts) gives
+the same answers and the same observable state on MemoryStore and SqliteStore, after every
+operation.
 
 The comparison is checked against a broken memory store too, so that it can fail.
 """
@@ -59,7 +60,7 @@ def commits(draw: st.DrawFn) -> tuple[Commit, str]:
     return Commit(
         saga_id=saga_id,
         definition="order",
-        state=draw(st.sampled_from(["running", "compensating", "succeeded"])),
+        state=draw(st.sampled_from(["running", "compensating", "succeeded", "operator_required"])),
         snapshot=None if finished else draw(data),
         reason=draw(st.none() | st.just("gave up")),
         results=draw(st.none() | data) if finished else None,
@@ -94,6 +95,7 @@ operations = st.one_of(
         st.booleans(),
     ),
     st.tuples(st.just("prune"), times),
+    st.tuples(st.just("resolve"), st.sampled_from(SAGAS), st.sampled_from(["fixed", "x"]), records),
     st.tuples(st.just("boot")),
     st.tuples(st.just("reopen")),
     st.tuples(st.just("sagas"), st.frozensets(st.sampled_from(["running", "succeeded"]))),
@@ -126,9 +128,11 @@ async def apply(store: AnyStore, operation: tuple[Any, ...]) -> Any:
         return await store.boot()
     if kind == "sagas":
         return await store.sagas(*args)
+    if kind == "resolve":
+        return await store.resolve(*args)
     assert kind == "participant"
     participant, key, entry, ledger, fails = args
-    seen = []
+    seen: list[Any] = []
     try:
         async with store.transaction(participant) as tx:
             seen.append(await tx.inbox_get(key))
@@ -187,7 +191,7 @@ def on_sqlite(ops: Sequence[tuple[Any, ...]]) -> list[Any]:
         return asyncio.run(play(lambda: SqliteStore(path), ops))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(operations, max_size=10))
 def test_memory_and_sqlite_stores_agree_on_every_sequence(ops: list[tuple[Any, ...]]) -> None:
     """Same answers, same refusals, same state after each operation, on both stores."""

@@ -14,7 +14,7 @@ from test_rt_store import commit
 
 from sagafsm.errors import InvalidArgument
 from sagafsm.runtime.errors import StoreError
-from sagafsm.runtime.sqlite_schema import SCHEMA_VERSION, migrate, read_version
+from sagafsm.runtime.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate, read_version
 from sagafsm.runtime.sqlite_store import SqliteStore
 from sagafsm.runtime.store import InboxEntry, TimerRow
 
@@ -254,7 +254,9 @@ BAD_FILES: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 
-def assert_refused(path: Path, expected: str, *, shm_in_use: bool = False) -> None:
+def assert_refused(
+    path: Path, expected: str, *, shm_in_use: bool = False, store: type[SqliteStore] = SqliteStore
+) -> None:
     """Opening ``path`` raises a one-line StoreError naming it; nothing under its directory
     changes (no -wal/-shm, no new file, the same bytes). ``shm_in_use``: a -shm file of another
     program's open connection may change (SQLite's shared-memory index, which every reader of a
@@ -269,7 +271,7 @@ def assert_refused(path: Path, expected: str, *, shm_in_use: bool = False) -> No
 
     before = listing_now()
     with pytest.raises(StoreError) as raised:
-        asyncio.run(SqliteStore(path).open())
+        asyncio.run(store(path).open())
     message = str(raised.value)
     assert "\n" not in message
     assert str(path) in message
@@ -313,6 +315,30 @@ def test_a_foreign_database_in_use_in_wal_mode_is_left_alone(tmp_path: Path) -> 
         assert_refused(path, "not a sagafsm store", shm_in_use=True)
     finally:
         conn.close()
+
+
+class ChecksOnlyAfterConnecting(SqliteStore):
+    """Broken: connects (switching the file to WAL) before checking what the file is."""
+
+    def _create(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            migrate(conn, self.path)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+def test_the_refusal_check_catches_a_store_that_connects_before_checking(tmp_path: Path) -> None:
+    """The check above fails on a store that refuses only once connected: the file changed."""
+    _foreign(tmp_path / "orders.db")
+    with pytest.raises(AssertionError):
+        assert_refused(
+            tmp_path / "orders.db", "not a sagafsm store", store=ChecksOnlyAfterConnecting
+        )
 
 
 def test_a_directory_is_refused(tmp_path: Path) -> None:
@@ -377,10 +403,41 @@ def test_the_check_inside_the_writers_transaction_refuses_too(tmp_path: Path) ->
     conn.execute("DROP TABLE users")
     assert migrate(conn, "s.db") == 0
     assert read_version(conn, "s.db") == SCHEMA_VERSION
-    conn.execute("UPDATE sagafsm_meta SET value = 2 WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match="schema 2"):
+    newer = SCHEMA_VERSION + 1
+    conn.execute(f"UPDATE sagafsm_meta SET value = {newer} WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=f"schema {newer}"):
         migrate(conn, "s.db")
     conn.execute("DELETE FROM sagafsm_meta WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="no schema_version"):
         read_version(conn, "s.db")
+    conn.close()
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_a_store_of_an_older_schema_is_migrated_and_keeps_its_rows(
+    tmp_path: Path, version: int
+) -> None:
+    """A file written at schema ``version`` opens at the newest schema, its sagas still there."""
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:version]:
+        for statement in migration:
+            conn.execute(statement)
+    conn.execute(f"INSERT INTO sagafsm_meta VALUES ('schema_version', {version})")
+    conn.execute(
+        "INSERT INTO sagafsm_sagas (saga_id, definition, state, snapshot, started_at, updated_at)"
+        " VALUES ('a', 'order', 'running', '{\"v\": 1}', 1.0, 2.0)"
+    )
+    conn.close()
+
+    async def body() -> None:
+        async with SqliteStore(path) as store:
+            assert [(s.saga_id, s.snapshot) for s in await store.running()] == [("a", {"v": 1})]
+            await store.commit([commit("a", "succeeded", finished=True)])
+            status = await store.status("a")
+            assert status is not None and status.state == "succeeded"
+
+    asyncio.run(body())
+    conn = sqlite3.connect(path)
+    assert read_version(conn, "s.db") == SCHEMA_VERSION
     conn.close()

@@ -30,6 +30,9 @@ DEFAULT_RETENTION: Final = 7 * 86400.0
 
 INBOX_KINDS: Final = frozenset({"action", "tombstone", "compensation"})
 
+RESOLVABLE: Final = "operator_required"
+"""The one state :meth:`MemoryStore.resolve` (and the SQLite store's) marks resolved."""
+
 
 def _not_json(value: object) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
@@ -44,18 +47,10 @@ def _compact_encoder() -> Callable[[Any], str]:
     public encoder is used instead."""
     public = json.JSONEncoder(separators=(",", ":"), default=_not_json).encode
     try:
-        c_encoder = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-        encode = c_encoder(
-            None,
-            _not_json,
-            json.encoder.encode_basestring_ascii,
-            None,
-            ":",
-            ",",
-            False,
-            False,
-            True,
-        )
+        make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+        # (markers, default, string encoder, indent, ":", ",", sort_keys, skipkeys, allow_nan)
+        options = (None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",")
+        encode = make(*options, False, False, True)
 
         def dumps(value: Any) -> str:
             return "".join(encode(value, 0))
@@ -202,7 +197,8 @@ class MemoryStore:
         self.retention = check_retention(retention)
         self._open = False
         self._boot = 0
-        # saga_id -> [definition, state, reason, results, snapshot, started_at, updated_at];
+        # saga_id -> [definition, state, reason, results, snapshot, started_at, updated_at,
+        # resolution];
         # a dict keeps insertion order, which is start order.
         self._sagas: dict[str, list[Any]] = {}
         self._outbox: dict[int, tuple[str, str]] = {}
@@ -254,7 +250,7 @@ class MemoryStore:
             if row[5] not in sagas and row[5] not in started:
                 raise InvalidArgument(f"saga {row[5]!r}: a commit for a saga never started")
         for saga_id, definition, state, reason, results, snapshot, now, _ in batch.inserts:
-            sagas[saga_id] = [definition, state, reason, results, snapshot, now, now]
+            sagas[saga_id] = [definition, state, reason, results, snapshot, now, now, None]
         for state, reason, results, snapshot, now, saga_id in batch.updates:
             saga = sagas[saga_id]
             saga[1:5] = state, reason, results, snapshot
@@ -304,7 +300,7 @@ class MemoryStore:
 
     @staticmethod
     def _status(saga_id: str, saga: list[Any]) -> SagaStatus:
-        definition, state, reason, results, snapshot, started_at, updated_at = saga
+        definition, state, reason, results, snapshot, started_at, updated_at, resolution = saga
         return SagaStatus(
             saga_id=saga_id,
             definition=definition,
@@ -314,6 +310,7 @@ class MemoryStore:
             snapshot=None if snapshot is None else loads(snapshot),
             started_at=started_at,
             updated_at=updated_at,
+            resolution=resolution,
         )
 
     async def status(self, saga_id: str) -> SagaStatus | None:
@@ -341,6 +338,8 @@ class MemoryStore:
         return decode_records(self._trace)
 
     async def prune(self, finished_before: float) -> int:
+        """Drop the status of finished sagas whose last commit's ``now`` is earlier than
+        ``finished_before``; running sagas, the outbox and the trace are kept."""
         self._check_open()
         gone = [
             saga_id
@@ -350,6 +349,19 @@ class MemoryStore:
         for saga_id in gone:
             del self._sagas[saga_id]
         return len(gone)
+
+    async def resolve(
+        self, saga_id: str, resolution: str, records: Sequence[tuple[Any, ...]] = ()
+    ) -> bool:
+        self._check_open()
+        encoded = encode_records(records) if records else None
+        saga = self._sagas.get(saga_id)
+        if saga is None or saga[1] != RESOLVABLE or saga[7] is not None:
+            return False
+        saga[7] = str(resolution)
+        if encoded is not None:
+            self._trace.append(encoded)
+        return True
 
     def transaction(self, participant: str) -> _MemoryTransaction:
         self._check_open()

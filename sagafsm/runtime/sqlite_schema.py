@@ -1,10 +1,13 @@
-"""The SQLite store's schema, its numbered migrations, and the checks made before a file is touched.
+"""The SQLite store's file side: its schema and numbered migrations, the checks made before a file
+is touched, and every statement a store operation runs, each operation one synchronous function.
 
-Rules for this module: it knows the tables and how to tell whether a file may be opened as a store;
-it runs no store operation. :func:`inspect` reads a file without changing it (no ``-wal``/``-shm``
-file, no new database), so a refused path is left exactly as it was; :func:`migrate` runs inside the
-writer's ``BEGIN IMMEDIATE`` and repeats the check there, because another process may have created
-or upgraded the store between the two.
+Rules for this module: it is plain synchronous :mod:`sqlite3` and knows nothing of asyncio; each
+function below takes a connection and runs on that connection's own thread (the store hands it
+there, one hop per operation). A function that writes is one ``BEGIN IMMEDIATE`` ... ``COMMIT``
+and rolls back on any exception. :func:`inspect` reads a file without changing it (no
+``-wal``/``-shm`` file, no new database), so a refused path is left exactly as it was;
+:func:`migrate` runs inside the writer's ``BEGIN IMMEDIATE`` and repeats the check there, because
+another process may have created or upgraded the store between the two.
 
 Every table's name starts with ``sagafsm_``. A file whose only tables are ours (say the SQLite
 transport created ``sagafsm_messages`` first) is a store still to be created, not someone else's.
@@ -14,10 +17,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 from urllib.request import pathname2url
 
+from ..errors import InvalidArgument
 from .errors import StoreError
+from .memory_store import EncodedBatch, loads
+from .store import OutboxRow, SagaStatus
 
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "inspect", "migrate", "read_version"]
 
@@ -72,7 +79,12 @@ _V1: Final = (
     "CREATE INDEX IF NOT EXISTS sagafsm_messages_dest ON sagafsm_messages (dest, id)",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1,)
+_V2: Final = (
+    # An operator's note on an operator_required saga (sagafsm resolve); NULL until then.
+    "ALTER TABLE sagafsm_sagas ADD COLUMN resolution TEXT",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
 """Migration ``n`` (from 1) brings a store from schema ``n - 1`` to ``n``: a tuple of statements,
 run one by one inside the writer's transaction (``executescript`` would commit first). Append
 only; never edit a released one."""
@@ -165,3 +177,223 @@ def migrate(conn: sqlite3.Connection, name: str) -> int:
             (version,),
         )
     return found
+
+
+# -- the statements, and the functions that run them on a connection's thread ----------
+
+# The write lock is taken at BEGIN: a transaction cannot fail half-way because another process
+# wrote first (a deferred one upgrading to write can, and busy_timeout does not help it then).
+BEGIN: Final = "BEGIN IMMEDIATE"
+COMMIT: Final = "COMMIT"
+ROLLBACK: Final = "ROLLBACK"
+INSERT_SAGA: Final = (
+    "INSERT INTO sagafsm_sagas (saga_id, definition, state, reason, results, snapshot, "
+    "started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPDATE_SAGA: Final = (
+    "UPDATE sagafsm_sagas SET state = ?, reason = ?, results = ?, snapshot = ?, updated_at = ? "
+    "WHERE saga_id = ?"
+)
+SAGA_EXISTS: Final = "SELECT 1 FROM sagafsm_sagas WHERE saga_id = ?"
+INSERT_OUTBOX: Final = "INSERT INTO sagafsm_outbox (saga_id, message) VALUES (?, ?)"
+LAST_ID: Final = "SELECT last_insert_rowid()"  # after executemany: the last outbox id
+# The timers' primary key: arming replaces the saga's one armed timer.
+ARM: Final = "INSERT OR REPLACE INTO sagafsm_timers (saga_id, timer_id, due) VALUES (?, ?, ?)"
+CANCEL: Final = "DELETE FROM sagafsm_timers WHERE saga_id = ?"
+APPEND: Final = "INSERT INTO sagafsm_trace (records) VALUES (?)"
+# Inbound transport rows handled by this batch leave with it: a crash redelivers both or neither.
+CONSUME: Final = "DELETE FROM sagafsm_messages WHERE id = ?"
+SENT: Final = "DELETE FROM sagafsm_outbox WHERE id BETWEEN ? AND ?"
+BOOT: Final = "UPDATE sagafsm_meta SET value = value + 1 WHERE key = 'boot' RETURNING value"
+UNSENT: Final = "SELECT id, saga_id, message FROM sagafsm_outbox ORDER BY id"
+RUNNING: Final = (
+    "SELECT saga_id, definition, snapshot FROM sagafsm_sagas WHERE snapshot IS NOT NULL "
+    "ORDER BY start_seq"
+)
+TIMERS: Final = "SELECT saga_id, timer_id, due FROM sagafsm_timers ORDER BY due, saga_id"
+STATUS_COLUMNS: Final = (
+    "SELECT saga_id, definition, state, reason, results, snapshot, started_at, updated_at, "
+    "resolution FROM sagafsm_sagas"
+)
+STATUS: Final = STATUS_COLUMNS + " WHERE saga_id = ?"
+SAGAS: Final = STATUS_COLUMNS + " ORDER BY start_seq"
+TRACE: Final = "SELECT records FROM sagafsm_trace ORDER BY seq"
+PRUNE: Final = "DELETE FROM sagafsm_sagas WHERE snapshot IS NULL AND updated_at < ?"
+# The WHERE makes a second resolve (another operator at the same moment) change nothing.
+RESOLVE: Final = (
+    "UPDATE sagafsm_sagas SET resolution = ? WHERE saga_id = ? AND state = ? AND resolution IS NULL"
+)
+INBOX_GET: Final = (
+    "SELECT kind, outcome, result, reason FROM sagafsm_inbox WHERE participant = ? AND key = ?"
+)
+# The inbox's primary key: one entry per (participant, key); a later entry replaces it.
+INBOX_PUT: Final = (
+    "INSERT OR REPLACE INTO sagafsm_inbox (participant, key, kind, outcome, result, reason) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute(ROLLBACK)
+
+
+def write(conn: sqlite3.Connection, statements: Sequence[tuple[str, list[Any]]]) -> None:
+    """One transaction of ``executemany`` calls (empty ones skipped)."""
+    conn.execute(BEGIN)
+    try:
+        for sql, rows in statements:
+            if rows:
+                conn.executemany(sql, rows)
+        conn.execute(COMMIT)
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def commit(
+    conn: sqlite3.Connection, batch: EncodedBatch, consumed: Sequence[int]
+) -> list[OutboxRow]:
+    conn.execute(BEGIN)
+    try:
+        if batch.inserts:
+            try:
+                conn.executemany(INSERT_SAGA, batch.inserts)
+            except sqlite3.IntegrityError:
+                rollback(conn)
+                for row in batch.inserts:
+                    if conn.execute(SAGA_EXISTS, (row[0],)).fetchone():
+                        raise InvalidArgument(
+                            f"saga {row[0]!r}: started twice (it is already stored)"
+                        ) from None
+                raise
+        updates = batch.updates
+        if updates and conn.executemany(UPDATE_SAGA, updates).rowcount != len(updates):
+            for row in updates:
+                if not conn.execute(SAGA_EXISTS, (row[5],)).fetchone():
+                    raise InvalidArgument(f"saga {row[5]!r}: a commit for a saga never started")
+        rows = []
+        if batch.outbox:
+            conn.executemany(INSERT_OUTBOX, batch.outbox)
+            # Ids are consecutive: AUTOINCREMENT under the write lock this transaction holds.
+            next_id = conn.execute(LAST_ID).fetchone()[0] - len(batch.outbox) + 1
+            for (saga_id, _), message in zip(batch.outbox, batch.messages, strict=True):
+                rows.append(OutboxRow(next_id, saga_id, message))
+                next_id += 1
+        if batch.timers:
+            cancel = []
+            arm = []
+            for saga_id, timer in batch.timers.items():
+                if timer is None:
+                    cancel.append((saga_id,))
+                else:
+                    arm.append((saga_id, timer.timer_id, timer.due))
+            if cancel:
+                conn.executemany(CANCEL, cancel)
+            if arm:
+                conn.executemany(ARM, arm)
+        if batch.records is not None:
+            conn.execute(APPEND, (batch.records,))
+        if consumed:
+            conn.executemany(CONSUME, [(id_,) for id_ in consumed])
+        conn.execute(COMMIT)
+    except BaseException:
+        rollback(conn)
+        raise
+    return rows
+
+
+def runs(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Ids as ``(first, last)`` runs of consecutive ids: a batch's outbox rows are one run, so
+    marking them sent is one ranged DELETE."""
+    runs: list[tuple[int, int]] = []
+    first = last = None
+    for id_ in sorted(ids):
+        if last is not None and id_ <= last + 1:
+            last = id_
+            continue
+        if first is not None and last is not None:
+            runs.append((first, last))
+        first = last = id_
+    if first is not None and last is not None:
+        runs.append((first, last))
+    return runs
+
+
+def boot(conn: sqlite3.Connection) -> int:
+    conn.execute(BEGIN)
+    try:
+        rows = conn.execute(BOOT).fetchall()
+        conn.execute(COMMIT)
+    except BaseException:
+        rollback(conn)
+        raise
+    value: int = rows[0][0]
+    return value
+
+
+def fetch(conn: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, parameters).fetchall()
+
+
+def prune(conn: sqlite3.Connection, finished_before: float) -> int:
+    conn.execute(BEGIN)
+    try:
+        count = conn.execute(PRUNE, (finished_before,)).rowcount
+        conn.execute(COMMIT)
+    except BaseException:
+        rollback(conn)
+        raise
+    return count
+
+
+def status(row: Sequence[Any]) -> SagaStatus:
+    saga_id, definition, state, reason, results, snapshot, started_at, updated_at, resolution = row
+    return SagaStatus(
+        saga_id=saga_id,
+        definition=definition,
+        state=state,
+        reason=reason,
+        results=None if results is None else loads(results),
+        snapshot=None if snapshot is None else loads(snapshot),
+        started_at=started_at,
+        updated_at=updated_at,
+        resolution=resolution,
+    )
+
+
+def resolve(conn: sqlite3.Connection, row: tuple[str, str, str], records: str | None) -> bool:
+    conn.execute(BEGIN)
+    try:
+        changed = conn.execute(RESOLVE, row).rowcount == 1
+        if changed and records is not None:
+            conn.execute(APPEND, (records,))
+        conn.execute(COMMIT)
+    except BaseException:
+        rollback(conn)
+        raise
+    return changed
+
+
+def begin_and(
+    conn: sqlite3.Connection, begin: bool, sql: str, parameters: Sequence[Any]
+) -> list[Any]:
+    if begin:
+        conn.execute(BEGIN)
+    return conn.execute(sql, parameters).fetchall()
+
+
+def finish(
+    conn: sqlite3.Connection, begin: bool, puts: list[tuple[Any, ...]], records: list[str]
+) -> None:
+    if begin:
+        conn.execute(BEGIN)
+    try:
+        if puts:
+            conn.executemany(INBOX_PUT, puts)
+        if records:
+            conn.executemany(APPEND, [(chunk,) for chunk in records])
+        conn.execute(COMMIT)
+    except BaseException:
+        rollback(conn)
+        raise

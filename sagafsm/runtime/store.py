@@ -83,6 +83,9 @@ class SagaStatus:
     """The latest snapshot while the saga runs; None once it finished."""
     started_at: float
     updated_at: float
+    resolution: str | None = None
+    """What an operator wrote when marking an ``operator_required`` saga resolved
+    (``sagafsm resolve``); None until then."""
 
 
 @attrs.frozen(kw_only=True)
@@ -167,6 +170,13 @@ class Store(Protocol):
 
     async def prune(self, finished_before: float) -> int:
         """Drop the status of sagas finished before that time; returns how many."""
+
+    async def resolve(
+        self, saga_id: str, resolution: str, records: Sequence[tuple[Any, ...]] = ()
+    ) -> bool:
+        """Mark a saga that ended ``operator_required`` resolved, and append ``records``, in one
+        transaction; False, and nothing changed, if the saga is not ``operator_required`` or
+        already has a resolution."""
 
 
 class ParticipantTx(Protocol):
