@@ -184,3 +184,16 @@ def test_close_finishes_what_was_queued_before_it() -> None:
 
     ids, stored, sent = asyncio.run(main())
     assert len(set(ids)) == 10 and (stored, sent) == (10, 10)
+
+
+def test_opening_prunes_finished_sagas_older_than_the_stores_retention() -> None:
+    async def main() -> tuple[int, int]:
+        store, clock = MemoryStore(retention=60.0), VirtualClock(0.0)
+        run = await _run_orders(store, [1, 2])
+        assert len(run["statuses"]) == 2
+        clock.advance(61.0 + max(s.updated_at for s in run["statuses"].values()))
+        async with Runtime(store, InProcessTransport(), [ORDER], clock=clock) as runtime:
+            left = len(await store.sagas())
+        return runtime.pruned, left
+
+    assert asyncio.run(main()) == (2, 0)

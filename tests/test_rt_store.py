@@ -365,6 +365,18 @@ def test_prune_drops_only_sagas_finished_before_the_time(place: Place) -> None:
     asyncio.run(body())
 
 
+def test_prune_keeps_a_saga_waiting_for_an_operator_until_it_is_resolved(place: Place) -> None:
+    async def body() -> None:
+        async with place.store() as store:
+            await store.commit([commit("x", started=True, now=1.0)])
+            await store.commit([commit("x", "operator_required", finished=True, now=2.0)])
+            assert await store.prune(1000.0) == 0
+            assert await store.resolve("x", "refunded by hand")
+            assert await store.prune(1000.0) == 1
+
+    asyncio.run(body())
+
+
 def test_boot_increments_and_persists_across_reopen(place: Place) -> None:
     """Each boot() returns one more than the last, even from a new store object."""
 

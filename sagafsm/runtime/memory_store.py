@@ -339,12 +339,15 @@ class MemoryStore:
 
     async def prune(self, finished_before: float) -> int:
         """Drop the status of finished sagas whose last commit's ``now`` is earlier than
-        ``finished_before``; running sagas, the outbox and the trace are kept."""
+        ``finished_before``; running sagas, the outbox and the trace are kept, and so is a saga
+        waiting for an operator until it is resolved."""
         self._check_open()
         gone = [
             saga_id
             for saga_id, saga in self._sagas.items()
-            if saga[4] is None and saga[6] < finished_before
+            if saga[4] is None
+            and saga[6] < finished_before
+            and not (saga[1] == RESOLVABLE and saga[7] is None)
         ]
         for saga_id in gone:
             del self._sagas[saga_id]

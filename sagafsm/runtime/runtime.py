@@ -128,6 +128,8 @@ class Runtime:
         self._closing = False
         self.recovered = 0
         """Unfinished sagas taken over from the store when the runtime opened."""
+        self.pruned = 0
+        """Finished sagas' statuses dropped at open, past the store's ``retention``."""
         self.commits = 0
         """Store transactions committed by the loop (each one a batch)."""
         self.failure: BaseException | None = None
@@ -167,6 +169,11 @@ class Runtime:
         self.recovered = len(stored)
         for row in await self._store.timers():
             self._arm(row.saga_id, row.timer_id, row.due)
+        retention = getattr(self._store, "retention", None)
+        if isinstance(retention, (int, float)) and retention > 0:
+            # Finished sagas' statuses older than the store's retention go (an unresolved
+            # operator_required saga stays): the store grows with recent sagas, not all of them.
+            self.pruned = await self._store.prune(now - retention)
         restart: RawRecord = (now, "restart", None, ORCHESTRATOR, len(stored))
         await self._store.append_trace([restart])
         self._open = True

@@ -218,7 +218,11 @@ STATUS_COLUMNS: Final = (
 STATUS: Final = STATUS_COLUMNS + " WHERE saga_id = ?"
 SAGAS: Final = STATUS_COLUMNS + " ORDER BY start_seq"
 TRACE: Final = "SELECT records FROM sagafsm_trace ORDER BY seq"
-PRUNE: Final = "DELETE FROM sagafsm_sagas WHERE snapshot IS NULL AND updated_at < ?"
+PRUNE: Final = (
+    "DELETE FROM sagafsm_sagas WHERE snapshot IS NULL AND updated_at < ?"
+    " AND NOT (state = 'operator_required' AND resolution IS NULL)"
+)
+"""A saga waiting for an operator stays until it is resolved, however old."""
 # The WHERE makes a second resolve (another operator at the same moment) change nothing.
 RESOLVE: Final = (
     "UPDATE sagafsm_sagas SET resolution = ? WHERE saga_id = ? AND state = ? AND resolution IS NULL"
