@@ -22,6 +22,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -116,6 +117,8 @@ class Runtime:
         """saga id -> (timer id, due) of its armed timer."""
         self._timer_heap: list[tuple[float, str, str]] = []
         self._timers_changed = asyncio.Event()
+        self._wake_at = math.inf
+        """When the timer task wakes next (it need not be woken for a later timer)."""
         self._finished: dict[str, asyncio.Future[SagaStatus]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_envelopes: list[Envelope] = []
@@ -514,9 +517,17 @@ class Runtime:
     # -- timers --------------------------------------------------------------------------------
 
     def _arm(self, saga_id: str, timer_id: str, due: float) -> None:
-        self._timers[saga_id] = (timer_id, due)
-        heapq.heappush(self._timer_heap, (due, saga_id, timer_id))
-        self._timers_changed.set()
+        timers, heap = self._timers, self._timer_heap
+        timers[saga_id] = (timer_id, due)
+        if len(heap) > 2 * len(timers) + 1024:
+            # Re-armed and cancelled timers leave stale entries behind: rebuild rather than let
+            # the heap grow with every timer ever armed.
+            heap[:] = [(d, s, t) for s, (t, d) in timers.items()]
+            heapq.heapify(heap)
+        else:
+            heapq.heappush(heap, (due, saga_id, timer_id))
+        if due < self._wake_at:  # the timer task sleeps past it: wake it to sleep less
+            self._timers_changed.set()
 
     def _clean_heap(self) -> None:
         heap, armed = self._timer_heap, self._timers
@@ -544,6 +555,7 @@ class Runtime:
             self._timers_changed.clear()
             self.fire_due()
             due = self.next_timer()
+            self._wake_at = due if due is not None else math.inf
             changed = asyncio.ensure_future(self._timers_changed.wait())
             waiters: set[asyncio.Future[Any]] = {changed}
             if due is not None:
