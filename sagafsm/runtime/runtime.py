@@ -19,10 +19,8 @@ loop's: snapshots hold absolute due times, and a restarted process must agree wi
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import logging
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -33,11 +31,13 @@ from ..events import Event, TimerFired
 from ..history import RawRecord
 from ..lifecycle import SAGA_LIFECYCLE
 from ..messages import ORCHESTRATOR, Envelope
-from ..orchestration import NO_RUNNING_SAGA, OrchestrationCore, Transaction, envelope_for, event_for
+from ..orchestration import NO_RUNNING_SAGA, OrchestrationCore, Transaction, event_for
 from . import crashpoints
 from .clock import Clock, WallClock
-from .codec import envelope_from_dict, envelope_to_dict
-from .store import KEEP, Commit, OutboxRow, SagaStatus, Store, TimerRow
+from .codec import envelope_from_dict
+from .commits import commit_of, send_record
+from .store import Commit, OutboxRow, SagaStatus, Store
+from .timer_table import TimerTable
 from .transport import Transport, TransportClosed
 
 __all__ = ["Runtime", "SagaFailedToStart"]
@@ -113,16 +113,9 @@ class Runtime:
         self._clock: Clock = clock if clock is not None else WallClock()
         self._batch_size = batch_size
         self._queue: asyncio.Queue[_Start | _Inbound] = asyncio.Queue()
-        self._timers: dict[str, tuple[str, float]] = {}
-        """saga id -> (timer id, due) of its armed timer."""
-        self._timer_heap: list[tuple[float, str, str]] = []
-        self._timers_changed = asyncio.Event()
-        self._wake_at = math.inf
-        """When the timer task wakes next (it need not be woken for a later timer)."""
+        self._timers = TimerTable()
         self._finished: dict[str, asyncio.Future[SagaStatus]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._pending_envelopes: list[Envelope] = []
-        """The envelopes of the batch being committed, in outbox order."""
         self._message_ids: Iterator[int] = iter(())
         self._saga_ids: Iterator[int] = iter(())
         self._boot = 0
@@ -171,7 +164,7 @@ class Runtime:
         )
         self.recovered = len(stored)
         for row in await self._store.timers():
-            self._arm(row.saga_id, row.timer_id, row.due)
+            self._timers.arm(row.saga_id, row.timer_id, row.due)
         retention = getattr(self._store, "retention", None)
         if isinstance(retention, (int, float)) and retention > 0:
             # Finished sagas' statuses older than the store's retention go (an unresolved
@@ -186,7 +179,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._run_loop(), name="sagafsm-loop"),
-            loop.create_task(self._run_timers(), name="sagafsm-timers"),
+            loop.create_task(self._timers.run(self._clock, self.fire_due), name="sagafsm-timers"),
             loop.create_task(self._run_receiver(), name="sagafsm-receiver"),
         ]
         for task in self._tasks:
@@ -298,8 +291,7 @@ class Runtime:
 
     def next_timer(self) -> float | None:
         """The due time of the earliest armed timer."""
-        self._clean_heap()
-        return self._timer_heap[0][0] if self._timer_heap else None
+        return self._timers.next_due()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -384,23 +376,25 @@ class Runtime:
         receipts: list[int],
     ) -> None:
         commits: list[Commit] = []
+        envelopes: list[Envelope] = []
         finished: list[Transaction] = []
+        message_id = self._message_ids.__next__
         for at, transaction in enumerate(transactions):
             cause = causes[at] if at < len(causes) else None
-            commits.append(self._commit_of(transaction, cause))
+            commit, sent = commit_of(transaction, cause, message_id)
+            commits.append(commit)
+            envelopes += sent
             if transaction.finished is not None:
                 finished.append(transaction)
         rows = await self._commit(commits)
-        envelopes = self._pending_envelopes
-        self._pending_envelopes = []
         if receipts:
             await self._transport.ack(ORCHESTRATOR, receipts)
         for transaction in transactions:
             timer = transaction.timer
             if isinstance(timer, StartTimer):
-                self._arm(transaction.saga_id, timer.timer_id, transaction.now + timer.delay)
+                self._timers.arm(transaction.saga_id, timer.timer_id, transaction.now + timer.delay)
             elif isinstance(timer, CancelTimer):
-                self._timers.pop(transaction.saga_id, None)
+                self._timers.cancel(transaction.saga_id)
         for transaction in finished:
             self._finish(transaction)
         await self._publish(rows, loose, envelopes if len(envelopes) == len(rows) else None)
@@ -412,53 +406,6 @@ class Runtime:
         self.commits += 1
         crashpoints.hit("orchestrator.after_commit")
         return rows
-
-    def _commit_of(self, transaction: Transaction, cause: int | None) -> Commit:
-        now = transaction.now
-        records = transaction.records
-        outbox: list[dict[str, Any]] = []
-        timer: TimerRow | Any | None = KEEP
-        for command in transaction.commands:
-            if isinstance(command, StartTimer):
-                due = now + command.delay
-                timer = TimerRow(transaction.saga_id, command.timer_id, due)
-                records.append(
-                    (
-                        now,
-                        "timer",
-                        command.saga_id,
-                        command.timer_id,
-                        command.delay,
-                        command.purpose.value,
-                        command.step,
-                    )
-                )
-            elif isinstance(command, CancelTimer):
-                timer = None
-        for command in transaction.outbound:
-            envelope = envelope_for(command, next(self._message_ids), cause)
-            outbox.append(envelope_to_dict(envelope))
-            self._pending_envelopes.append(envelope)
-        finished = transaction.finished
-        reason = results = None
-        state = transaction.saga.state.value
-        if finished is not None:
-            reason = finished.reason
-            results = {name: dict(result) for name, result in finished.results.items()}
-            records.append((now, "finish", transaction.saga_id, state, reason))
-        return Commit(
-            saga_id=transaction.saga_id,
-            definition=transaction.definition,
-            state=state,
-            snapshot=transaction.snapshot,
-            reason=reason,
-            results=results,
-            outbox=outbox,
-            timer=timer,
-            records=records,
-            started=transaction.started,
-            now=now,
-        )
 
     async def _publish(
         self,
@@ -475,28 +422,14 @@ class Runtime:
         for at, row in enumerate(rows):
             envelope = envelopes[at] if envelopes is not None else envelope_from_dict(row.message)
             await self._transport.send(envelope)
-            records.append(
-                (
-                    now,
-                    "send",
-                    envelope.saga_id,
-                    envelope.message_id,
-                    envelope.source,
-                    envelope.dest,
-                    envelope.kind.value,
-                    envelope.step,
-                    envelope.operation,
-                    envelope.attempt,
-                    None,
-                )
-            )
+            records.append(send_record(now, envelope))
         crashpoints.hit("orchestrator.after_publish")
         await self._store.mark_sent([row.id for row in rows], records)
 
     def _finish(self, transaction: Transaction) -> None:
         saga_id = transaction.saga_id
         self._core.drop(saga_id)
-        self._timers.pop(saga_id, None)
+        self._timers.cancel(saga_id)
         waiter = self._finished.pop(saga_id, None)
         if waiter is not None and not waiter.done():
             finished = transaction.finished
@@ -516,55 +449,15 @@ class Runtime:
 
     # -- timers --------------------------------------------------------------------------------
 
-    def _arm(self, saga_id: str, timer_id: str, due: float) -> None:
-        timers, heap = self._timers, self._timer_heap
-        timers[saga_id] = (timer_id, due)
-        if len(heap) > 2 * len(timers) + 1024:
-            # Re-armed and cancelled timers leave stale entries behind: rebuild rather than let
-            # the heap grow with every timer ever armed.
-            heap[:] = [(d, s, t) for s, (t, d) in timers.items()]
-            heapq.heapify(heap)
-        else:
-            heapq.heappush(heap, (due, saga_id, timer_id))
-        if due < self._wake_at:  # the timer task sleeps past it: wake it to sleep less
-            self._timers_changed.set()
-
-    def _clean_heap(self) -> None:
-        heap, armed = self._timer_heap, self._timers
-        while heap and armed.get(heap[0][1]) != (heap[0][2], heap[0][0]):
-            heapq.heappop(heap)
-
     def fire_due(self) -> int:
         """Queue a TimerFired for every armed timer due by the clock's now; returns how many."""
         now = self._clock.now()
-        fired = 0
-        while True:
-            self._clean_heap()
-            if not self._timer_heap or self._timer_heap[0][0] > now:
-                return fired
-            _, saga_id, timer_id = heapq.heappop(self._timer_heap)
-            del self._timers[saga_id]
+        fired = self._timers.pop_due(now)
+        for saga_id, timer_id in fired:
             event = TimerFired(saga_id=saga_id, timer_id=timer_id)
             record = (now, "timer_fired", saga_id, timer_id)
             self._queue.put_nowait(_Inbound(event, None, None, record))
-            fired += 1
-
-    async def _run_timers(self) -> None:
-        clock = self._clock
-        while True:
-            self._timers_changed.clear()
-            self.fire_due()
-            due = self.next_timer()
-            self._wake_at = due if due is not None else math.inf
-            changed = asyncio.ensure_future(self._timers_changed.wait())
-            waiters: set[asyncio.Future[Any]] = {changed}
-            if due is not None:
-                waiters.add(asyncio.ensure_future(clock.sleep_until(due)))
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        return len(fired)
 
     # -- replies -------------------------------------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""What the runtime writes for one move: the store's :class:`Commit` of a core transaction, and
+the trace records of what it sends.
+
+The records are the simulator's, field for field (:mod:`sagafsm.history`): ``start``,
+``transition``, ``timer``, ``finish`` go in with the move's commit, ``send`` with the relay's
+``mark_sent``, so the same checkers judge a real run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..commands import CancelTimer, StartTimer
+from ..history import RawRecord
+from ..messages import Envelope
+from ..orchestration import Transaction, envelope_for
+from .codec import envelope_to_dict
+from .store import KEEP, Commit, Keep, TimerRow
+
+__all__ = ["commit_of", "send_record"]
+
+
+def commit_of(
+    transaction: Transaction, cause: int | None, message_id: Callable[[], int]
+) -> tuple[Commit, list[Envelope]]:
+    """The commit of one move, and the envelopes of its outbox rows (in row order).
+
+    ``cause`` is the id of the message that set the move off (the commands' causation id);
+    ``message_id`` hands out the id of each new envelope."""
+    now = transaction.now
+    records = transaction.records
+    timer: TimerRow | Keep | None = KEEP
+    for command in transaction.commands:
+        if isinstance(command, StartTimer):
+            timer = TimerRow(transaction.saga_id, command.timer_id, now + command.delay)
+            records.append(
+                (
+                    now,
+                    "timer",
+                    command.saga_id,
+                    command.timer_id,
+                    command.delay,
+                    command.purpose.value,
+                    command.step,
+                )
+            )
+        elif isinstance(command, CancelTimer):
+            timer = None
+    envelopes = [envelope_for(command, message_id(), cause) for command in transaction.outbound]
+    outbox: list[dict[str, Any]] = [envelope_to_dict(envelope) for envelope in envelopes]
+    finished = transaction.finished
+    reason = results = None
+    state = transaction.saga.state.value
+    if finished is not None:
+        reason = finished.reason
+        results = {name: dict(result) for name, result in finished.results.items()}
+        records.append((now, "finish", transaction.saga_id, state, reason))
+    commit = Commit(
+        saga_id=transaction.saga_id,
+        definition=transaction.definition,
+        state=state,
+        snapshot=transaction.snapshot,
+        reason=reason,
+        results=results,
+        outbox=outbox,
+        timer=timer,
+        records=records,
+        started=transaction.started,
+        now=now,
+    )
+    return commit, envelopes
+
+
+def send_record(now: float, envelope: Envelope) -> RawRecord:
+    """The ``send`` record of a published command (a command has no outcome)."""
+    return (
+        now,
+        "send",
+        envelope.saga_id,
+        envelope.message_id,
+        envelope.source,
+        envelope.dest,
+        envelope.kind.value,
+        envelope.step,
+        envelope.operation,
+        envelope.attempt,
+        None,
+    )
