@@ -33,7 +33,7 @@ from .history import (
     as_record,
     format_record,
 )
-from .lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec, SagaState
+from .lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec, SagaState, TimerPurpose
 from .messages import MessageKind
 
 __all__ = [
@@ -65,6 +65,8 @@ PROPERTIES: dict[str, str] = {
     "read-only-untouched": "no compensation is ever sent to a read-only step",
     "compensation-input": "every compensation is handed its own action's result "
     "(participants refuse any other)",
+    "outbox-rule": "a participant acts only on a committed decision: each effect comes after "
+    "its step's committed move into executing (an action) or compensating (a compensation)",
     "domain-invariants": "the scenario's totals (stock, money...) balance once every saga ended",
 }
 
@@ -170,14 +172,21 @@ def _check(history: list[Record], saga_id: str, steps: _Steps) -> list[Violation
     # than on arrival: typed records that live only while their saga is checked cost the garbage
     # collector nothing, whereas the retention keeps arrivals alive for a minute of simulated
     # time. Message and timer traffic, most of a history, is never read by field: left as is.
+    entered: set[tuple[str, str]] = set()
+    """(step, executing or compensating): the committed moves that send a step's commands."""
+    early: list[EffectRecord] = []
     for at, record in enumerate(history):
         kind = record[KIND]
         if kind == "effect":
             history[at] = effect = _typed(record, EffectRecord)
             effects.append(effect)
+            if (effect.step, _SENT_BY[effect.effect in _FORWARD]) not in entered:
+                early.append(effect)
         elif kind == "transition":
             history[at] = move = _typed(record, TransitionRecord)
             transitions.append(move)
+            if move.step is not None and move.dest in _SENDING:
+                entered.add((move.step, move.dest))
         elif kind == "send":
             if record[_SEND_TYPE] == _COMPENSATE:
                 history[at] = sent = _typed(record, SendRecord)
@@ -201,6 +210,7 @@ def _check(history: list[Record], saga_id: str, steps: _Steps) -> list[Violation
     found += _check_compensation_input(effects)
     found += _check_read_only(effects, compensations_sent, steps)
     found += _check_transitions(transitions)
+    found += _check_outbox_rule(early)
     if not found:
         return []
     lines = tuple(format_record(r) for r in history)
@@ -293,6 +303,31 @@ def _check_read_only(
             what = f"{times} compensation{'s' if times > 1 else ''} sent" if times else "none sent"
             shown = f", its participant's ledger shows {seen}" if seen else ""
             yield "read-only-untouched", f"read-only step {step!r} was compensated: {what}{shown}"
+
+
+_SENT_BY = {
+    purpose is TimerPurpose.ACTION_TIMEOUT: state.value
+    for state, purpose in STEP_LIFECYCLE.waiting.items()
+    if purpose in (TimerPurpose.ACTION_TIMEOUT, TimerPurpose.COMPENSATION_TIMEOUT)
+}
+"""The state whose move sends a command (it waits for the reply): an action's (key True) or a
+compensation's (False), read from the step lifecycle."""
+_SENDING = frozenset(_SENT_BY.values())
+_FORWARD = frozenset({_E.ACTION, _E.ACTION_FAILED, _E.ACTION_BLOCKED})
+
+
+def _check_outbox_rule(early: list[EffectRecord]) -> Iterator[tuple[str, str]]:
+    """Effects recorded before the move that sends their command was committed: only a driver
+    that publishes before it commits (and a participant acting on that) can produce one, since a
+    trace is in commit order. Even when its restarted self makes the same move again and the
+    inbox hides the repeat, so that every effect balances, this order shows it."""
+    for effect in early:
+        needed = _SENT_BY[effect.effect in _FORWARD]
+        yield (
+            "outbox-rule",
+            f"participant {effect.participant!r} recorded {effect.effect} for step "
+            f"{effect.step!r} before the orchestrator committed the step {needed}",
+        )
 
 
 def _check_transitions(transitions: list[TransitionRecord]) -> Iterator[tuple[str, str]]:

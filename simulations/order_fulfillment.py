@@ -382,3 +382,12 @@ def scenario() -> Scenario:
         description=__doc__ or "",
         defaults=DEFAULTS,
     )
+
+
+def runtime() -> Any:
+    """The scenario for ``sagafsm run``: the same saga, its participants as async handlers over
+    SQL tables (:mod:`simulations._order_runtime`), imported only when asked for, so that the
+    simulator does not load the runtime."""
+    from simulations._order_runtime import OrderRuntime
+
+    return OrderRuntime(scenario().definition)

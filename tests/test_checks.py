@@ -199,6 +199,7 @@ def test_every_property_but_domain_invariants_is_tested_here() -> None:
         "pivot-rule",
         "read-only-untouched",
         "compensation-input",
+        "outbox-rule",
     }
     assert covered | {"domain-invariants"} == set(PROPERTIES)
 
@@ -288,7 +289,8 @@ def test_a_completed_saga_with_a_compensation_is_reported(effect: str) -> None:
     history = History().start().succeed("reserve").effect("reserve", effect)
     history.succeed("charge").succeed("ship").complete()
     violations = history.check()
-    assert properties(violations) == {"completed-exactly-once"}
+    # No move into compensating was committed either: the effect breaks the outbox rule too.
+    assert properties(violations) == {"completed-exactly-once", "outbox-rule"}
     assert details(violations, "completed-exactly-once") == [
         "the saga completed but step 'reserve' was compensated"
     ]
@@ -296,9 +298,9 @@ def test_a_completed_saga_with_a_compensation_is_reported(effect: str) -> None:
 
 def test_failed_actions_and_blocked_actions_do_not_count_as_applied() -> None:
     """Only ``action`` effects count: a failed first try then a landed retry is applied once."""
-    history = History().start().succeed("reserve")
-    history.effect("charge", Effect.ACTION_FAILED)
-    history.succeed("charge").succeed("ship").complete()
+    history = History().start().succeed("reserve").succeed("charge")
+    history.effect("charge", Effect.ACTION_FAILED)  # an earlier try's failure, recorded late
+    history.succeed("ship").complete()
     assert history.check() == []
 
 
@@ -400,10 +402,10 @@ def test_a_retried_compensation_does_not_reorder() -> None:
     history = History().start().succeed("reserve").succeed("charge").fail("ship").abort()
     history.step("charge", "compensate", "succeeded", "compensating")
     history.effect("charge", Effect.COMPENSATION)
+    history.step("reserve", "compensate", "succeeded", "compensating")
     history.effect("reserve", Effect.COMPENSATION)
     history.effect("charge", Effect.COMPENSATION_NOOP)  # a no-op repeat of charge's
     history.step("charge", "compensated", "compensating", "compensated")
-    history.step("reserve", "compensate", "succeeded", "compensating")
     history.step("reserve", "compensated", "compensating", "compensated")
     history.failed()
     assert history.check() == []
@@ -503,7 +505,8 @@ def test_an_undeclared_transition_is_reported() -> None:
     history.effect("ship", Effect.ACTION)
     history.complete()
     violations = history.check()
-    assert properties(violations) == {"declared-transitions"}
+    # Never sent, yet acted on: the effect also precedes any committed move into executing.
+    assert properties(violations) == {"declared-transitions", "outbox-rule"}
     assert details(violations, "declared-transitions") == [
         "step 'ship' took the undeclared transition 'succeed': pending -> succeeded"
     ]
@@ -527,7 +530,7 @@ def test_a_transition_from_a_state_the_step_is_not_in_is_reported() -> None:
     history.step("charge", "succeed", "executing", "succeeded")
     history.succeed("ship").complete()
     violations = history.check()
-    assert properties(violations) == {"declared-transitions"}
+    assert properties(violations) == {"declared-transitions", "outbox-rule"}
     assert details(violations, "declared-transitions") == [
         "step 'charge' moved from 'executing' while it was in 'pending'"
     ]
@@ -574,6 +577,41 @@ def test_retries_and_backoffs_are_declared() -> None:
     history.step("charge", "succeed", "executing", "succeeded")
     history.succeed("ship").complete()
     assert history.check() == []
+
+
+# -- outbox-rule -----------------------------------------------------------------------------------
+
+
+def test_an_action_recorded_before_its_step_was_committed_executing_breaks_outbox_rule() -> None:
+    """A driver that published before committing: the participant's effect is in the trace
+    (commit order) before the move that sends the command, although every effect balances."""
+    history = History().start()
+    history.effect("reserve", Effect.ACTION)
+    history.step("reserve", "send", "pending", "executing")
+    history.step("reserve", "succeed", "executing", "succeeded")
+    history.succeed("charge").succeed("ship").complete()
+    violations = history.check()
+    assert properties(violations) == {"outbox-rule"}
+    assert details(violations, "outbox-rule") == [
+        "participant 'inventory' recorded action for step 'reserve' before the orchestrator "
+        "committed the step executing"
+    ]
+
+
+def test_a_compensation_recorded_before_its_step_was_committed_compensating_breaks_it() -> None:
+    history = History().start().succeed("reserve").fail("charge").abort()
+    history.effect("reserve", Effect.COMPENSATION)
+    history.step("reserve", "compensate", "succeeded", "compensating")
+    history.step("reserve", "compensated", "compensating", "compensated")
+    violations = history.failed().check()
+    assert properties(violations) == {"outbox-rule"}
+    assert "before the orchestrator committed the step compensating" in violations[0].detail
+
+
+def test_effects_after_their_committed_moves_keep_the_outbox_rule() -> None:
+    """The same saga in commit order is clean (a retry re-enters executing: still in order)."""
+    history = History().start().succeed("reserve").fail("charge").abort()
+    assert history.compensate("reserve").failed().check() == []
 
 
 # -- pivot-rule ------------------------------------------------------------------------------------
@@ -730,12 +768,14 @@ def test_compensating_a_read_only_step_of_a_completed_saga_breaks_every_rule_it_
     """A failed try at a read-only step is already one violation; a run one also undid part of a
     completed saga, after its pivot landed."""
     history = completed(VERIFIED).effect("verify", Effect.COMPENSATION_FAILED)
-    assert properties(history.check()) == {"read-only-untouched"}
+    # (no compensating move was committed for it: the outbox rule fires as well)
+    assert properties(history.check()) == {"read-only-untouched", "outbox-rule"}
     history.effect("verify", Effect.COMPENSATION_NOOP)
     assert properties(history.check()) == {
         "read-only-untouched",
         "completed-exactly-once",
         "pivot-rule",
+        "outbox-rule",
     }
 
 

@@ -21,11 +21,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import SagaError
-from . import diagram, explore, replay, selfcheck, simulate
+from . import diagram, explore, replay, resolve, run, selfcheck, simulate, status
 
 __all__ = ["main", "INTERNAL_ERROR"]
 
-_SUBCOMMANDS: tuple[ModuleType, ...] = (simulate, replay, explore, selfcheck, diagram)
+_SUBCOMMANDS: tuple[ModuleType, ...] = (
+    simulate, run, status, resolve, replay, explore, selfcheck, diagram
+)  # fmt: skip
 
 INTERNAL_ERROR = 3
 """The exit status of an internal error."""

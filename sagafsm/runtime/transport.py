@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 
-
 class TransportClosed(SagaError, RuntimeError):
     """The transport was closed: raised by :meth:`Transport.receive` (waiting receivers are woken
     with it, which is how a consumer loop ends cleanly) and by sending after :meth:`close`.

@@ -23,7 +23,6 @@ from .trace import Trace
 __all__ = ["Network", "NetworkStatistics", "ORCHESTRATOR"]
 
 
-
 @attrs.frozen(kw_only=True)
 class NetworkStatistics:
     sent: int

@@ -1,0 +1,184 @@
+"""``sagafsm run``: run a scenario's saga for real, as OS processes over a SQLite store.
+
+The participants run in one process, the orchestrator in another (:mod:`sagafsm.runtime.worker`),
+in real time; ``--kill-every`` SIGKILLs the orchestrator while it works and starts it again. Once
+every saga finished, the store is read back and judged by the checkers ``simulate`` runs, plus
+the scenario's invariants over its tables (:mod:`sagafsm.runtime.verdict`). Every input is checked
+before anything is created. ``SAGAFSM_CRASH_AT=POINT:COUNT`` in the environment arms the first
+life of the process its point belongs to (the workers' own environment never carries it on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["register", "run", "format_real_report"]
+
+_REASONS_SHOWN = 8
+
+
+_MUTANTS = ("publish-before-commit", "no-inbox")
+"""The names of :data:`sagafsm.runtime.mutants.RUNTIME_MUTANTS`, for the help text: building the
+parser must not import the runtime (every ``sagafsm`` command builds it)."""
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="run a scenario's saga for real: orchestrator and participants as OS processes",
+        description="Run a scenario's saga on the real runtime: participants and orchestrator "
+        "as two processes over a SQLite store, in real time; then judge the store's trace and "
+        "tables. Exit status: 0 clean, 1 a property was violated, 2 bad input, 3 an internal "
+        "error (--debug prints its traceback).",
+    )
+    parser.add_argument("scenario", help="a built-in scenario with a runtime (order_fulfillment)")
+    parser.add_argument(
+        "--store", required=True, metavar="URL", help="the SQLite store: sqlite:///PATH"
+    )
+    parser.add_argument("--sagas", type=int, default=1000, metavar="N", help="sagas to run")
+    parser.add_argument("--seed", type=int, default=1, metavar="S", help="draws the orders")
+    parser.add_argument(
+        "--concurrency", type=int, default=50, metavar="C", help="sagas in flight at most"
+    )
+    parser.add_argument(
+        "--kill-every",
+        type=float,
+        metavar="SECONDS",
+        help="SIGKILL the orchestrator this long after each start (once it has recovered), "
+        "and start it again",
+    )
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="every step's reply timeout"
+    )
+    parser.add_argument(
+        "--mutant",
+        metavar="NAME",
+        help="run a deliberately broken runtime: " + ", ".join(_MUTANTS),
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the report"
+    )
+    parser.set_defaults(run=run)
+
+
+def _progress(
+    enabled: bool, tty: bool
+) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    if not enabled:
+        return None, lambda: None
+    if tty:
+        from .simulate import _progress_bar
+
+        return _progress_bar(True)
+    shown = [-1]
+
+    def line(done: int, total: int) -> None:
+        tenth = done * 10 // total
+        if tenth != shown[0]:
+            shown[0] = tenth
+            print(f"sagafsm run: {done}/{total} sagas finished", file=sys.stderr, flush=True)
+
+    return line, lambda: None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runtime.crashpoints import ENVIRONMENT_VARIABLE
+    from ..runtime.supervisor import RunPlan, supervise
+
+    crashes: dict[str, tuple[str, ...]] = {"orchestrator": (), "participant": ()}
+    spec = os.environ.get(ENVIRONMENT_VARIABLE)
+    if spec:  # arms the first life of the process whose point it names
+        crashes[spec.partition(".")[0]] = (spec,)
+    plan = RunPlan(
+        orchestrator_crashes=crashes["orchestrator"],
+        participant_crashes=crashes.get("participant", ()),
+        scenario=args.scenario,
+        store=args.store,
+        sagas=args.sagas,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        kill_every=args.kill_every,
+        mutant=args.mutant,
+    )
+    progress, stop = _progress(not args.json, sys.stderr.isatty())
+    try:
+        result = supervise(plan, progress)
+    finally:
+        stop()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(format_real_report(result, plan.store, plan.kill_every))
+    return 1 if result.violations else 0
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def format_real_report(result: Any, store: str, kill_every: float | None) -> str:
+    """The readable report of a real run (a :class:`~sagafsm.runtime.verdict.RealRunResult`),
+    laid out as ``simulate``'s."""
+    metrics = result.metrics
+    latency = metrics["latency"]
+    lines = [
+        f"sagafsm run {result.scenario}: {result.sagas} sagas, seed {result.seed}, store {store}"
+        + (" (carried on)" if result.resumed else "")
+        + (f", mutant {result.mutant}" if result.mutant else ""),
+        "",
+        "outcomes",
+    ]
+    for outcome, count in result.outcomes.items():
+        share = count / result.sagas * 100 if result.sagas else 0.0
+        lines.append(f"  {outcome:<20} {count:>9}  {share:5.1f}%")
+        reasons = list(result.reasons.get(outcome, {}).items())
+        for reason, times in reasons[:_REASONS_SHOWN]:
+            lines.append(f"    {times:>6}  {reason}")
+    lines += [
+        "",
+        f"throughput          {metrics['throughput_per_s']:.1f} completed sagas per s",
+        f"goodput             {metrics['goodput'] * 100:.1f}% of finished sagas completed",
+        "",
+        "saga duration       p50        p95        p99        max",
+    ]
+    for name, row in [("all", latency), *latency["by_outcome"].items()]:
+        lines.append(
+            f"  {name:<17} "
+            + " ".join(f"{_seconds(row[k]):>10}" for k in ("p50", "p95", "p99", "max"))
+        )
+    kills = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in result.faults.items())
+    every = f" (--kill-every {kill_every:g} s)" if kill_every else ""
+    retries = metrics["retries"]
+    lines += [
+        "",
+        f"messages            {result.messages['sent']:,} sent",
+        f"kills               {result.kills}{every}" + (f": {kills}" if kills else ""),
+        f"orchestrator        {metrics['restarts']} starts, {metrics['recovered_sagas']:,} "
+        "sagas recovered",
+        f"retries             {retries['action']} action, {retries['compensation']} compensation",
+        "participants        "
+        + ", ".join(f"{name} {p['operations']}" for name, p in metrics["participants"].items()),
+        "",
+        f"wall time           {result.wall_seconds:.2f} s ({result.events:,} trace records)",
+        "",
+    ]
+    if result.stopped:
+        lines.append(f"STOPPED EARLY       {result.stopped}")
+    if result.violations:
+        lines.append(f"VIOLATIONS ({len(result.violations)})")
+        for violation in result.violations[:20]:
+            where = f"saga {violation.saga_id}" if violation.saga_id else "run"
+            lines.append(f"  [{violation.property}] {where}: {violation.detail}")
+        if len(result.violations) > 20:
+            lines.append(f"  ... and {len(result.violations) - 20} more (see --json)")
+    else:
+        lines.append("violations          none")
+    return "\n".join(lines)

@@ -1,0 +1,322 @@
+"""Runs a scenario for real as two OS processes, kills them as asked, and judges what they did.
+
+:func:`supervise` prepares the store (its schema, the scenario's tables), starts the participants
+worker and the orchestrator worker (:mod:`sagafsm.runtime.worker`) on the same SQLite file, and
+watches them until the orchestrator exits 0, every saga finished. Along the way it kills:
+
+- ``kill_every`` seconds after each orchestrator life is ready (it prints a line once it has
+  recovered and runs), the orchestrator with SIGKILL, and starts it again at once: moments that
+  fall anywhere in its work (mid-commit, mid-publish); counting from readiness means every life
+  gets work done, however long the machine takes to start a process. ``kills`` spreads a fixed
+  number of kills over the run instead (by progress, each after a random delay);
+- at crash points: each life of a process may be armed with one ``SAGAFSM_CRASH_AT`` spec
+  (``orchestrator_crashes``/``participant_crashes``, one per life, in order). A process that dies
+  of SIGKILL, whoever sent it, is counted and restarted with the next spec.
+
+Then it stops the participants (SIGTERM: the command in hand is finished) and hands the store to
+:func:`sagafsm.runtime.verdict.judge`. The tests of the crash matrix and ``sagafsm run`` both go
+through here, so what the tests prove is what the command does.
+
+The supervisor shares its process group with the workers (a Ctrl-C reaches all three, and each
+worker stops gracefully); whatever way it leaves, it stops the workers it started.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Final
+from urllib.request import pathname2url
+
+import attrs
+
+from ..errors import InvalidConfig
+from .crashpoints import CRASH_POINTS, ENVIRONMENT_VARIABLE
+from .mutants import RUNTIME_MUTANTS
+from .scenario import RuntimeScenario, load_runtime_scenario
+from .verdict import RealRunResult, judge, prepare_store
+from .worker import READY_LINE, sqlite_store
+
+__all__ = ["RunPlan", "supervise", "WorkerFailed"]
+
+Progress = Callable[[int, int], None]
+
+_POLL: Final = 0.02
+_PROGRESS_EVERY: Final = 0.25
+_STOP_GRACE: Final = 10.0
+_MAX_KILL_DELAY: Final = 0.3
+
+
+class WorkerFailed(RuntimeError):
+    """A worker exited in a way no kill explains (neither 0 nor SIGKILL): its last stderr line
+    says why. Not a :class:`~sagafsm.errors.SagaError`: input was checked before it started."""
+
+
+@attrs.frozen(kw_only=True)
+class RunPlan:
+    """What to run and how to break it (see the module docstring)."""
+
+    scenario: str
+    store: str
+    """A store URL (``sqlite:///PATH``)."""
+    sagas: int
+    seed: int = 1
+    concurrency: int = 50
+    timeout: float | None = None
+    """Every step's timeout in seconds (None: the scenario's runtime default)."""
+    kill_every: float | None = None
+    """SIGKILL the orchestrator this many seconds after each life is ready (``--kill-every``)."""
+    kills: int = 0
+    """SIGKILL the orchestrator this many times, spread over the run by progress (tests: a
+    number of kills that does not depend on the machine's speed)."""
+    mutant: str | None = None
+    orchestrator_crashes: tuple[str, ...] = ()
+    participant_crashes: tuple[str, ...] = ()
+    deadline: float | None = None
+    """Give up after this many seconds: stop the workers and judge what is there (the run is
+    then reported as stopped early, its unfinished sagas as termination violations)."""
+
+    def check(self) -> RuntimeScenario:
+        """Every value checked, nothing touched: the scenario, or :class:`InvalidConfig` /
+        :class:`StoreError` with one line."""
+        for name in ("sagas", "concurrency"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidConfig(f"--{name} must be at least 1, got {value!r}")
+        for name in ("kill_every", "timeout", "deadline"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise InvalidConfig(f"--{name.replace('_', '-')} must be positive, got {value!r}")
+        if isinstance(self.kills, bool) or not isinstance(self.kills, int) or self.kills < 0:
+            raise InvalidConfig(f"kills must be an int, 0 or more, got {self.kills!r}")
+        if self.mutant is not None and self.mutant not in RUNTIME_MUTANTS:
+            raise InvalidConfig(
+                f"unknown mutant {self.mutant!r} for a real run; "
+                f"known: {', '.join(RUNTIME_MUTANTS)}"
+            )
+        for spec in self.orchestrator_crashes + self.participant_crashes:
+            point, _, count = spec.partition(":")
+            if point not in CRASH_POINTS or not (count.isdigit() and int(count) >= 1):
+                raise InvalidConfig(
+                    f"crash spec {spec!r}: not POINT:COUNT with a count of at least 1 and a "
+                    f"point among {', '.join(CRASH_POINTS)}"
+                )
+        sqlite_store(self.store)  # the URL: refused before anything exists
+        return load_runtime_scenario(self.scenario, timeout=self.timeout)
+
+    def worker_arguments(self, role: str) -> list[str]:
+        arguments = [
+            sys.executable, "-m", "sagafsm.runtime.worker", role,
+            "--scenario", self.scenario, "--store", self.store,
+            "--sagas", str(self.sagas), "--seed", str(self.seed),
+            "--concurrency", str(self.concurrency),
+        ]  # fmt: skip
+        if self.timeout is not None:
+            arguments += ["--timeout", repr(float(self.timeout))]
+        if self.mutant is not None:
+            arguments += ["--mutant", self.mutant]
+        return arguments
+
+
+class _Worker:
+    """One role's current process, its lives, and the crash specs left for its next lives."""
+
+    def __init__(self, plan: RunPlan, role: str, crashes: tuple[str, ...], logs: Path) -> None:
+        self.role = role
+        self.arguments = plan.worker_arguments(role)
+        self.crashes = list(crashes)
+        self.logs = logs
+        self.lives = 0
+        self.kills = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ready_at: float | None = None
+        """When this life said it is ready (the orchestrator: recovered and running)."""
+        self._said = b""
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        environment = dict(os.environ)
+        environment.pop(ENVIRONMENT_VARIABLE, None)
+        if self.crashes:
+            environment[ENVIRONMENT_VARIABLE] = self.crashes.pop(0)
+        self.lives += 1
+        if self._log is not None:
+            self._log.close()
+        self._log = open(self.logs / f"{self.role}-{self.lives}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.arguments, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=self._log, env=environment,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        os.set_blocking(self.process.stdout.fileno(), False)
+        self.ready_at = None
+        self._said = b""
+
+    def ready(self) -> bool:
+        """Whether this life has printed its ready line (read without blocking)."""
+        if self.ready_at is None and self.process is not None and self.process.stdout:
+            chunk = self.process.stdout.read()
+            if chunk:
+                self._said += chunk
+                if READY_LINE.encode() in self._said:
+                    self.ready_at = time.monotonic()
+        return self.ready_at is not None
+
+    def poll(self) -> int | None:
+        """The exit status if the process ended; a SIGKILL is counted and the role restarted
+        (None is returned then)."""
+        assert self.process is not None
+        status = self.process.poll()
+        if status == -signal.SIGKILL:
+            self.kills += 1
+            self._close_pipe()
+            self.start()
+            return None
+        if status not in (None, 0):
+            raise WorkerFailed(f"the {self.role} worker exited with status {status}: {self.said()}")
+        return status
+
+    def kill(self) -> bool:
+        """SIGKILL now; True if that is what ended it (it may have just exited on its own)."""
+        assert self.process is not None
+        self.process.kill()
+        return self.process.wait() == -signal.SIGKILL
+
+    def said(self) -> str:
+        path = self.logs / f"{self.role}-{self.lives}.log"
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        return lines[-1].strip() if lines else "(nothing on stderr)"
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not end within the grace period."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(_STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._close_pipe()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class _Killer:
+    """When to SIGKILL the orchestrator: ``kill_every`` seconds after each life is ready, and
+    the ``kills`` spread over the run, the k-th once k/(kills+1) of the sagas finished plus a
+    random delay (seeded), so that each life gets work done, whatever the machine's speed."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.every = plan.kill_every
+        self.spread = plan.kills
+        self.sagas = plan.sagas
+        self._rng = random.Random(f"{plan.seed}/kills")
+        self._made = 0
+        self._due: float | None = None
+
+    def due(self, orchestrator: _Worker, finished: Callable[[], int], now: float) -> bool:
+        if not orchestrator.ready():
+            return False
+        assert orchestrator.ready_at is not None
+        if self.every is not None and now - orchestrator.ready_at >= self.every:
+            return True
+        if self._made >= self.spread:
+            return False
+        if self._due is None:
+            share = (self._made + 1) * self.sagas // (self.spread + 1)
+            if finished() < share:
+                return False
+            self._due = now + self._rng.uniform(0.0, _MAX_KILL_DELAY)
+        if now < self._due:
+            return False
+        self._due = None
+        self._made += 1
+        return True
+
+
+def _finished_counter(path: str) -> Callable[[], int]:
+    """How many sagas the store holds as finished, read without a write lock (WAL readers never
+    wait); 0 while the table is not there yet."""
+    uri = "file:" + pathname2url(os.path.abspath(path)) + "?mode=ro"
+
+    def count() -> int:
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=1.0)
+        except sqlite3.Error:
+            return 0
+        try:
+            row = db.execute("SELECT count(*) FROM sagafsm_sagas WHERE snapshot IS NULL").fetchone()
+        except sqlite3.Error:
+            return 0
+        finally:
+            db.close()
+        return int(row[0])
+
+    return count
+
+
+def supervise(plan: RunPlan, progress: Progress | None = None) -> RealRunResult:
+    """Run ``plan`` (module docstring) and return the verdict. Bad input raises before anything
+    is created; a worker failing on its own raises :class:`WorkerFailed`."""
+    scenario = plan.check()
+    store = sqlite_store(plan.store)
+    existing = prepare_store(store, scenario, plan)
+    begun = time.monotonic()
+    stopped: str | None = None
+    with tempfile.TemporaryDirectory(prefix="sagafsm-run-") as logs:
+        participants = _Worker(plan, "participants", plan.participant_crashes, Path(logs))
+        orchestrator = _Worker(plan, "orchestrator", plan.orchestrator_crashes, Path(logs))
+        finished = _finished_counter(store.path)
+        killer = _Killer(plan)
+        kills: Counter[str] = Counter()
+        try:
+            participants.start()
+            orchestrator.start()
+            shown = 0.0
+            while True:
+                if orchestrator.poll() == 0:
+                    break
+                participants.poll()
+                now = time.monotonic()
+                if killer.due(orchestrator, finished, now):
+                    if orchestrator.kill():
+                        kills["orchestrator_kill"] += 1
+                    if orchestrator.poll() == 0:  # it finished just before
+                        break
+                if plan.deadline is not None and now - begun > plan.deadline:
+                    stopped = f"the deadline of {plan.deadline:g} s passed"
+                    break
+                if progress is not None and now - shown >= _PROGRESS_EVERY:
+                    progress(finished(), plan.sagas)
+                    shown = now
+                time.sleep(_POLL)
+        finally:
+            orchestrator.stop()
+            participants.stop()
+        wall = time.monotonic() - begun
+        if progress is not None:
+            progress(finished(), plan.sagas)
+    crash_kills = orchestrator.kills - kills["orchestrator_kill"]
+    if crash_kills:
+        kills["orchestrator_crash_point"] = crash_kills
+    if participants.kills:
+        kills["participant_crash_point"] = participants.kills
+    return judge(
+        store, scenario, plan, wall_seconds=wall, kills=dict(kills), stopped=stopped,
+        resumed=existing,
+    )  # fmt: skip

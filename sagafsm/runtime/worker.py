@@ -1,0 +1,204 @@
+"""The processes of a real run: ``python -m sagafsm.runtime.worker orchestrator|participants``.
+
+Both roles open the one SQLite file with a store and a transport of their own, as separate
+services on one machine would share a database, so that killing one process (SIGKILL, by a test
+or by ``sagafsm run --kill-every``) leaves the other running and the file holding exactly what
+was committed.
+
+- ``orchestrator`` runs a :class:`~sagafsm.runtime.runtime.Runtime` and starts the scenario's
+  sagas ``{scenario}-1`` ... ``{scenario}-N`` with the data the seed draws, at most
+  ``--concurrency`` in flight, skipping every id the store already holds: a restarted
+  orchestrator recovers what its predecessor started and carries on with the rest. It exits 0
+  once all N have finished.
+- ``participants`` creates the scenario's tables (idempotently) and serves its participants with
+  a :class:`~sagafsm.runtime.host.ParticipantHost` until SIGTERM.
+
+SIGTERM or SIGINT stops either role gracefully (the batch or command in hand is finished and
+committed first); exit status 143. Crash points are armed through ``SAGAFSM_CRASH_AT``
+(:mod:`sagafsm.runtime.crashpoints`), read when the runtime is imported. Bad input (an unknown
+scenario or mutant, a store that cannot be used) is one line on stderr and exit status 2, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Final
+
+from ..errors import InvalidConfig, InvalidDefinition
+from ..lifecycle import SAGA_LIFECYCLE
+from .clock import WallClock
+from .errors import StoreError
+from .host import ParticipantHost
+from .mutants import RUNTIME_MUTANTS, NoInboxHost, PublishBeforeCommitRuntime
+from .runtime import Runtime
+from .scenario import RuntimeScenario, install_schema, load_runtime_scenario, saga_ids
+from .sqlite_store import SqliteStore
+from .sqlite_transport import SqliteTransport
+from .urls import open_store
+
+__all__ = ["main", "sqlite_store", "STOPPED", "BAD_INPUT", "READY_LINE"]
+
+READY_LINE: Final = "ready"
+"""Printed (a line on stdout) by the orchestrator once it has recovered and runs: the supervisor
+times ``--kill-every`` from it."""
+
+STOPPED: Final = 128 + signal.SIGTERM
+"""The exit status of a worker stopped by SIGTERM or SIGINT before its work was done."""
+BAD_INPUT: Final = 2
+
+_FINAL: Final = frozenset(state.value for state in SAGA_LIFECYCLE.terminal)
+
+
+def sqlite_store(url: str) -> SqliteStore:
+    """The SQLite store a URL names (not opened). Both roles need a file: the other process
+    reads its messages from it, so ``memory://`` is refused with a :class:`StoreError`."""
+    store = open_store(url)
+    if not isinstance(store, SqliteStore):
+        raise StoreError(
+            f"{url}: a real run needs a SQLite store (its processes share the file); "
+            "use sqlite:///PATH"
+        )
+    return store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sagafsm.runtime.worker",
+        description="One process of a real run: the orchestrator, or the participants.",
+    )
+    parser.add_argument("role", choices=("orchestrator", "participants"))
+    parser.add_argument("--scenario", required=True, help="a scenario with a runtime() function")
+    parser.add_argument("--store", required=True, metavar="URL", help="sqlite:///PATH")
+    parser.add_argument("--sagas", type=int, default=1000, metavar="N")
+    parser.add_argument("--seed", type=int, default=1, metavar="S")
+    parser.add_argument("--concurrency", type=int, default=50, metavar="C")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="every step's timeout")
+    parser.add_argument(
+        "--mutant",
+        choices=sorted(RUNTIME_MUTANTS),
+        help="a deliberately broken variant (each role applies the one that concerns it)",
+    )
+    return parser
+
+
+def _check(options: argparse.Namespace) -> None:
+    for flag in ("sagas", "concurrency"):
+        value = getattr(options, flag)
+        if value < 1:
+            raise InvalidConfig(f"--{flag} must be at least 1, got {value}")
+
+
+async def _until_stopped(stop: asyncio.Event, work: asyncio.Future[None]) -> bool:
+    """Wait for ``work`` or for a stop signal; True if the work finished."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((work, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    return work.done()
+
+
+async def _orchestrate(
+    scenario: RuntimeScenario, options: argparse.Namespace, stop: asyncio.Event
+) -> int:
+    store = sqlite_store(options.store)
+    runtime_class = (
+        PublishBeforeCommitRuntime if options.mutant == "publish-before-commit" else Runtime
+    )
+    definition = scenario.definition
+    data = dict(
+        zip(
+            saga_ids(scenario.name, options.sagas),
+            scenario.saga_data(options.seed, options.sagas),
+            strict=True,
+        )
+    )
+    transport = SqliteTransport(store.path)
+    try:
+        async with runtime_class(store, transport, [definition]) as runtime:
+            print(READY_LINE, flush=True)
+            known = {saga.saga_id: saga.state for saga in await store.sagas()}
+            # Those already running hold their slots first: they are in flight whatever we do.
+            todo = sorted(
+                (i for i in data if known.get(i) not in _FINAL), key=lambda i: i not in known
+            )
+            slots = asyncio.Semaphore(options.concurrency)
+
+            async def one(saga_id: str) -> None:
+                async with slots:
+                    if saga_id not in known:
+                        await runtime.start(definition, data[saga_id], saga_id=saga_id)
+                    await runtime.wait(saga_id)
+
+            async def every() -> None:
+                async with asyncio.TaskGroup() as group:
+                    for saga_id in todo:
+                        group.create_task(one(saga_id))
+
+            work = asyncio.ensure_future(every())
+            if await _until_stopped(stop, work):
+                try:
+                    work.result()
+                except BaseExceptionGroup:
+                    # Every waiting saga fails at once when the runtime dies: say why, once.
+                    if runtime.failure is not None:
+                        raise runtime.failure from None
+                    raise
+                return 0
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            return STOPPED
+    finally:
+        await transport.close()
+
+
+async def _serve(
+    scenario: RuntimeScenario, options: argparse.Namespace, stop: asyncio.Event
+) -> int:
+    store = sqlite_store(options.store)
+    host_class = NoInboxHost if options.mutant == "no-inbox" else ParticipantHost
+    await store.open()
+    transport = SqliteTransport(store.path)
+    try:
+        await install_schema(store, scenario)
+        boot = await store.boot()
+        host = host_class(scenario.participants(), transport, store, WallClock(), boot=boot)
+        running = asyncio.ensure_future(host.run())
+        if not await _until_stopped(stop, running):
+            await host.close()
+        await running
+        return STOPPED
+    finally:
+        await transport.close()
+        await store.close()
+
+
+async def _main(options: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    _check(options)
+    scenario = load_runtime_scenario(options.scenario, timeout=options.timeout)
+    if options.role == "orchestrator":
+        return await _orchestrate(scenario, options, stop)
+    return await _serve(scenario, options, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_main(options))
+    except (StoreError, InvalidConfig, InvalidDefinition) as error:
+        # Raised at start-up, before anything is written: bad input, not a failed run.
+        print(f"sagafsm worker {options.role}: error: {error}", file=sys.stderr)
+        return BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
