@@ -27,11 +27,14 @@ from sagafsm.sim.trace import Record
     ],
 )
 def test_search_finds_a_mutant_and_shrinks_it_to_a_few_faults(name: str) -> None:
-    """A violation is found and shrunk to one saga and at most three faults."""
+    """A violation is found and shrunk to one saga and at most three faults (none at all for a
+    mutant that breaks a rule with no fault: sending before the commit always races it, and the
+    tutorial orchestrator records no step moves, so both break the outbox rule at once)."""
     mutant = MUTANTS[name]
     found = search(load_scenario(mutant.scenario), mutant, max_examples=400)
     assert found is not None
-    assert found.sagas == 1 and 1 <= found.faults <= 3
+    fewest = 0 if name in ("send-before-save", "tutorial-orchestrator") else 1
+    assert found.sagas == 1 and fewest <= found.faults <= 3
     assert {v.property for v in found.violations} & set(mutant.catches)
 
 

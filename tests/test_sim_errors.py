@@ -135,7 +135,8 @@ def test_bad_order_data_from_a_scenario_is_bad_input(
 
 def test_a_saga_stuck_for_good_is_still_a_finding() -> None:
     """The tutorial orchestrator, whose first step fails, never finishes the saga: the run stops
-    and termination reports it (a violation, not an internal error)."""
+    and termination reports it (a violation, not an internal error). It records no step moves,
+    so the one effect its participant recorded also precedes any committed move: outbox-rule."""
     plan: dict[str, Any] = {
         "sagas": 1,
         "load": {"kind": "burst"},
@@ -144,7 +145,8 @@ def test_a_saga_stuck_for_good_is_still_a_finding() -> None:
     scenario = load_scenario("order_fulfillment")
     config = attrs.evolve(scenario.config(merge(NO_FAULTS, plan)), mutant="tutorial-orchestrator")
     result = simulate(scenario, config)
-    assert result.stopped is not None and result.violation_counts == {"termination": 1}
+    assert result.stopped is not None
+    assert result.violation_counts == {"termination": 1, "outbox-rule": 1}
     correct = simulate(scenario, attrs.evolve(config, mutant=None))
     assert correct.stopped is None and correct.outcomes["failed"] == 1
 

@@ -124,6 +124,7 @@ MUTANTS: dict[str, Mutant] = {
                 "completed-exactly-once",
                 "compensated-exactly-once",
                 "pivot-rule",
+                "outbox-rule",
             ),
             exposing={
                 **_STRESS,
@@ -174,7 +175,7 @@ MUTANTS: dict[str, Mutant] = {
             name="send-before-save",
             description="the orchestrator sends commands before saving its state",
             send_before_save=True,
-            catches=("termination",),
+            catches=("outbox-rule", "termination"),
             exposing={
                 **_STRESS,
                 "store_latency": 0.005,

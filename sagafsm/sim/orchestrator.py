@@ -191,8 +191,9 @@ class SimOrchestrator:
         if not transaction.changed:
             return
         if self._send_before_save:
-            self._publish(transaction, cause, committed)
-            committed = []
+            # Its transitions still happen when the write completes (if it ever does): the trace
+            # shows participants acting on moves not yet committed, as a real store would.
+            self._publish(transaction, cause, [])
         delay = self._env.timeout(self._store_latency, (self._epoch, transaction, cause))
         delay.callbacks.append(lambda event: self._stored(event, committed))
 
@@ -201,7 +202,9 @@ class SimOrchestrator:
         if epoch != self._epoch:
             return  # the orchestrator crashed before the write completed: it never happened
         self._save(transaction)
-        if not self._send_before_save:
+        if self._send_before_save:
+            self._emit_committed(records)
+        else:
             self._publish(transaction, cause, records)
 
     def _save(self, transaction: Transaction) -> None:
@@ -213,14 +216,16 @@ class SimOrchestrator:
 
     def _publish(self, transaction: Transaction, cause: int | None, records: list[Record]) -> None:
         self._unaccepted.discard(transaction.saga_id)
-        if records:
-            # The transaction's transitions happen when it commits: that is when they are
-            # durable, and when its commands leave.
-            emit, now = self._counters.emit, self._env.now
-            for fields in records:
-                emit((now, *fields[1:]))
+        self._emit_committed(records)
         for command in transaction.commands:
             self._dispatch(command, cause)
+
+    def _emit_committed(self, records: list[Record]) -> None:
+        """A transaction's transitions happen when it commits: that is when they are durable
+        (and, but for the send-before-save mutant, when its commands leave)."""
+        emit, now = self._counters.emit, self._env.now
+        for fields in records:
+            emit((now, *fields[1:]))
 
     def _dispatch(self, command: Command, cause: int | None) -> None:
         if isinstance(command, (ExecuteStep, CompensateStep)):
