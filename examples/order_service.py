@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,13 @@ async def serve(db: Path, orders: int) -> int:
         async with store.transaction("setup") as tx:  # the service's tables, beside the inbox
             for statement in SCHEMA:
                 await tx.execute(statement)
-        host = ParticipantHost(participants, transport, store, clock, boot=0)
+        # Reply ids are unique across runs and processes: boot * 2**32 + n, a boot of its own.
+        host = ParticipantHost(participants, transport, store, clock, boot=await store.boot())
         hosting = asyncio.create_task(host.run())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         if runtime.recovered:
             print(f"recovered {runtime.recovered} unfinished sagas from {db}")
         # The saga id is the order's own id: asking twice for one order starts one saga.
@@ -112,7 +118,20 @@ async def serve(db: Path, orders: int) -> int:
             if saga_id not in known:
                 data = {"customer": f"c-{n}", "quantity": 1 + n % 3, "budget": 30}
                 await runtime.start(ORDER, data, saga_id=saga_id)
-        finished = [await runtime.wait(saga_id) for saga_id in wanted]
+        everything = asyncio.ensure_future(asyncio.gather(*map(runtime.wait, wanted)))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([everything, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not everything.done():
+            # SIGTERM: leaving the `async with` finishes the batch in flight; what is left
+            # unfinished is in the store, and the next run recovers it.
+            everything.cancel()
+            await asyncio.gather(everything, return_exceptions=True)
+            await host.close()
+            await hosting
+            print("stopped: the next run carries on from", db)
+            return 143
+        stopping.cancel()
+        finished = everything.result()
         async with store.transaction("setup") as tx:
             [(stock_left,)] = await tx.execute("SELECT units FROM stock WHERE sku = 'book'")
         await host.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -31,4 +33,25 @@ def test_the_order_service_runs_its_sagas_and_a_second_run_carries_on(tmp_path: 
     counts = ast.literal_eval(outcomes.split(":", 1)[1].split("(")[0])
     assert sum(counts.values()) == 16
     # Starting one of the first 12 again would break single-run in the checked trace.
+    assert "0 violations" in second.stdout
+
+
+def test_sigterm_stops_the_order_service_and_the_next_run_carries_on(tmp_path: Path) -> None:
+    """Whenever SIGTERM lands (during start-up, the run, or after), the service stops cleanly
+    and a second run on the same file finishes every order, judged clean."""
+    db = tmp_path / "orders.db"
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "order_service.py"), "--db", str(db), "--orders", "2000"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode in (0, 143, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    second = _run("--db", str(db), "--orders", "2000", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
     assert "0 violations" in second.stdout

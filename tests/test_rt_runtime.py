@@ -197,3 +197,24 @@ def test_opening_prunes_finished_sagas_older_than_the_stores_retention() -> None
         return runtime.pruned, left
 
     assert asyncio.run(main()) == (2, 0)
+
+
+def test_wait_returns_the_status_as_stored_with_its_start_time() -> None:
+    """A waiter made before the saga finished gets the stored status, started_at included."""
+
+    async def main() -> tuple[Any, Any]:
+        store, shop = MemoryStore(), Shop()
+        transport, clock = InProcessTransport(), VirtualClock(100.0)
+        async with Runtime(store, transport, [ORDER], clock=clock) as runtime:
+            saga_id = await runtime.start(ORDER, {"amount": 1})
+            waiting = asyncio.ensure_future(runtime.wait(saga_id))
+            clock.advance(5.0)
+            host = host_for(shop, transport, store, clock)
+            hosting = asyncio.create_task(host.run())
+            status = await waiting
+            await host.close()
+            await hosting
+            return status, await store.status(saga_id)
+
+    waited, stored = asyncio.run(main())
+    assert waited == stored and waited.started_at == 100.0 and waited.updated_at == 105.0

@@ -83,6 +83,19 @@ class _Inbound:
         """A record written before the move (``timer_fired``)."""
 
 
+def _future() -> asyncio.Future[Any]:
+    """A future whose failure need not be retrieved: a caller that gave up waiting (cancelled)
+    leaves it behind, and the runtime failing it when it stops is not news to anyone."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(_retrieve)
+    return future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 _STOP: Any = object()
 """Queued by close(): the loop stops once the batch before it is committed and published."""
 
@@ -114,7 +127,7 @@ class Runtime:
         self._batch_size = batch_size
         self._queue: asyncio.Queue[_Start | _Inbound] = asyncio.Queue()
         self._timers = TimerTable()
-        self._finished: dict[str, asyncio.Future[SagaStatus]] = {}
+        self._finished: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._message_ids: Iterator[int] = iter(())
         self._saga_ids: Iterator[int] = iter(())
@@ -257,7 +270,7 @@ class Runtime:
             )
         if saga_id is None:
             saga_id = f"{definition.name}-{self._boot}-{next(self._saga_ids)}"
-        accepted: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        accepted: asyncio.Future[str] = _future()
         self._queue.put_nowait(_Start(definition, saga_id, data, accepted))
         return await accepted
 
@@ -269,7 +282,7 @@ class Runtime:
         # The waiter exists before the store is read: a finish committed meanwhile resolves it.
         waiter = self._finished.get(saga_id)
         if waiter is None:
-            waiter = self._finished[saga_id] = asyncio.get_running_loop().create_future()
+            waiter = self._finished[saga_id] = _future()
         status = await self._store.status(saga_id)
         if status is None or status.state in _FINAL_STATES:
             if self._finished.get(saga_id) is waiter:
@@ -277,7 +290,10 @@ class Runtime:
             if status is None:
                 raise InvalidArgument(f"no saga {saga_id!r} in this runtime's store")
             return status
-        return await asyncio.shield(waiter)
+        await asyncio.shield(waiter)
+        finished = await self._store.status(saga_id)  # as stored: started_at included
+        assert finished is not None
+        return finished
 
     @property
     def running(self) -> int:
@@ -432,20 +448,7 @@ class Runtime:
         self._timers.cancel(saga_id)
         waiter = self._finished.pop(saga_id, None)
         if waiter is not None and not waiter.done():
-            finished = transaction.finished
-            assert finished is not None
-            waiter.set_result(
-                SagaStatus(
-                    saga_id=saga_id,
-                    definition=transaction.definition,
-                    state=finished.state.value,
-                    reason=finished.reason,
-                    results={name: dict(r) for name, r in finished.results.items()},
-                    snapshot=None,
-                    started_at=transaction.now,
-                    updated_at=transaction.now,
-                )
-            )
+            waiter.set_result(None)  # wait() reads the finished status back from the store
 
     # -- timers --------------------------------------------------------------------------------
 
