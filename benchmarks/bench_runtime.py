@@ -2,6 +2,8 @@
 same number of bare SQLite transactions of the same size, run in the same process.
 
     python benchmarks/bench_runtime.py [--sagas 2000] [--repeats 3] [--concurrency 200] [--json]
+    python benchmarks/bench_runtime.py --recovery 10000
+
 
 The workload is a 4-step order saga (reserve, charge, ship, notify) with in-process participants
 (InProcessTransport, one ParticipantHost) on one SqliteStore file (WAL, synchronous=NORMAL).
@@ -9,6 +11,11 @@ The baseline replays, with stdlib sqlite3 on one connection and no Python around
 transactions the run committed (as counted by the run: the orchestrator's batches and the
 participants' transactions), each inserting the same number of rows of the same JSON size. The
 ratio is our wall time over the baseline's: what the runtime costs beyond the database itself.
+
+``--recovery N`` measures a restart instead: N sagas are started with no participant to answer
+them and the runtime is closed with their commands still unsent (a crash between commit and
+publish); a new runtime opens the file and the time to its first re-published command, and to
+all N, is reported.
 """
 
 from __future__ import annotations
@@ -127,13 +134,62 @@ def baseline(path: Path, transactions: int, rows_per_transaction: float, payload
     return elapsed
 
 
+class _NeverPublishes(Runtime):
+    """Commits and stops there, every time: as if the process died after each commit."""
+
+    async def _publish(self, rows: Any, loose: Any, envelopes: Any = None) -> None:
+        return None
+
+
+class _Clocked(InProcessTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: float | None = None
+        self.count = 0
+
+    async def send(self, message: Any) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.count += 1
+        await super().send(message)
+
+
+async def recovery(path: Path, sagas: int) -> dict[str, Any]:
+    async with _NeverPublishes(SqliteStore(path), InProcessTransport(), [ORDER]) as first:
+        await asyncio.gather(*(first.start(ORDER, {"amount": 1}) for _ in range(sagas)))
+    connection = sqlite3.connect(path)
+    (unsent,) = connection.execute("SELECT COUNT(*) FROM sagafsm_outbox").fetchone()
+    connection.close()
+    transport = _Clocked()
+    began = time.perf_counter()
+    runtime = Runtime(SqliteStore(path), transport, [ORDER])
+    await runtime.open()
+    opened = time.perf_counter()
+    await runtime.close()
+    assert transport.first is not None
+    return {
+        "sagas_in_store": sagas,
+        "unsent_rows": unsent,
+        "recovered": runtime.recovered,
+        "first_republished_s": transport.first - began,
+        "all_republished_s": opened - began,
+        "republished": transport.count,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sagas", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--recovery", type=int, metavar="N", help="measure a restart with N sagas")
     args = parser.parse_args()
+    if args.recovery:
+        with tempfile.TemporaryDirectory() as scratch:
+            found = asyncio.run(recovery(Path(scratch, "recovery.db"), args.recovery))
+        print(json.dumps(found, indent=2))
+        return
     runs, bases = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
