@@ -90,11 +90,11 @@ def participants() -> list[Participant]:
     return [inventory, payment, shipping, mail]
 
 
-async def run_once(path: Path, sagas: int, concurrency: int) -> dict[str, Any]:
+async def run_once(path: Path, sagas: int, concurrency: int, in_hand: int = 1) -> dict[str, Any]:
     store = SqliteStore(path)
     transport, clock = InProcessTransport(), WallClock()
     async with Runtime(store, transport, [ORDER], clock=clock) as runtime:
-        host = ParticipantHost(participants(), transport, store, clock, boot=0)
+        host = ParticipantHost(participants(), transport, store, clock, boot=0, max_in_hand=in_hand)
         hosting = asyncio.create_task(host.run())
         states: dict[str, int] = {}
         numbers = iter(range(sagas))
@@ -124,7 +124,7 @@ async def run_once(path: Path, sagas: int, concurrency: int) -> dict[str, Any]:
         "seconds": elapsed,
         "states": states,
         "orchestrator_commits": runtime.commits,
-        "participant_transactions": stats.handler_calls,
+        "participant_transactions": stats.transactions,
         "records": records,
         "peak_rss_mb": peak,
     }
@@ -197,6 +197,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--in-hand", type=int, default=1, help="commands each participant takes per batch"
+    )
     parser.add_argument("--recovery", type=int, metavar="N", help="measure a restart with N sagas")
     args = parser.parse_args()
     if args.recovery:
@@ -208,7 +211,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
             run = asyncio.run(
-                run_once(Path(scratch, f"run{repeat}.db"), args.sagas, args.concurrency)
+                run_once(
+                    Path(scratch, f"run{repeat}.db"), args.sagas, args.concurrency, args.in_hand
+                )
             )
             transactions = run["orchestrator_commits"] + run["participant_transactions"]
             rows = run["records"] / transactions

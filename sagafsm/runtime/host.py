@@ -1,115 +1,80 @@
 """Runs participants: takes their commands off a transport, applies the inbox rules, replies.
 
-Each command is handled in one participant transaction (``store.transaction(name)``): the inbox
-lookup, the handler (whose own SQL shares the transaction), the inbox entry that remembers the
-answer, and the ledger (``effect`` records, and the ``send`` record of the reply) commit together
-or not at all. Only after the commit is the reply sent, and only after that is the command acked,
-so a crash anywhere leaves the command to be delivered again, and the inbox answers the repeat.
+A command is handled in a participant transaction: the inbox lookup, the handler (whose own SQL
+shares the transaction), the inbox entry that remembers the answer, and the ledger (``effect``
+records, and the ``send`` record of the reply) commit together or not at all. Only after the
+commit is the reply sent, and only after that is the command acked, so a crash anywhere leaves
+the command to be delivered again, and the inbox answers the repeat. The rules themselves are in
+:mod:`.inbox` (the simulator's participant's, rule for rule).
 
-The inbox rules are the simulator's participant's (:mod:`sagafsm.sim.participant`), rule for
-rule, so that the same checkers judge both:
-
-- an action key with a recorded reply gets that reply again, and nothing runs;
-- a tombstoned action key (its compensation came first) is ``action_blocked``, and answered
-  "cancelled: its compensation came first";
-- a compensation key already done is answered succeeded, and nothing runs;
-- a compensation handed an action result other than the one this participant recorded is
-  ``compensation_refused`` (checked first: undoing with a result it never gave out would undo
-  something else);
-- a compensation of an action that never succeeded here leaves a tombstone on the action key and
-  is ``compensation_noop``; otherwise the compensation handler runs: ``compensation``.
-
-A handler that raises anything but :class:`~sagafsm.runtime.participant.Refused`, returns what is
-not a mapping of JSON data, or outlives ``handler_timeout``, is abandoned: the transaction rolls
-back, nobody answers, and the orchestrator's timeout decides (a compensation that raises is
-different: that is a failed try, recorded and answered, as the engine retries compensations).
+With ``group_commit`` (the default) the host handles the commands it has ready in one store
+transaction (:meth:`ParticipantHost.handle_many`), each in a savepoint of its own: a handler
+that breaks undoes its own writes alone, and a batch pays one commit (on SQLite, two thread
+hops) instead of one transaction per command, each queued behind the store's one write lock.
+Each participant's consumer takes up to ``max_in_hand`` commands at a time, and more only once
+those are handled, so one participant's commands still run one at a time and in the order they
+came; different participants' commands batch together. The crash points keep their meaning per
+batch: ``participant.before_commit`` once the batch's handlers ran, ``participant.after_commit``
+once it committed, before any reply is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, Final, NoReturn, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 import attrs
 
-from .._validate import is_json_value, plain_json
 from ..errors import InvalidArgument, InvalidConfig
-from ..history import LedgerEffect
-from ..messages import Envelope, MessageKind, Outcome
+from ..messages import Envelope, MessageKind
 from . import crashpoints
 from .clock import Clock
-from .participant import Participant, Refused, action_call, compensation_call
-from .store import InboxEntry, ParticipantStore, ParticipantTx
+from .inbox import BLOCKED_REASON, Abandon, Decision, InboxRules, TryFailed, inbox_keys, warn
+from .participant import Participant
+from .store import ParticipantBatch, ParticipantStore, ParticipantTx
 from .transport import ORCHESTRATOR, Delivery, Transport, TransportClosed
 
 __all__ = ["ParticipantHost", "HostStatistics", "BLOCKED_REASON"]
 
-_log = logging.getLogger(__name__)
-_T = TypeVar("_T")
-
-BLOCKED_REASON: Final = "cancelled: its compensation came first"
-"""The reason an action blocked by a tombstone is answered with (the simulator's)."""
-
-_SUCCEEDED, _FAILED = Outcome.SUCCEEDED, Outcome.FAILED
 _ID_SPACE: Final = 2**32
+_GATHER_TURNS: Final = 4
+"""Event-loop turns a batch waits, at most, for the other participants' commands to come in
+(a consumer needs about three from taking a delivery to handing it in)."""
+
+_Ready = tuple[str, Delivery, asyncio.Future[bool]]
+"""A command handed to the batcher, and the future its consumer waits on (False: stop)."""
 
 
 @attrs.frozen(kw_only=True)
 class HostStatistics:
     received: int
-    """Commands taken off the transport (and handed to :meth:`ParticipantHost.handle`)."""
+    """Commands handled (:meth:`ParticipantHost.handle`, :meth:`ParticipantHost.handle_many`)."""
     handler_calls: int
     """Action and compensation handlers called (repeats answered from the inbox call none)."""
     replies: int
     abandoned: int
     """Commands that got no reply: the handler raised, hung or returned a bad result (or the
-    store failed), so the transaction rolled back."""
+    store failed), so their writes rolled back."""
+    transactions: int = 0
+    """Store transactions the host opened (with ``group_commit``, one per batch)."""
 
 
-def _warn(name: str, message: Envelope, what: str, *, exc_info: bool = False) -> None:
-    _log.warning(
-        "participant %r: %s %r (saga %r, step %r, message %d) %s",
-        *(name, message.kind.value, message.operation, message.saga_id, message.step),
-        *(message.message_id, what),
-        exc_info=exc_info,
-    )
-
-
-class _Abandon(Exception):
-    """Roll the transaction back and answer nothing (the reason has been logged)."""
-
-
-class _TryFailed(Exception):
-    """A compensation handler raised: roll its writes back, then record the failed try."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-_Decision = tuple[Outcome, dict[str, Any] | None, str, str | None]
-"""A reply's outcome, result and reason, and the ledger effect (None: nothing happened)."""
-
-
-class ParticipantHost:
+class ParticipantHost(InboxRules):
     """Serves every participant given: one consumer per participant, so one participant's
-    commands run one at a time and different participants' run concurrently, as far as the store
-    lets their transactions overlap (the memory and SQLite stores run one participant transaction
-    at a time per store object: a handler that hangs holds up the others until
-    ``handler_timeout``, so set one in production).
+    commands run one at a time and in order. With ``group_commit`` the consumers hand what they
+    took (``max_in_hand`` commands each, at most) to one batcher, which handles all that is
+    ready in one store transaction (see the module docstring). Without it each consumer handles
+    a command at a time in a transaction of its own, as far as the store lets transactions
+    overlap (the memory and SQLite stores run one participant transaction at a time per store
+    object). Either way a handler that hangs holds up the others until ``handler_timeout``, so
+    set one in production.
 
     The host owns neither the transport nor the store: :meth:`close` stops the consumers (a
     command being handled is finished first) and leaves both open. ``boot`` (from the store's
     boot counter) makes reply ids unique across processes: ``boot * 2**32 + n``.
     ``handler_timeout`` is in real seconds (``asyncio.timeout``), whatever the clock.
     """
-
-    _dedup = True
-    """Answer a repeated key from the inbox. A test's broken variant turns it off."""
-    _tombstones = True
-    """Leave a tombstone for a compensation that came before its action (likewise)."""
 
     def __init__(
         self,
@@ -120,6 +85,8 @@ class ParticipantHost:
         *,
         boot: int,
         handler_timeout: float | None = None,
+        group_commit: bool = True,
+        max_in_hand: int = 1,
     ) -> None:
         self._participants: dict[str, Participant] = {}
         for participant in participants:
@@ -138,16 +105,26 @@ class ParticipantHost:
             raise InvalidArgument(
                 f"handler_timeout must be a positive number or None, got {handler_timeout!r}"
             )
+        if not isinstance(group_commit, bool):
+            raise InvalidArgument(f"group_commit must be a bool, got {group_commit!r}")
+        if max_in_hand.__class__ is not int or max_in_hand < 1:
+            raise InvalidArgument(f"max_in_hand must be an int, 1 or more, got {max_in_hand!r}")
         self._transport = transport
         self._store = store
         self._clock = clock
         self._timeout = handler_timeout
+        self._group_commit = group_commit
+        self._in_hand = max_in_hand
         self._next_id = boot * _ID_SPACE
         self._closing = False
         self._stop: asyncio.Future[None] | None = None
         self._stopped = asyncio.Event()
         self._running = False
-        self._received = self._calls = self._replies = self._abandoned = 0
+        self._ready: list[_Ready] = []
+        self._wake = asyncio.Event()
+        self._feeding = 0
+        self._handed_in = 0
+        self._received = self._calls = self._replies = self._abandoned = self._transactions = 0
 
     def statistics(self) -> HostStatistics:
         return HostStatistics(
@@ -155,6 +132,7 @@ class ParticipantHost:
             handler_calls=self._calls,
             replies=self._replies,
             abandoned=self._abandoned,
+            transactions=self._transactions,
         )
 
     # -- the consumers -------------------------------------------------------------------------
@@ -169,10 +147,16 @@ class ParticipantHost:
         self._stop = asyncio.get_running_loop().create_future()
         if self._closing:
             self._stop.set_result(None)
+        self._ready, self._wake, self._handed_in = [], asyncio.Event(), 0
+        self._wake.set()  # the batcher looks once: with no participant to feed it, it is done
         try:
             async with asyncio.TaskGroup() as consumers:
                 for participant in self._participants.values():
-                    consumers.create_task(self._consume(participant), name=participant.name)
+                    consume = self._feed if self._group_commit else self._consume
+                    consumers.create_task(consume(participant.name), name=participant.name)
+                if self._group_commit:
+                    self._feeding = len(self._participants)
+                    consumers.create_task(self._batcher(), name="batcher")
         finally:
             self._running = False
             self._stopped.set()
@@ -185,22 +169,72 @@ class ParticipantHost:
         if self._running:
             await self._stopped.wait()
 
-    async def _consume(self, participant: Participant) -> None:
-        while (delivery := await self._receive(participant.name)) is not None:
+    async def _consume(self, name: str) -> None:
+        """Without group commit: a command at a time, in a transaction of its own."""
+        while deliveries := await self._receive(name, 1):
+            (delivery,) = deliveries
             try:
-                await self.handle(participant.name, delivery.message)
+                await self.handle(name, delivery.message)
                 if delivery.receipt is not None:
-                    await self._transport.ack(participant.name, (delivery.receipt,))
+                    await self._transport.ack(name, (delivery.receipt,))
             except TransportClosed:
                 return
 
-    async def _receive(self, name: str) -> Delivery | None:
-        """The next delivery, or None once closing (a delivery already in hand is kept)."""
+    async def _feed(self, name: str) -> None:
+        """Group commit: take up to ``max_in_hand`` commands and hand them to the batcher; take
+        more once they are handled."""
+        loop = asyncio.get_running_loop()
+        try:
+            while deliveries := await self._receive(name, self._in_hand):
+                done: asyncio.Future[bool] = loop.create_future()
+                self._ready.extend((name, delivery, done) for delivery in deliveries)
+                self._handed_in += 1
+                self._wake.set()
+                if not await done:
+                    return
+        finally:
+            self._feeding -= 1
+            self._wake.set()
+
+    async def _batcher(self) -> None:
+        """Handle what the consumers handed in, a batch at a time, until they all stopped."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._ready:
+                if self._feeding <= 0:
+                    return
+                continue
+            for _ in range(_GATHER_TURNS):  # let the other consumers hand theirs in
+                if self._handed_in >= self._feeding:
+                    break
+                await asyncio.sleep(0)
+            batch, self._ready = self._ready, []
+            self._handed_in = 0
+            going_on = True
+            try:
+                await self.handle_many([(name, delivery.message) for name, delivery, _ in batch])
+                receipts: dict[str, list[int]] = {}
+                for name, delivery, _ in batch:
+                    if delivery.receipt is not None:
+                        receipts.setdefault(name, []).append(delivery.receipt)
+                for name, ids in receipts.items():
+                    await self._transport.ack(name, ids)
+            except TransportClosed:
+                going_on = False
+            finally:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(going_on)
+
+    async def _receive(self, name: str, limit: int) -> list[Delivery]:
+        """The next deliveries (one to ``limit``), or none once closing (what is already in
+        hand is kept)."""
         stop = self._stop
         assert stop is not None
         if stop.done():
-            return None
-        receive = asyncio.ensure_future(self._transport.receive(name))
+            return []
+        receive = asyncio.ensure_future(self._transport.receive_many(name, limit))
         try:
             await asyncio.wait((receive, stop), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -208,24 +242,31 @@ class ParticipantHost:
                 receive.cancel()
                 await asyncio.wait((receive,))
         if receive.cancelled() or isinstance(receive.exception(), TransportClosed):
-            return None
+            return []
         return receive.result()
 
-    # -- one command ---------------------------------------------------------------------------
+    # -- handling commands ---------------------------------------------------------------------
+
+    def _hosted(self, name: str) -> Participant:
+        participant = self._participants.get(name)
+        if participant is None:
+            raise InvalidArgument(f"this host runs no participant named {name!r}")
+        return participant
 
     async def handle(self, participant: str, message: Envelope) -> Envelope | None:
         """Handle one command for ``participant`` (its transaction, then its reply); returns the
         reply sent, or None if the command was abandoned. The caller acks the delivery."""
-        handler_of = self._participants.get(participant)
-        if handler_of is None:
-            raise InvalidArgument(f"this host runs no participant named {participant!r}")
+        if self._group_commit:
+            (reply,) = await self.handle_many([(participant, message)])
+            return reply
+        hosted = self._hosted(participant)
         self._received += 1
         try:
-            reply = await self._transact(handler_of, message)
-        except _Abandon:
+            reply = await self._transact(hosted, message)
+        except Abandon:
             reply = None
         except Exception:
-            _warn(participant, message, "abandoned, no reply: the store failed", exc_info=True)
+            warn(participant, message, "abandoned, no reply: the store failed", exc_info=True)
             reply = None
         if reply is None:
             self._abandoned += 1
@@ -235,30 +276,81 @@ class ParticipantHost:
         self._replies += 1
         return reply
 
+    async def handle_many(self, commands: Sequence[tuple[str, Envelope]]) -> list[Envelope | None]:
+        """Handle ``(participant, command)`` pairs in one store transaction, in order, each in a
+        savepoint of its own (a later command sees what the earlier ones wrote); after the
+        commit, send the replies in order. Returns each command's reply, None for one abandoned
+        (or for all, if the store failed). The caller acks the deliveries."""
+        hosted = [(self._hosted(name), message) for name, message in commands]
+        if not hosted:
+            return []
+        self._received += len(hosted)
+        try:
+            replies = await self._transact_many(hosted)
+        except Exception:
+            for n, (name, message) in enumerate(commands):
+                warn(name, message, "abandoned, no reply: the store failed", exc_info=n == 0)
+            replies = [None] * len(hosted)
+        sent = [reply for reply in replies if reply is not None]
+        self._abandoned += len(hosted) - len(sent)
+        if sent:
+            crashpoints.hit("participant.after_commit")
+            await self._transport.send_many(sent)
+            self._replies += len(sent)
+        return replies
+
     async def _transact(self, participant: Participant, message: Envelope) -> Envelope:
+        """One command, one transaction (without ``group_commit``)."""
         name = participant.name
+        self._transactions += 1
         try:
             async with self._store.transaction(name) as tx:
-                if message.kind is MessageKind.EXECUTE:
-                    decision = await self._execute(participant, message, tx)
-                elif message.kind is MessageKind.COMPENSATE:
-                    decision = await self._compensate(participant, message, tx)
-                else:
-                    self._abandon(participant, message, f"a {message.kind.value} is no command")
-                return await self._commit(participant, message, tx, decision)
-        except _TryFailed as failed:
+                decision = await self._decide(participant, message, tx)
+                reply = await self._commit(participant, message, tx, decision)
+                crashpoints.hit("participant.before_commit")
+                return reply
+        except TryFailed as failed:
             # The handler's writes are rolled back; the failed try is recorded on its own.
-            decision = (_FAILED, None, failed.reason, LedgerEffect.COMPENSATION_FAILED)
+            self._transactions += 1
             async with self._store.transaction(name) as tx:
+                reply = await self._commit(participant, message, tx, failed.decision)
+                crashpoints.hit("participant.before_commit")
+                return reply
+
+    async def _transact_many(
+        self, commands: Sequence[tuple[Participant, Envelope]]
+    ) -> list[Envelope | None]:
+        replies: list[Envelope | None] = []
+        async with self._store.batch() as batch:
+            self._transactions += 1
+            # BEGIN and every inbox entry the rules will read, in one go.
+            await batch.prefetch(at for p, m in commands for at in inbox_keys(p.name, m))
+            for participant, message in commands:
+                replies.append(await self._savepoint(batch, participant, message))
+            if any(reply is not None for reply in replies):
+                crashpoints.hit("participant.before_commit")
+        return replies
+
+    async def _savepoint(
+        self, batch: ParticipantBatch, participant: Participant, message: Envelope
+    ) -> Envelope | None:
+        """One command of a batch; None if it was abandoned (its savepoint rolled back)."""
+        try:
+            async with batch.savepoint(participant.name) as tx:
+                decision = await self._decide(participant, message, tx)
                 return await self._commit(participant, message, tx, decision)
+        except Abandon:
+            return None
+        except TryFailed as failed:
+            async with batch.savepoint(participant.name) as tx:
+                return await self._commit(participant, message, tx, failed.decision)
 
     async def _commit(
-        self, participant: Participant, message: Envelope, tx: ParticipantTx, decision: _Decision
+        self, participant: Participant, message: Envelope, tx: ParticipantTx, decision: Decision
     ) -> Envelope:
-        """The reply, its ledger and send records appended to ``tx``; the last moment before the
-        commit."""
-        outcome, result, reason, effect = decision
-        reply = self._reply(participant.name, message, outcome, result, reason)
+        """The reply, with its ledger and send records appended to ``tx``."""
+        outcome, _, _, effect = decision
+        reply = self._reply(participant.name, message, decision)
         now = self._clock.now()
         saga, step = message.saga_id, message.step
         records: list[tuple[Any, ...]] = []
@@ -269,119 +361,10 @@ class ParticipantHost:
              reply.kind.value, step, reply.operation, reply.attempt, outcome.value)
         )  # fmt: skip
         await tx.append_trace(records)
-        crashpoints.hit("participant.before_commit")
         return reply
 
-    async def _execute(
-        self, participant: Participant, message: Envelope, tx: ParticipantTx
-    ) -> _Decision:
-        key = message.idempotency_key
-        entry = await tx.inbox_get(key)
-        if entry is not None and entry.kind == "tombstone":
-            return (_FAILED, None, BLOCKED_REASON, LedgerEffect.ACTION_BLOCKED)
-        if entry is not None and entry.kind == "action" and self._dedup:
-            return (Outcome(entry.outcome), entry.result, entry.reason, None)
-        handler = participant.actions.get(message.operation)
-        if handler is None:
-            self._abandon(participant, message, "no handler for this action")
-        self._calls += 1
-        try:
-            result = await self._call(participant, message, handler(action_call(message, tx)))
-        except Refused as refused:
-            decision: _Decision = (_FAILED, None, refused.reason, LedgerEffect.ACTION_FAILED)
-        else:
-            if result is None:
-                reason = f"{participant.name} declined {message.operation}"
-                decision = (_FAILED, None, reason, LedgerEffect.ACTION_FAILED)
-            elif isinstance(result, Mapping) and is_json_value(result):
-                # A plain JSON copy, as the engine keeps it: what was handed out stays what it
-                # was, and compares equal to what a compensation is handed back.
-                decision = (_SUCCEEDED, plain_json(result), "", LedgerEffect.ACTION)
-            else:
-                self._abandon(
-                    participant, message,
-                    f"the handler returned {result!r}: a result must be a mapping of JSON data "
-                    "(or None, or raise Refused, for a definite failure)",
-                )  # fmt: skip
-        outcome, kept, reason, _ = decision
-        await tx.inbox_put(key, InboxEntry("action", outcome.value, kept, reason))
-        return decision
-
-    async def _compensate(
-        self, participant: Participant, message: Envelope, tx: ParticipantTx
-    ) -> _Decision:
-        key, action_key = message.idempotency_key, message.action_key
-        entry = await tx.inbox_get(key)
-        if entry is not None and entry.kind == "compensation" and self._dedup:
-            return (_SUCCEEDED, None, "", None)
-        if action_key is None:
-            self._abandon(participant, message, "a compensation without an action_key")
-        known = await tx.inbox_get(action_key)
-        if known is not None and known.kind != "action":
-            known = None  # a tombstone: the action was never applied
-        handed_out = known.result if known is not None else None
-        claimed = message.action_result
-        if claimed is not None and claimed != handed_out:
-            reason = f"refused: {participant.name} never handed out {dict(claimed)}"
-            return (_FAILED, None, reason, LedgerEffect.COMPENSATION_REFUSED)
-        if known is not None and known.outcome == _SUCCEEDED.value and handed_out is not None:
-            handler = participant.compensations.get(message.operation)
-            if handler is None:
-                self._abandon(participant, message, "no handler for this compensation")
-            self._calls += 1
-            try:
-                call = compensation_call(message, action_key, handed_out, tx)
-                await self._call(participant, message, handler(call))
-            except Refused as refused:
-                raise _TryFailed(refused.reason) from None
-            except _Abandon:
-                raise
-            except Exception as error:
-                _warn(participant.name, message, "this try failed", exc_info=True)
-                raise _TryFailed(f"{type(error).__name__}: {error}") from None
-            effect = LedgerEffect.COMPENSATION
-        else:
-            if self._tombstones:
-                await tx.inbox_put(action_key, InboxEntry("tombstone"))
-            effect = LedgerEffect.COMPENSATION_NOOP
-        await tx.inbox_put(key, InboxEntry("compensation", _SUCCEEDED.value))
-        return (_SUCCEEDED, None, "", effect)
-
-    async def _call(self, participant: Participant, message: Envelope, run: Awaitable[_T]) -> _T:
-        """Await a handler, within ``handler_timeout``; an action's exception (not Refused)
-        abandons the command, and so does outliving the timeout."""
-        is_action = message.kind is MessageKind.EXECUTE
-        scope = asyncio.timeout(self._timeout)
-        try:
-            async with scope:
-                return await run
-        except TimeoutError:
-            if scope.expired():
-                self._abandon(participant, message, f"the handler hung ({self._timeout} s)")
-            if is_action:
-                self._abandon(participant, message, "the handler raised", exc_info=True)
-            raise
-        except Refused:
-            raise
-        except Exception:
-            if is_action:
-                self._abandon(participant, message, "the handler raised", exc_info=True)
-            raise
-
-    def _abandon(
-        self, participant: Participant, message: Envelope, why: str, *, exc_info: bool = False
-    ) -> NoReturn:
-        _warn(participant.name, message, f"abandoned, no reply: {why}", exc_info=exc_info)
-        raise _Abandon(why)
-
-    def _reply(
-        self,
-        name: str,
-        message: Envelope,
-        outcome: Outcome,
-        result: Mapping[str, Any] | None,
-        reason: str,
-    ) -> Envelope:
+    def _reply(self, name: str, message: Envelope, decision: Decision) -> Envelope:
+        outcome, result, reason, _ = decision
         self._next_id += 1
         kind = (
             MessageKind.ACTION_REPLY

@@ -1,12 +1,10 @@
 """A store in dicts: the reference semantics of :class:`~sagafsm.runtime.store.Store`, for tests
 and the in-process runtime.
 
-It keeps what the SQLite store keeps, encoded the same way: snapshots, results, outbox messages,
-inbox results and trace records are held as JSON text, so data that SQLite would refuse is refused
-here too, and what comes back has been through JSON in both (tuples come back as lists, trace
-records as tuples). The batch checks and the encoding live here, once, and the SQLite store uses
-them: a Hypothesis test runs random commit sequences through both and compares everything they
-report.
+It keeps what the SQLite store keeps, encoded the same way (:mod:`.store_encoding`): snapshots,
+results, outbox messages, inbox results and trace records are held as JSON text, so data that
+SQLite would refuse is refused here too, and what comes back has been through JSON in both. A
+Hypothesis test runs random commit sequences through both and compares everything they report.
 
 Its data lives as long as the object: ``close()`` then ``open()`` again finds everything, which is
 how tests "restart" an in-process runtime on the same memory store.
@@ -15,171 +13,27 @@ how tests "restart" an in-process runtime on the same memory store.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final
 
 from ..errors import InvalidArgument, InvalidConfig
 from .errors import StoreError
-from .store import KEEP, Commit, InboxEntry, OutboxRow, SagaStatus, StoredSaga, TimerRow
+from .store import Commit, InboxEntry, OutboxRow, SagaStatus, StoredSaga, TimerRow
+from .store_encoding import (
+    DEFAULT_RETENTION,
+    RESOLVABLE,
+    EncodedBatch,
+    InboxRow,
+    check_retention,
+    check_states,
+    decode_entry,
+    decode_records,
+    encode_entry,
+    encode_records,
+    loads,
+)
 
 __all__ = ["MemoryStore"]
-
-DEFAULT_RETENTION: Final = 7 * 86400.0
-"""Seconds a finished saga's status is kept before :meth:`prune` may drop it (the runtime asks)."""
-
-INBOX_KINDS: Final = frozenset({"action", "tombstone", "compensation"})
-
-RESOLVABLE: Final = "operator_required"
-"""The one state :meth:`MemoryStore.resolve` (and the SQLite store's) marks resolved."""
-
-
-def _not_json(value: object) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _compact_encoder() -> Callable[[Any], str]:
-    """Compact JSON (ASCII: lone surrogates survive SQLite) through the C encoder built once.
-
-    ``JSONEncoder.encode`` builds a C encoder on every call, a few microseconds that a commit
-    pays per snapshot, message and result. Without the circular-reference markers a cycle is a
-    RecursionError (caught as "not JSON"). If this Python's private encoder API differs, the
-    public encoder is used instead."""
-    public = json.JSONEncoder(separators=(",", ":"), default=_not_json).encode
-    try:
-        make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-        # (markers, default, string encoder, indent, ":", ",", sort_keys, skipkeys, allow_nan)
-        options = (None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",")
-        encode = make(*options, False, False, True)
-
-        def dumps(value: Any) -> str:
-            return "".join(encode(value, 0))
-
-        probe = {"a": [1, 2.5, None, True, "\u00e9\ud800"], "b": {"c": -0.0}}
-        if dumps(probe) == public(probe):
-            return dumps
-    except Exception:  # any difference: the public encoder will do
-        pass
-    return public
-
-
-dumps: Final = _compact_encoder()
-loads: Final = json.loads
-
-_NOT_JSON: Final = (TypeError, ValueError, RecursionError)
-
-
-class EncodedBatch:
-    """A batch of :class:`Commit` checked and encoded once, before any store changes.
-
-    ``inserts`` rows are ``(saga_id, definition, state, reason, results, snapshot, now, now)``,
-    ``updates`` rows ``(state, reason, results, snapshot, now, saga_id)`` in commit order;
-    ``timers`` maps a saga to the timer it ends the batch with (None: cancelled), the last
-    non-KEEP word of its commits (finishing cancels); ``outbox`` rows are ``(saga_id, message)``
-    beside the caller's ``messages``; ``records`` is every trace record of the batch, in order,
-    as one JSON list (None if there are none). JSON values are text.
-    """
-
-    __slots__ = ("inserts", "messages", "outbox", "records", "timers", "updates")
-
-    def __init__(self, commits: Sequence[Commit]) -> None:
-        inserts: list[tuple[Any, ...]] = []
-        updates: list[tuple[Any, ...]] = []
-        outbox: list[tuple[str, str]] = []
-        messages: list[dict[str, Any]] = []
-        timers: dict[str, TimerRow | None] = {}
-        records: list[tuple[Any, ...]] = []
-        seen: set[str] = set()
-        encode = dumps
-        for commit in commits:
-            saga_id = commit.saga_id
-            snapshot = commit.snapshot
-            results = commit.results
-            try:
-                snapshot_json = None if snapshot is None else encode(snapshot)
-                results_json = None if results is None else encode(results)
-                for message in commit.outbox:
-                    outbox.append((saga_id, encode(message)))
-            except _NOT_JSON as error:
-                raise InvalidArgument(
-                    f"saga {saga_id!r}: a commit holds data that is not JSON ({error})"
-                ) from None
-            messages.extend(commit.outbox)
-            records.extend(commit.records)
-            now = float(commit.now)
-            if commit.started:
-                if saga_id in seen:
-                    raise InvalidArgument(f"saga {saga_id!r}: started after its first commit")
-                row = (saga_id, commit.definition, commit.state, commit.reason)
-                inserts.append((*row, results_json, snapshot_json, now, now))
-            else:
-                updates.append(
-                    (commit.state, commit.reason, results_json, snapshot_json, now, saga_id)
-                )
-            seen.add(saga_id)
-            timer = commit.timer
-            if snapshot is None:
-                timers[saga_id] = None
-            elif timer is not KEEP:
-                if timer is not None and timer.saga_id != saga_id:
-                    raise InvalidArgument(
-                        f"saga {saga_id!r}: its commit arms a timer of saga {timer.saga_id!r}"
-                    )
-                timers[saga_id] = timer
-        self.inserts = inserts
-        self.updates = updates
-        self.outbox = outbox
-        self.messages = messages
-        self.timers = timers
-        self.records = encode_records(records) if records else None
-
-
-def encode_records(records: Sequence[tuple[Any, ...]]) -> str:
-    """Trace records as one JSON list of lists (a trace row holds one append's records)."""
-    try:
-        return dumps(records)
-    except _NOT_JSON:
-        for record in records:
-            try:
-                dumps(record)
-            except _NOT_JSON as error:
-                raise InvalidArgument(
-                    f"trace record {record!r} is not JSON data ({error})"
-                ) from None
-        raise
-
-
-def decode_records(chunks: Iterable[str]) -> list[tuple[Any, ...]]:
-    return [tuple(record) for chunk in chunks for record in loads(chunk)]
-
-
-def encode_entry(key: str, entry: InboxEntry) -> tuple[str, str | None, str | None, str]:
-    """An inbox entry as ``(kind, outcome, result, reason)`` with the result as JSON text."""
-    if entry.kind not in INBOX_KINDS:
-        raise InvalidArgument(
-            f"inbox key {key!r}: kind {entry.kind!r} is not one of {sorted(INBOX_KINDS)}"
-        )
-    try:
-        result = None if entry.result is None else dumps(entry.result)
-    except _NOT_JSON as error:
-        raise InvalidArgument(f"inbox key {key!r}: its result is not JSON ({error})") from None
-    return (entry.kind, entry.outcome, result, entry.reason)
-
-
-def decode_entry(row: Sequence[Any]) -> InboxEntry:
-    kind, outcome, result, reason = row
-    return InboxEntry(kind, outcome, None if result is None else loads(result), reason)
-
-
-def check_states(states: Collection[str] | None) -> None:
-    if isinstance(states, str):
-        raise InvalidArgument(f"states must be a collection of names, not the string {states!r}")
-
-
-def check_retention(retention: float) -> float:
-    if not isinstance(retention, int | float) or not retention >= 0 or retention == float("inf"):
-        raise InvalidArgument(f"retention must be finite seconds >= 0, got {retention!r}")
-    return float(retention)
 
 
 class MemoryStore:
@@ -370,22 +224,26 @@ class MemoryStore:
         self._check_open()
         return _MemoryTransaction(self, participant)
 
+    def batch(self) -> _MemoryBatch:
+        self._check_open()
+        return _MemoryBatch(self)
 
-class _MemoryTransaction:
-    """A participant transaction: reads see committed entries and this transaction's own writes;
-    writes are staged and applied on a clean exit. The store's participant lock is taken at the
-    first read (or at the commit), so transactions that read the inbox run one at a time."""
 
-    __slots__ = ("_locked", "_participant", "_puts", "_records", "_store")
+class _MemoryBatch:
+    """One participant transaction holding savepoints of many commands: released savepoints'
+    writes are staged here and applied on a clean exit. The store's participant lock is taken at
+    the first read (or at the commit), so batches and transactions that read the inbox run one at
+    a time."""
 
-    def __init__(self, store: MemoryStore, participant: str) -> None:
+    __slots__ = ("_locked", "_puts", "_records", "_store")
+
+    def __init__(self, store: MemoryStore) -> None:
         self._store = store
-        self._participant = participant
-        self._puts: dict[str, tuple[str, str | None, str | None, str]] = {}
+        self._puts: dict[tuple[str, str], InboxRow] = {}
         self._records: list[str] = []  # one JSON list per append_trace
         self._locked = False
 
-    async def __aenter__(self) -> _MemoryTransaction:
+    async def __aenter__(self) -> _MemoryBatch:
         return self
 
     async def _begin(self) -> None:
@@ -399,21 +257,53 @@ class _MemoryTransaction:
                 await self._begin()
                 store = self._store
                 store._check_open()
-                participant = self._participant
-                for key, row in self._puts.items():
-                    store._inbox[participant, key] = row
+                store._inbox.update(self._puts)
                 store._trace.extend(self._records)
         finally:
             if self._locked:
                 self._locked = False
                 self._store._participant_lock.release()
 
-    async def inbox_get(self, key: str) -> InboxEntry | None:
-        staged = self._puts.get(key)
-        if staged is not None:
-            return decode_entry(staged)
+    async def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Nothing to read ahead in memory; the batch begins (takes the lock)."""
         await self._begin()
-        row = self._store._inbox.get((self._participant, key))
+
+    def savepoint(self, participant: str) -> _MemorySavepoint:
+        return _MemorySavepoint(self, participant)
+
+
+class _MemorySavepoint:
+    """One participant's part of a batch: reads see its own writes, then those of the savepoints
+    released before it, then the store; a clean exit hands its writes to the batch, an exception
+    drops them."""
+
+    __slots__ = ("_batch", "_participant", "_puts", "_records")
+
+    def __init__(self, batch: _MemoryBatch, participant: str) -> None:
+        self._batch = batch
+        self._participant = participant
+        self._puts: dict[str, InboxRow] = {}
+        self._records: list[str] = []
+
+    async def __aenter__(self) -> _MemorySavepoint:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            batch, participant = self._batch, self._participant
+            for key, row in self._puts.items():
+                batch._puts[participant, key] = row
+            batch._records.extend(self._records)
+
+    async def _begin(self) -> None:
+        await self._batch._begin()
+
+    async def inbox_get(self, key: str) -> InboxEntry | None:
+        row = self._puts.get(key)
+        if row is None:
+            await self._begin()
+            at = (self._participant, key)
+            row = self._batch._puts.get(at) or self._batch._store._inbox.get(at)
         return None if row is None else decode_entry(row)
 
     async def inbox_put(self, key: str, entry: InboxEntry) -> None:
@@ -428,3 +318,19 @@ class _MemoryTransaction:
             f"participant {self._participant!r}: ParticipantTx.execute needs a SQL store "
             f"(sqlite:///PATH), not {MemoryStore.name}"
         )
+
+
+class _MemoryTransaction(_MemorySavepoint):
+    """A participant transaction on its own: the one savepoint of a batch of its own, committed
+    (or rolled back) with it."""
+
+    __slots__ = ()
+
+    def __init__(self, store: MemoryStore, participant: str) -> None:
+        super().__init__(_MemoryBatch(store), participant)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        try:
+            await super().__aexit__(exc_type, *rest)
+        finally:
+            await self._batch.__aexit__(exc_type, *rest)

@@ -1,5 +1,6 @@
 """The SQLite store's file side: its schema and numbered migrations, the checks made before a file
-is touched, and every statement a store operation runs, each operation one synchronous function.
+is touched, and every statement the orchestrator's store operations run, each operation one
+synchronous function (the participants' inbox statements are in :mod:`.sqlite_inbox`).
 
 Rules for this module: it is plain synchronous :mod:`sqlite3` and knows nothing of asyncio; each
 function below takes a connection and runs on that connection's own thread (the store hands it
@@ -23,8 +24,8 @@ from urllib.request import pathname2url
 
 from ..errors import InvalidArgument
 from .errors import StoreError
-from .memory_store import EncodedBatch, loads
 from .store import OutboxRow, SagaStatus
+from .store_encoding import EncodedBatch, loads
 
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "inspect", "migrate", "read_version"]
 
@@ -227,14 +228,6 @@ PRUNE: Final = (
 RESOLVE: Final = (
     "UPDATE sagafsm_sagas SET resolution = ? WHERE saga_id = ? AND state = ? AND resolution IS NULL"
 )
-INBOX_GET: Final = (
-    "SELECT kind, outcome, result, reason FROM sagafsm_inbox WHERE participant = ? AND key = ?"
-)
-# The inbox's primary key: one entry per (participant, key); a later entry replaces it.
-INBOX_PUT: Final = (
-    "INSERT OR REPLACE INTO sagafsm_inbox (participant, key, kind, outcome, result, reason) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
 
 
 def rollback(conn: sqlite3.Connection) -> None:
@@ -377,27 +370,3 @@ def resolve(conn: sqlite3.Connection, row: tuple[str, str, str], records: str | 
         rollback(conn)
         raise
     return changed
-
-
-def begin_and(
-    conn: sqlite3.Connection, begin: bool, sql: str, parameters: Sequence[Any]
-) -> list[Any]:
-    if begin:
-        conn.execute(BEGIN)
-    return conn.execute(sql, parameters).fetchall()
-
-
-def finish(
-    conn: sqlite3.Connection, begin: bool, puts: list[tuple[Any, ...]], records: list[str]
-) -> None:
-    if begin:
-        conn.execute(BEGIN)
-    try:
-        if puts:
-            conn.executemany(INBOX_PUT, puts)
-        if records:
-            conn.executemany(APPEND, [(chunk,) for chunk in records])
-        conn.execute(COMMIT)
-    except BaseException:
-        rollback(conn)
-        raise

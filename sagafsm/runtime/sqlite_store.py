@@ -14,10 +14,11 @@ Why it is built this way:
 - Writes of one store object (orchestrator commits and participant transactions) also take one
   asyncio lock, so they queue in the event loop instead of polling SQLite's lock in a sleep loop.
 
-This module is the asyncio side (threads, locks, open and close, the participant transaction);
-every statement, and the synchronous function running it, is in :mod:`.sqlite_schema`. Batches
-are checked and encoded by :class:`~sagafsm.runtime.memory_store.EncodedBatch`, the code the
-memory store runs, so both refuse the same batches.
+This module is the asyncio side of the orchestrator's store (threads, locks, open and close);
+every statement it runs, and the synchronous function running it, is in :mod:`.sqlite_schema`;
+the participants' transactions, batches and savepoints are in :mod:`.sqlite_inbox`. Batches are
+checked and encoded by :class:`~sagafsm.runtime.store_encoding.EncodedBatch`, the code the memory
+store runs, so both refuse the same batches.
 """
 
 from __future__ import annotations
@@ -32,19 +33,18 @@ from typing import Any, Final, TypeVar
 from ..errors import InvalidArgument
 from . import sqlite_schema as _sql
 from .errors import StoreError
-from .memory_store import (
+from .sqlite_inbox import SqliteBatch, SqliteTransaction
+from .store import Commit, OutboxRow, SagaStatus, StoredSaga, TimerRow
+from .store_encoding import (
     DEFAULT_RETENTION,
     RESOLVABLE,
     EncodedBatch,
     check_retention,
     check_states,
-    decode_entry,
     decode_records,
-    encode_entry,
     encode_records,
     loads,
 )
-from .store import Commit, InboxEntry, OutboxRow, SagaStatus, StoredSaga, TimerRow
 
 __all__ = ["SqliteStore"]
 
@@ -150,17 +150,19 @@ class SqliteStore:
         self._write_lock = asyncio.Lock()  # the object may be reopened under another loop
 
     async def close(self) -> None:
+        """Close both connections. The store counts as closed from the first moment: a hop asked
+        for meanwhile is refused, and one asked for before runs first (each connection's hops
+        and its close queue on its own thread)."""
         loop = asyncio.get_running_loop()
-        for executor, conn in (
-            (self._participant_executor, self._participant_conn),
-            (self._executor, self._conn),
-        ):
-            if executor is not None:
-                if conn is not None:
-                    await loop.run_in_executor(executor, conn.close)
-                executor.shutdown(wait=False)
-        self._executor = self._conn = None
-        self._participant_executor = self._participant_conn = None
+        participants, executor, conn = self._participant_executor, self._executor, self._conn
+        self._executor = self._conn = self._participant_executor = None
+        if participants is not None:
+            await loop.run_in_executor(participants, self._close_participant_connection)
+            participants.shutdown(wait=False)
+        if executor is not None:
+            if conn is not None:
+                await loop.run_in_executor(executor, conn.close)
+            executor.shutdown(wait=False)
 
     async def __aenter__(self) -> SqliteStore:
         await self.open()
@@ -263,88 +265,49 @@ class SqliteStore:
 
     # -- the participants' side ---------------------------------------------------------------
 
-    def transaction(self, participant: str) -> _SqliteTransaction:
+    def transaction(self, participant: str) -> SqliteTransaction:
         if self._executor is None:
             raise StoreError(f"{self.path}: the store is not open")
-        return _SqliteTransaction(self, participant)
+        return SqliteTransaction(self._write_lock, self._participant_call, participant)
+
+    def batch(self) -> SqliteBatch:
+        if self._executor is None:
+            raise StoreError(f"{self.path}: the store is not open")
+        return SqliteBatch(self._write_lock, self._participant_call)
 
     async def _participant_call(self, function: Callable[..., _T], *args: Any) -> _T:
-        """One hop on the participants' connection, opened at the first call. Callers hold the
-        write lock, so two first calls cannot both open one."""
-        executor, conn = self._participant_executor, self._participant_conn
+        """One hop on the participants' thread, whose connection its first hop opens. Once
+        submitted, the hop runs to its end even if the caller is cancelled: the next hop relies
+        on what it did."""
+        if self._executor is None:
+            raise StoreError(f"{self.path}: the store is not open")
+        executor = self._participant_executor
+        if executor is None:
+            executor = ThreadPoolExecutor(1, thread_name_prefix="sagafsm-participant")
+            self._participant_executor = executor
         loop = asyncio.get_running_loop()
-        if executor is None or conn is None:
-            if self._executor is None:
-                raise StoreError(f"{self.path}: the store is not open")
-            if executor is None:
-                executor = ThreadPoolExecutor(1, thread_name_prefix="sagafsm-participant")
-                self._participant_executor = executor
-            conn = self._participant_conn = await loop.run_in_executor(executor, self._connect)
-        return await loop.run_in_executor(executor, function, conn, *args)
-
-
-class _SqliteTransaction:
-    """A participant transaction. ``BEGIN IMMEDIATE`` rides on its first statement (an inbox read
-    or :meth:`execute`); inbox writes and ledger records are staged and written with the
-    ``COMMIT``, so a typical handled message costs two hops. Reads see this transaction's staged
-    inbox writes."""
-
-    __slots__ = ("_begun", "_locked", "_participant", "_puts", "_records", "_store")
-
-    def __init__(self, store: SqliteStore, participant: str) -> None:
-        self._store = store
-        self._participant = participant
-        self._puts: dict[str, tuple[str, str | None, str | None, str]] = {}
-        self._records: list[str] = []  # one JSON list per append_trace
-        self._locked = False
-        self._begun = False
-
-    async def __aenter__(self) -> _SqliteTransaction:
-        return self
-
-    async def _lock(self) -> bool:
-        """Take the store's write lock if this transaction does not hold it yet; returns whether
-        the next statement must begin the SQLite transaction."""
-        if not self._locked:
-            await self._store._write_lock.acquire()
-            self._locked = True
-        begin = not self._begun
-        self._begun = True  # set before the hop: the hop runs even if this task is cancelled
-        return begin
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        store = self._store
+        hop = loop.run_in_executor(executor, self._on_participant_thread, function, args)
         try:
-            if exc_type is None:
-                if self._puts or self._records or self._begun:
-                    begin = await self._lock()
-                    puts = [(self._participant, key, *row) for key, row in self._puts.items()]
-                    await store._participant_call(_sql.finish, begin, puts, self._records)
-            elif self._begun:
-                await store._participant_call(_sql.rollback)
-        finally:
-            if self._locked:
-                self._locked = False
-                store._write_lock.release()
+            return await asyncio.shield(hop)
+        except asyncio.CancelledError:
+            hop.add_done_callback(_retrieve)  # nobody awaits it now: its error is no news
+            raise
 
-    async def inbox_get(self, key: str) -> InboxEntry | None:
-        staged = self._puts.get(key)
-        if staged is not None:
-            return decode_entry(staged)
-        begin = await self._lock()
-        rows = await self._store._participant_call(
-            _sql.begin_and, begin, _sql.INBOX_GET, (self._participant, key)
-        )
-        return decode_entry(rows[0]) if rows else None
+    def _on_participant_thread(self, function: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+        """Runs ``function(connection, *args)`` on the participants' thread, which alone touches
+        that connection (opening it here, at the first hop, leaves no moment at which a close
+        could miss a connection being opened)."""
+        conn = self._participant_conn
+        if conn is None:
+            conn = self._participant_conn = self._connect()
+        return function(conn, *args)
 
-    async def inbox_put(self, key: str, entry: InboxEntry) -> None:
-        self._puts[key] = encode_entry(key, entry)
+    def _close_participant_connection(self) -> None:
+        conn, self._participant_conn = self._participant_conn, None
+        if conn is not None:
+            conn.close()  # rolls back a transaction left open (its batch was abandoned)
 
-    async def append_trace(self, records: Sequence[tuple[Any, ...]]) -> None:
-        if records:
-            self._records.append(encode_records(records))
 
-    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement of the participant's own in this transaction; its rows."""
-        begin = await self._lock()
-        return await self._store._participant_call(_sql.begin_and, begin, sql, parameters)
+def _retrieve(hop: asyncio.Future[Any]) -> None:
+    if not hop.cancelled():
+        hop.exception()

@@ -12,7 +12,7 @@ sagas: that is the unit a crash either keeps whole or loses whole.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
 
@@ -30,6 +30,7 @@ __all__ = [
     "Store",
     "ParticipantStore",
     "ParticipantTx",
+    "ParticipantBatch",
 ]
 
 
@@ -192,7 +193,26 @@ class ParticipantTx(Protocol):
         """Run SQL on the participant's own tables inside this transaction."""
 
 
+class ParticipantBatch(Protocol):
+    """One participant transaction for several commands (group commit), each in a savepoint of
+    its own: what one command's handler broke is undone alone, and the rest commit together."""
+
+    async def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Read these ``(participant, key)`` inbox entries ahead, in one go (SQLite: with the
+        ``BEGIN``, in one hop), so that the savepoints' reads of them cost nothing."""
+
+    def savepoint(self, participant: str) -> AbstractAsyncContextManager[ParticipantTx]:
+        """One command's part: on a clean exit its writes stay in the batch (and commit with
+        it), on an exception they are undone, the participant's own SQL included. Its reads see
+        the writes of the savepoints released before it. One savepoint at a time: open the next
+        once the last has ended."""
+
+
 class ParticipantStore(Protocol):
     def transaction(self, participant: str) -> AbstractAsyncContextManager[ParticipantTx]:
         """Commit on a clean exit, roll back on an exception; one participant's transactions
         run one at a time."""
+
+    def batch(self) -> AbstractAsyncContextManager[ParticipantBatch]:
+        """A transaction for savepoints of any participants: commit on a clean exit, roll back
+        everything on an exception. Batches and transactions of one store run one at a time."""
