@@ -228,7 +228,9 @@ def main() -> None:
         "sagas": args.sagas,
         "concurrency": args.concurrency,
         "sagas_per_second": args.sagas / seconds,
-        "completed_per_second": last["states"].get("completed", 0) / last["seconds"],
+        "completed_per_second": statistics.median(
+            r["states"].get("completed", 0) / r["seconds"] for r in runs
+        ),
         "orchestrator_commits_per_saga": last["orchestrator_commits"] / args.sagas,
         "participant_transactions_per_saga": last["participant_transactions"] / args.sagas,
         "trace_records_per_saga": last["records"] / args.sagas,
