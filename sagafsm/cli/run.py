@@ -170,15 +170,7 @@ def format_real_report(result: Any, store: str, kill_every: float | None) -> str
         f"wall time           {result.wall_seconds:.2f} s ({result.events:,} trace records)",
         "",
     ]
-    if result.stopped:
-        lines.append(f"STOPPED EARLY       {result.stopped}")
-    if result.violations:
-        lines.append(f"VIOLATIONS ({len(result.violations)})")
-        for violation in result.violations[:20]:
-            where = f"saga {violation.saga_id}" if violation.saga_id else "run"
-            lines.append(f"  [{violation.property}] {where}: {violation.detail}")
-        if len(result.violations) > 20:
-            lines.append(f"  ... and {len(result.violations) - 20} more (see --json)")
-    else:
-        lines.append("violations          none")
+    from ..sim.report import verdict_lines  # the simulator's report ends the same way
+
+    lines += verdict_lines(result.stopped, result.violations)
     return "\n".join(lines)

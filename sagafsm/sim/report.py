@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..checks import Violation
 from .result import RunResult
 
 __all__ = ["format_report", "format_seed_summary"]
@@ -73,18 +75,23 @@ def format_report(result: RunResult) -> str:
         f"trace digest        {result.digest}",
         "",
     ]
-    if result.stopped:
-        lines.append(f"STOPPED EARLY       {result.stopped}")
-    if result.violations:
-        lines.append(f"VIOLATIONS ({len(result.violations)})")
-        for violation in result.violations[:20]:
-            where = f"saga {violation.saga_id}" if violation.saga_id else "run"
-            lines.append(f"  [{violation.property}] {where}: {violation.detail}")
-        if len(result.violations) > 20:
-            lines.append(f"  ... and {len(result.violations) - 20} more (see --json)")
-    else:
-        lines.append("violations          none")
+    lines += verdict_lines(result.stopped, result.violations)
     return "\n".join(lines)
+
+
+def verdict_lines(stopped: str | None, violations: Sequence[Violation]) -> list[str]:
+    """The end of a report, simulated or real: why the run stopped early, and its violations
+    (the first 20)."""
+    lines = [f"STOPPED EARLY       {stopped}"] if stopped else []
+    if not violations:
+        return [*lines, "violations          none"]
+    lines.append(f"VIOLATIONS ({len(violations)})")
+    for violation in violations[:20]:
+        where = f"saga {violation.saga_id}" if violation.saga_id else "run"
+        lines.append(f"  [{violation.property}] {where}: {violation.detail}")
+    if len(violations) > 20:
+        lines.append(f"  ... and {len(violations) - 20} more (see --json)")
+    return lines
 
 
 def format_seed_summary(results: list[RunResult], summary: dict[str, Any]) -> str:
