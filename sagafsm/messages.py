@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["MessageKind", "Outcome", "Envelope", "NO_PAYLOAD", "ORCHESTRATOR"]
+__all__ = ["MessageKind", "Outcome", "Envelope", "NO_PAYLOAD", "ORCHESTRATOR", "reply_to"]
 
 ORCHESTRATOR = "orchestrator"
 """The node name of the orchestrator: the source of every command, the destination of replies."""
@@ -78,3 +78,37 @@ class Envelope:
     @property
     def correlation_id(self) -> str:
         return self.saga_id
+
+
+def reply_to(
+    command: Envelope,
+    *,
+    message_id: int,
+    source: str,
+    outcome: Outcome,
+    result: Mapping[str, Any] | None = None,
+    reason: str = "",
+) -> Envelope:
+    """A participant's answer to ``command``: its kind, key, step, operation and attempt, caused
+    by it, addressed to the orchestrator (the simulated participants and the runtime's host both
+    answer with it)."""
+    kind = (
+        MessageKind.ACTION_REPLY
+        if command.kind is MessageKind.EXECUTE
+        else MessageKind.COMPENSATION_REPLY
+    )
+    return Envelope(
+        message_id=message_id,
+        kind=kind,
+        saga_id=command.saga_id,
+        causation_id=command.message_id,
+        idempotency_key=command.idempotency_key,
+        source=source,
+        dest=ORCHESTRATOR,
+        step=command.step,
+        operation=command.operation,
+        attempt=command.attempt,
+        outcome=outcome,
+        result=result,
+        reason=reason,
+    )

@@ -27,7 +27,7 @@ from typing import Any, Final
 import attrs
 
 from ..errors import InvalidArgument, InvalidConfig
-from ..messages import Envelope, MessageKind
+from ..messages import Envelope, reply_to
 from . import crashpoints
 from .clock import Clock
 from .inbox import BLOCKED_REASON, Abandon, Decision, InboxRules, TryFailed, inbox_keys, warn
@@ -366,22 +366,10 @@ class ParticipantHost(InboxRules):
     def _reply(self, name: str, message: Envelope, decision: Decision) -> Envelope:
         outcome, result, reason, _ = decision
         self._next_id += 1
-        kind = (
-            MessageKind.ACTION_REPLY
-            if message.kind is MessageKind.EXECUTE
-            else MessageKind.COMPENSATION_REPLY
-        )
-        return Envelope(
+        return reply_to(
+            message,
             message_id=self._next_id,
-            kind=kind,
-            saga_id=message.saga_id,
-            causation_id=message.message_id,
-            idempotency_key=message.idempotency_key,
             source=name,
-            dest=ORCHESTRATOR,
-            step=message.step,
-            operation=message.operation,
-            attempt=message.attempt,
             outcome=outcome,
             result=result,
             reason=reason,

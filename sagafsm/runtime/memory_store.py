@@ -31,6 +31,7 @@ from .store_encoding import (
     encode_entry,
     encode_records,
     loads,
+    status_from_row,
 )
 
 __all__ = ["MemoryStore"]
@@ -152,32 +153,17 @@ class MemoryStore:
         self._check_open()
         return sorted(self._timers.values(), key=lambda timer: (timer.due, timer.saga_id))
 
-    @staticmethod
-    def _status(saga_id: str, saga: list[Any]) -> SagaStatus:
-        definition, state, reason, results, snapshot, started_at, updated_at, resolution = saga
-        return SagaStatus(
-            saga_id=saga_id,
-            definition=definition,
-            state=state,
-            reason=reason,
-            results=None if results is None else loads(results),
-            snapshot=None if snapshot is None else loads(snapshot),
-            started_at=started_at,
-            updated_at=updated_at,
-            resolution=resolution,
-        )
-
     async def status(self, saga_id: str) -> SagaStatus | None:
         self._check_open()
         saga = self._sagas.get(saga_id)
-        return None if saga is None else self._status(saga_id, saga)
+        return None if saga is None else status_from_row((saga_id, *saga))
 
     async def sagas(self, states: Collection[str] | None = None) -> list[SagaStatus]:
         self._check_open()
         check_states(states)
         wanted = None if states is None else frozenset(states)
         return [
-            self._status(saga_id, saga)
+            status_from_row((saga_id, *saga))
             for saga_id, saga in self._sagas.items()
             if wanted is None or saga[1] in wanted
         ]

@@ -24,8 +24,8 @@ from urllib.request import pathname2url
 
 from ..errors import InvalidArgument
 from .errors import StoreError
-from .store import OutboxRow, SagaStatus
-from .store_encoding import EncodedBatch, loads
+from .store import OutboxRow
+from .store_encoding import EncodedBatch
 
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "inspect", "migrate", "read_version"]
 
@@ -342,21 +342,6 @@ def prune(conn: sqlite3.Connection, finished_before: float) -> int:
         rollback(conn)
         raise
     return count
-
-
-def status(row: Sequence[Any]) -> SagaStatus:
-    saga_id, definition, state, reason, results, snapshot, started_at, updated_at, resolution = row
-    return SagaStatus(
-        saga_id=saga_id,
-        definition=definition,
-        state=state,
-        reason=reason,
-        results=None if results is None else loads(results),
-        snapshot=None if snapshot is None else loads(snapshot),
-        started_at=started_at,
-        updated_at=updated_at,
-        resolution=resolution,
-    )
 
 
 def resolve(conn: sqlite3.Connection, row: tuple[str, str, str], records: str | None) -> bool:

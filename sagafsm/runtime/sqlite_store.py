@@ -44,6 +44,7 @@ from .store_encoding import (
     decode_records,
     encode_records,
     loads,
+    status_from_row,
 )
 
 __all__ = ["SqliteStore"]
@@ -231,7 +232,7 @@ class SqliteStore:
 
     async def status(self, saga_id: str) -> SagaStatus | None:
         rows = await self._call(_sql.fetch, _sql.STATUS, (saga_id,))
-        return _sql.status(rows[0]) if rows else None
+        return status_from_row(rows[0]) if rows else None
 
     async def sagas(self, states: Collection[str] | None = None) -> list[SagaStatus]:
         check_states(states)
@@ -244,7 +245,7 @@ class SqliteStore:
             marks = ", ".join("?" * len(wanted))
             sql = f"{_sql.STATUS_COLUMNS} WHERE state IN ({marks}) ORDER BY start_seq"
             parameters = wanted
-        return [_sql.status(row) for row in await self._call(_sql.fetch, sql, parameters)]
+        return [status_from_row(row) for row in await self._call(_sql.fetch, sql, parameters)]
 
     async def trace(self) -> list[tuple[Any, ...]]:
         rows = await self._call(_sql.fetch, _sql.TRACE, ())

@@ -14,9 +14,10 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Final
 
 from ..errors import InvalidArgument
-from .store import KEEP, Commit, InboxEntry, TimerRow
+from .store import KEEP, Commit, InboxEntry, SagaStatus, TimerRow
 
 __all__ = [
+    "status_from_row",
     "DEFAULT_RETENTION",
     "INBOX_KINDS",
     "RESOLVABLE",
@@ -191,3 +192,21 @@ def check_retention(retention: float) -> float:
     if not isinstance(retention, int | float) or not retention >= 0 or retention == float("inf"):
         raise InvalidArgument(f"retention must be finite seconds >= 0, got {retention!r}")
     return float(retention)
+
+
+def status_from_row(row: Sequence[Any]) -> SagaStatus:
+    """A saga's status from its stored columns, in the order both stores keep them:
+    ``(saga_id, definition, state, reason, results, snapshot, started_at, updated_at,
+    resolution)``, results and snapshot as encoded JSON (or None)."""
+    saga_id, definition, state, reason, results, snapshot, started_at, updated_at, resolution = row
+    return SagaStatus(
+        saga_id=saga_id,
+        definition=definition,
+        state=state,
+        reason=reason,
+        results=None if results is None else loads(results),
+        snapshot=None if snapshot is None else loads(snapshot),
+        started_at=started_at,
+        updated_at=updated_at,
+        resolution=resolution,
+    )

@@ -31,9 +31,9 @@ import simpy
 from .._validate import is_json_value, plain_json
 from ..errors import InvalidConfig
 from ..history import LedgerEffect
-from ..messages import Envelope, MessageKind, Outcome
+from ..messages import Envelope, MessageKind, Outcome, reply_to
 from .config import ParticipantConfig
-from .network import ORCHESTRATOR, Network
+from .network import Network
 from .scenario import Declined, Service
 from .trace import Trace
 
@@ -255,24 +255,12 @@ class SimParticipant:
 
     def _reply(self, message: Envelope, reply: Reply) -> None:
         network = self._network
-        kind = (
-            MessageKind.ACTION_REPLY
-            if message.kind is MessageKind.EXECUTE
-            else MessageKind.COMPENSATION_REPLY
-        )
         outcome, result, reason = reply
         network.send(
-            Envelope(
+            reply_to(
+                message,
                 message_id=network.next_message_id(),
-                kind=kind,
-                saga_id=message.saga_id,
-                causation_id=message.message_id,
-                idempotency_key=message.idempotency_key,
                 source=self.name,
-                dest=ORCHESTRATOR,
-                step=message.step,
-                operation=message.operation,
-                attempt=message.attempt,
                 outcome=outcome,
                 result=result,
                 reason=reason,
