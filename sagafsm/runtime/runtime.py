@@ -127,7 +127,9 @@ class Runtime:
         self._batch_size = batch_size
         self._queue: asyncio.Queue[_Start | _Inbound] = asyncio.Queue()
         self._timers = TimerTable()
-        self._finished: dict[str, asyncio.Future[None]] = {}
+        self._finished: dict[str, asyncio.Future[SagaStatus | None]] = {}
+        self._started_at: dict[str, float] = {}
+        """When each saga started in this runtime's life began: wait() answers from memory."""
         self._tasks: list[asyncio.Task[None]] = []
         self._message_ids: Iterator[int] = iter(())
         self._saga_ids: Iterator[int] = iter(())
@@ -283,16 +285,18 @@ class Runtime:
         waiter = self._finished.get(saga_id)
         if waiter is None:
             waiter = self._finished[saga_id] = _future()
-        status = await self._store.status(saga_id)
-        if status is None or status.state in _FINAL_STATES:
-            if self._finished.get(saga_id) is waiter:
-                del self._finished[saga_id]
-            if status is None:
-                raise InvalidArgument(f"no saga {saga_id!r} in this runtime's store")
-            return status
-        await asyncio.shield(waiter)
-        finished = await self._store.status(saga_id)  # as stored: started_at included
-        assert finished is not None
+        if saga_id not in self._core:  # finished already, or not this runtime's: ask the store
+            status = await self._store.status(saga_id)
+            if status is None or status.state in _FINAL_STATES:
+                if self._finished.get(saga_id) is waiter:
+                    del self._finished[saga_id]
+                if status is None:
+                    raise InvalidArgument(f"no saga {saga_id!r} in this runtime's store")
+                return status
+        finished = await asyncio.shield(waiter)
+        if finished is None:  # recovered at open: its started_at is in the store alone
+            finished = await self._store.status(saga_id)
+            assert finished is not None
         return finished
 
     @property
@@ -359,6 +363,7 @@ class Runtime:
                     item.accepted.set_exception(error)
                     continue
                 accepted.append(item)
+                self._started_at[item.saga_id] = now
                 transaction.records.insert(0, (now, "start", item.saga_id, item.definition.name))
                 transactions.append(transaction)
                 causes.append(None)
@@ -393,7 +398,7 @@ class Runtime:
     ) -> None:
         commits: list[Commit] = []
         envelopes: list[Envelope] = []
-        finished: list[Transaction] = []
+        finished: list[Commit] = []
         message_id = self._message_ids.__next__
         for at, transaction in enumerate(transactions):
             cause = causes[at] if at < len(causes) else None
@@ -401,7 +406,7 @@ class Runtime:
             commits.append(commit)
             envelopes += sent
             if transaction.finished is not None:
-                finished.append(transaction)
+                finished.append(commit)
         rows = await self._commit(commits)
         if receipts:
             await self._transport.ack(ORCHESTRATOR, receipts)
@@ -411,8 +416,8 @@ class Runtime:
                 self._timers.arm(transaction.saga_id, timer.timer_id, transaction.now + timer.delay)
             elif isinstance(timer, CancelTimer):
                 self._timers.cancel(transaction.saga_id)
-        for transaction in finished:
-            self._finish(transaction)
+        for commit in finished:
+            self._finish(commit)
         await self._publish(rows, loose, envelopes if len(envelopes) == len(rows) else None)
 
     async def _commit(self, commits: list[Commit]) -> list[OutboxRow]:
@@ -442,13 +447,30 @@ class Runtime:
         crashpoints.hit("orchestrator.after_publish")
         await self._store.mark_sent([row.id for row in rows], records)
 
-    def _finish(self, transaction: Transaction) -> None:
-        saga_id = transaction.saga_id
+    def _finish(self, commit: Commit) -> None:
+        """Drop a finished saga, and answer its waiters with the status just committed (what
+        the store now holds, so wait() costs no read), or None for a recovered saga."""
+        saga_id = commit.saga_id
         self._core.drop(saga_id)
         self._timers.cancel(saga_id)
+        started_at = self._started_at.pop(saga_id, None)
         waiter = self._finished.pop(saga_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)  # wait() reads the finished status back from the store
+        if waiter is None or waiter.done():
+            return
+        if started_at is None:
+            waiter.set_result(None)
+            return
+        status = SagaStatus(
+            saga_id=saga_id,
+            definition=commit.definition,
+            state=commit.state,
+            reason=commit.reason,
+            results=commit.results,
+            snapshot=None,
+            started_at=started_at,
+            updated_at=commit.now,
+        )
+        waiter.set_result(status)
 
     # -- timers --------------------------------------------------------------------------------
 
