@@ -61,6 +61,9 @@ class SqliteStore:
     ``synchronous`` is ``"NORMAL"`` (default) or ``"FULL"``; ``busy_timeout`` is how many seconds
     a write waits for another process's write lock; ``retention`` is how long the runtime keeps a
     finished saga's status before it calls :meth:`prune` (this class never prunes by itself).
+    ``migrate=False`` opens only a store already at this version's schema (an operator's command
+    must not upgrade a file under a running runtime of the version before): a missing, empty or
+    older store is refused with :class:`StoreError`.
 
     Participant transactions share one connection (and thread) of their own, opened at the first
     one: they run one at a time per store object, from their first statement to their end, and the
@@ -75,6 +78,7 @@ class SqliteStore:
         synchronous: str = "NORMAL",
         busy_timeout: float = 10.0,
         retention: float = DEFAULT_RETENTION,
+        migrate: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         if not isinstance(self.path, str) or not self.path:
@@ -89,7 +93,10 @@ class SqliteStore:
                 f"{self.path}: busy_timeout must be a finite number of seconds >= 0, "
                 f"got {busy_timeout!r}"
             )
+        if not isinstance(migrate, bool):
+            raise InvalidArgument(f"{self.path}: migrate must be a bool, got {migrate!r}")
         self.synchronous = synchronous
+        self.migrate = migrate
         self.busy_timeout = float(busy_timeout)
         self.retention = check_retention(retention)
         self._executor: ThreadPoolExecutor | None = None
@@ -118,7 +125,15 @@ class SqliteStore:
 
     def _create(self) -> sqlite3.Connection:
         """Check the file, then connect and create or migrate the schema (one transaction)."""
-        _sql.inspect(self.path)  # refuses before SQLite touches anything
+        found = _sql.inspect(self.path)  # refuses before SQLite touches anything
+        if not self.migrate and found < _sql.SCHEMA_VERSION:
+            if found == 0:
+                raise StoreError(f"{self.path}: not a sagafsm store (it holds no schema)")
+            raise StoreError(
+                f"{self.path}: its schema is version {found}, older than this sagafsm's "
+                f"{_sql.SCHEMA_VERSION}; this command does not upgrade it (a runtime of this "
+                "version does, when it opens the store)"
+            )
         try:
             conn = self._connect()
         except sqlite3.Error as error:
