@@ -199,6 +199,33 @@ def test_opening_prunes_finished_sagas_older_than_the_stores_retention() -> None
     assert asyncio.run(main()) == (2, 0)
 
 
+def test_a_runtime_that_stays_open_prunes_as_its_clock_passes_the_retention() -> None:
+    """Not only at open: once a tenth of the retention has passed, the next batch prunes the
+    sagas finished more than the retention ago, and keeps the recent ones."""
+
+    async def main() -> tuple[int, list[str]]:
+        store, shop = MemoryStore(retention=60.0), Shop()
+        transport, clock = InProcessTransport(), VirtualClock(0.0)
+        async with Runtime(store, transport, [ORDER], clock=clock) as runtime:
+            host = host_for(shop, transport, store, clock)
+            hosting = asyncio.create_task(host.run())
+            old = await runtime.start(ORDER, {"amount": 1})
+            await runtime.wait(old)
+            clock.advance(30.0)
+            recent = await runtime.start(ORDER, {"amount": 2})
+            await runtime.wait(recent)
+            assert runtime.pruned == 0  # 30 s: the old one is within the retention
+            clock.advance(35.0)
+            await runtime.wait(await runtime.start(ORDER, {"amount": 3}))
+            kept = [status.saga_id for status in await store.sagas()]
+            await host.close()
+            await hosting
+        return runtime.pruned, [old, recent, *kept]
+
+    pruned, (old, recent, *kept) = asyncio.run(main())
+    assert pruned == 1 and old not in kept and recent in kept and len(kept) == 2
+
+
 def test_wait_returns_the_status_as_stored_with_its_start_time() -> None:
     """A waiter made before the saga finished gets the stored status, started_at included."""
 

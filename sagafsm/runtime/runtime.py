@@ -140,7 +140,10 @@ class Runtime:
         self.recovered = 0
         """Unfinished sagas taken over from the store when the runtime opened."""
         self.pruned = 0
-        """Finished sagas' statuses dropped at open, past the store's ``retention``."""
+        """Finished sagas' statuses dropped past the store's ``retention`` (at open, then as the
+        clock passes each tenth of the retention, at most an hour apart)."""
+        self._retention = 0.0
+        self._prune_due: float | None = None
         self.commits = 0
         """Store transactions committed by the loop (each one a batch)."""
         self.failure: BaseException | None = None
@@ -182,9 +185,11 @@ class Runtime:
             self._timers.arm(row.saga_id, row.timer_id, row.due)
         retention = getattr(self._store, "retention", None)
         if isinstance(retention, (int, float)) and retention > 0:
+            self._retention = float(retention)
             # Finished sagas' statuses older than the store's retention go (an unresolved
             # operator_required saga stays): the store grows with recent sagas, not all of them.
             self.pruned = await self._store.prune(now - retention)
+            self._prune_due = now + self._prune_interval()
         restart: RawRecord = (now, "restart", None, ORCHESTRATOR, len(stored))
         await self._store.append_trace([restart])
         self._open = True
@@ -331,6 +336,8 @@ class Runtime:
                         break
                     batch.append(item)
                 await self._apply(batch)
+                if self._prune_due is not None and self._clock.now() >= self._prune_due:
+                    await self._prune()
             except BaseException as error:
                 if not isinstance(error, (asyncio.CancelledError, crashpoints.CrashPointReached)):
                     log.exception("the sagafsm runtime loop failed")
@@ -446,6 +453,19 @@ class Runtime:
             records.append(send_record(now, envelope))
         crashpoints.hit("orchestrator.after_publish")
         await self._store.mark_sent([row.id for row in rows], records)
+
+    def _prune_interval(self) -> float:
+        # A tenth of the retention: a status outlives it by 10% at most; an hour at the most,
+        # so a store with a long retention is not pruned in one big transaction.
+        return min(self._retention / 10, 3600.0)
+
+    async def _prune(self) -> None:
+        """Between batches, as the loop is the store's one writer here: the statuses of sagas
+        finished more than the retention ago go (the store keeps unresolved operator_required
+        ones). The loop runs it only while it works: an idle runtime adds nothing to prune."""
+        now = self._clock.now()
+        self.pruned += await self._store.prune(now - self._retention)
+        self._prune_due = now + self._prune_interval()
 
     def _finish(self, commit: Commit) -> None:
         """Drop a finished saga, and answer its waiters with the status just committed (what
