@@ -281,7 +281,8 @@ def test_wait_answers_from_memory_exactly_what_the_store_holds(
         return pairs
 
     pairs = asyncio.run(main())
-    assert [waited.state for waited, _ in pairs] == ["completed", "completed", "failed", "completed"]
+    states = [waited.state for waited, _ in pairs]
+    assert states == ["completed", "completed", "failed", "completed"]
     assert pairs[2][0].reason == "step 'charge' failed: insufficient funds"
     for waited, stored in pairs:
         assert waited == stored
