@@ -39,6 +39,7 @@ from .commits import commit_of, send_record
 from .store import Commit, OutboxRow, SagaStatus, Store
 from .timer_table import TimerTable
 from .transport import Transport, TransportClosed
+from .waiters import FinishWaiters, quiet_future
 
 __all__ = ["Runtime", "SagaFailedToStart"]
 
@@ -83,19 +84,6 @@ class _Inbound:
         """A record written before the move (``timer_fired``)."""
 
 
-def _future() -> asyncio.Future[Any]:
-    """A future whose failure need not be retrieved: a caller that gave up waiting (cancelled)
-    leaves it behind, and the runtime failing it when it stops is not news to anyone."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    future.add_done_callback(_retrieve)
-    return future
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 _STOP: Any = object()
 """Queued by close(): the loop stops once the batch before it is committed and published."""
 
@@ -127,9 +115,7 @@ class Runtime:
         self._batch_size = batch_size
         self._queue: asyncio.Queue[_Start | _Inbound] = asyncio.Queue()
         self._timers = TimerTable()
-        self._finished: dict[str, asyncio.Future[SagaStatus | None]] = {}
-        self._started_at: dict[str, float] = {}
-        """When each saga started in this runtime's life began: wait() answers from memory."""
+        self._waiters = FinishWaiters()
         self._tasks: list[asyncio.Task[None]] = []
         self._message_ids: Iterator[int] = iter(())
         self._saga_ids: Iterator[int] = iter(())
@@ -221,10 +207,7 @@ class Runtime:
             item = self._queue.get_nowait()
             if isinstance(item, _Start) and not item.accepted.done():
                 item.accepted.set_exception(stopped)
-        for waiter in self._finished.values():
-            if not waiter.done():
-                waiter.set_exception(stopped)
-        self._finished.clear()
+        self._waiters.fail(stopped)
 
     async def abandon(self) -> None:
         """Stop at once, as a killed process would: no batch is finished, nothing is flushed.
@@ -277,7 +260,7 @@ class Runtime:
             )
         if saga_id is None:
             saga_id = f"{definition.name}-{self._boot}-{next(self._saga_ids)}"
-        accepted: asyncio.Future[str] = _future()
+        accepted: asyncio.Future[str] = quiet_future()
         self._queue.put_nowait(_Start(definition, saga_id, data, accepted))
         return await accepted
 
@@ -286,15 +269,11 @@ class Runtime:
 
     async def wait(self, saga_id: str) -> SagaStatus:
         """The saga's status once it has finished (its ``results`` and ``reason`` set)."""
-        # The waiter exists before the store is read: a finish committed meanwhile resolves it.
-        waiter = self._finished.get(saga_id)
-        if waiter is None:
-            waiter = self._finished[saga_id] = _future()
+        waiter = self._waiters.waiter(saga_id)
         if saga_id not in self._core:  # finished already, or not this runtime's: ask the store
             status = await self._store.status(saga_id)
             if status is None or status.state in _FINAL_STATES:
-                if self._finished.get(saga_id) is waiter:
-                    del self._finished[saga_id]
+                self._waiters.discard(saga_id, waiter)
                 if status is None:
                     raise InvalidArgument(f"no saga {saga_id!r} in this runtime's store")
                 return status
@@ -370,7 +349,7 @@ class Runtime:
                     item.accepted.set_exception(error)
                     continue
                 accepted.append(item)
-                self._started_at[item.saga_id] = now
+                self._waiters.started(item.saga_id, now)
                 transaction.records.insert(0, (now, "start", item.saga_id, item.definition.name))
                 transactions.append(transaction)
                 causes.append(None)
@@ -468,29 +447,9 @@ class Runtime:
         self._prune_due = now + self._prune_interval()
 
     def _finish(self, commit: Commit) -> None:
-        """Drop a finished saga, and answer its waiters with the status just committed (what
-        the store now holds, so wait() costs no read), or None for a recovered saga."""
-        saga_id = commit.saga_id
-        self._core.drop(saga_id)
-        self._timers.cancel(saga_id)
-        started_at = self._started_at.pop(saga_id, None)
-        waiter = self._finished.pop(saga_id, None)
-        if waiter is None or waiter.done():
-            return
-        if started_at is None:
-            waiter.set_result(None)
-            return
-        status = SagaStatus(
-            saga_id=saga_id,
-            definition=commit.definition,
-            state=commit.state,
-            reason=commit.reason,
-            results=commit.results,
-            snapshot=None,
-            started_at=started_at,
-            updated_at=commit.now,
-        )
-        waiter.set_result(status)
+        self._core.drop(commit.saga_id)
+        self._timers.cancel(commit.saga_id)
+        self._waiters.finished(commit)
 
     # -- timers --------------------------------------------------------------------------------
 
