@@ -13,7 +13,7 @@ refuses those first) and stops at :data:`MAX_PATHS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -91,7 +91,7 @@ class Path:
 def consumers_of(table: TableLike) -> dict[str, list[Reaction]]:
     """Each event, and the reactions to it in declaration order."""
     found: dict[str, list[Reaction]] = {}
-    reactions: Iterable[Reaction] = (*table.steps, *table.compensations, *table.outcomes)
+    reactions: list[Reaction] = [*table.steps, *table.compensations, *table.outcomes]
     for reaction in reactions:
         for event in reaction.consumes:
             found.setdefault(event, []).append(reaction)
@@ -116,7 +116,7 @@ def _react(run: _Run, cause: int, reaction: Reaction) -> list[_Run]:
             )
             for event, ok in outcomes
         ]
-    emitted = reaction.emits if isinstance(reaction, CompensationReaction) else reaction.event
+    (emitted,) = reaction.produces
     return [((*occurrences, Occurrence(emitted, cause, reaction)), (*queue, at), choices)]
 
 

@@ -67,7 +67,7 @@ def _events(value: str | Iterable[str]) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, Iterable):
         return tuple(value)
-    return (value,)  # type: ignore[unreachable]  # a wrong type: refused by the check
+    return (value,)  # a wrong type: refused by the check
 
 
 def _check_on(on: tuple[str, ...], where: str, *, may_be_empty: bool = False) -> None:
@@ -145,7 +145,8 @@ class ChoreographyStep:
             raise InvalidDefinition(f"{where}: success and failure are both {self.success!r}")
 
     @property
-    def emits(self) -> tuple[str, ...]:
+    def produces(self) -> tuple[str, ...]:
+        """Every event this reaction may emit."""
         return (self.success,) if self.failure is None else (self.success, self.failure)
 
     @property
@@ -182,6 +183,10 @@ class CompensationReaction:
         return self.on
 
     @property
+    def produces(self) -> tuple[str, ...]:
+        return (self.emits,)
+
+    @property
     def label(self) -> str:
         return f"the compensation of {self.step!r}"
 
@@ -204,7 +209,7 @@ class OutcomeReaction:
             raise InvalidDefinition(f"{where}: completed and concurrent must be True or False")
 
     @property
-    def emits(self) -> tuple[str, ...]:
+    def produces(self) -> tuple[str, ...]:
         return (self.event,)
 
     @property
@@ -220,19 +225,26 @@ Reaction = ChoreographyStep | CompensationReaction | OutcomeReaction
 """One row of the table: what happens on an event."""
 
 
-def _tuple_of(kind: type[Any], what: str) -> Any:
-    def convert(values: Iterable[Any]) -> tuple[Any, ...]:
-        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise InvalidDefinition(f"choreography {what} must be a sequence, got {values!r}")
-        result = tuple(values)
-        for value in result:
-            if not isinstance(value, kind):
-                raise InvalidDefinition(
-                    f"choreography {what}: expected {kind.__name__}, got {value!r}"
-                )
-        return result
+def _tuple_of(values: Iterable[Any], kind: type[Any], what: str) -> tuple[Any, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InvalidDefinition(f"choreography {what} must be a sequence, got {values!r}")
+    result = tuple(values)
+    for value in result:
+        if not isinstance(value, kind):
+            raise InvalidDefinition(f"choreography {what}: expected {kind.__name__}, got {value!r}")
+    return result
 
-    return convert
+
+def _steps(values: Iterable[ChoreographyStep]) -> tuple[ChoreographyStep, ...]:
+    return _tuple_of(values, ChoreographyStep, "steps")
+
+
+def _compensations(values: Iterable[CompensationReaction]) -> tuple[CompensationReaction, ...]:
+    return _tuple_of(values, CompensationReaction, "compensations")
+
+
+def _outcomes(values: Iterable[OutcomeReaction]) -> tuple[OutcomeReaction, ...]:
+    return _tuple_of(values, OutcomeReaction, "outcomes")
 
 
 @attrs.frozen(kw_only=True)
@@ -249,15 +261,11 @@ class ChoreographyDefinition:
     name: str
     initiator: str
     start: str
-    steps: tuple[ChoreographyStep, ...] = attrs.field(
-        converter=_tuple_of(ChoreographyStep, "steps")
-    )
+    steps: tuple[ChoreographyStep, ...] = attrs.field(converter=_steps)
     compensations: tuple[CompensationReaction, ...] = attrs.field(
-        converter=_tuple_of(CompensationReaction, "compensations"), default=()
+        converter=_compensations, default=()
     )
-    outcomes: tuple[OutcomeReaction, ...] = attrs.field(
-        converter=_tuple_of(OutcomeReaction, "outcomes"), default=()
-    )
+    outcomes: tuple[OutcomeReaction, ...] = attrs.field(converter=_outcomes, default=())
     deadline: float | None = None
 
     def __attrs_post_init__(self) -> None:

@@ -52,13 +52,14 @@ def problems(table: TableLike) -> list[InvalidDefinition]:
 
 def _emitters(table: TableLike) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {table.start: [f"the initiator {table.initiator!r}"]}
-    for step in table.steps:
-        for event in step.emits:
-            found.setdefault(event, []).append(step.label)
-    for reaction in (*table.compensations, *table.outcomes):
-        emitted = reaction.emits if isinstance(reaction, CompensationReaction) else reaction.event
-        found.setdefault(emitted, []).append(reaction.label)
+    for reaction in _reactions(table):
+        for event in reaction.produces:
+            found.setdefault(event, []).append(reaction.label)
     return found
+
+
+def _reactions(table: TableLike) -> list[Reaction]:
+    return [*table.steps, *table.compensations, *table.outcomes]
 
 
 def _static(table: TableLike) -> Iterator[str]:
@@ -72,6 +73,7 @@ def _static(table: TableLike) -> Iterator[str]:
         yield f"more than one pivot step ({' and '.join(map(repr, pivots))}): keep one"
     emitters = _emitters(table)
     for event, by in emitters.items():
+        by = list(dict.fromkeys(by))  # a step compensated twice is reported once, below
         if len(by) > 1:
             yield (
                 f"event {event!r} is emitted by both {by[0]} and {by[1]}: each event needs one "
@@ -143,15 +145,7 @@ def _loop(table: TableLike, consumers: Mapping[str, Sequence[Reaction]]) -> list
     """A cycle of events (each causing the next through some reaction), if there is one."""
 
     def following(event: str) -> list[str]:
-        found: list[str] = []
-        for reaction in consumers.get(event, ()):
-            if isinstance(reaction, ChoreographyStep):
-                found += reaction.emits
-            elif isinstance(reaction, CompensationReaction):
-                found.append(reaction.emits)
-            else:
-                found.append(reaction.event)
-        return found
+        return [e for reaction in consumers.get(event, ()) for e in reaction.produces]
 
     done: set[str] = set()
     for root in consumers:
@@ -192,8 +186,8 @@ def _on_paths(
             f"outcome event: react to {event!r} (a compensation, or .fails(...) once everything "
             "that landed is undone), or stop emitting it"
         )
-    for reaction in (*table.steps, *table.outcomes):
-        if reaction.label not in ran:
+    for reaction in _reactions(table):
+        if not isinstance(reaction, CompensationReaction) and reaction.label not in ran:
             yield (
                 f"{reaction.label} never runs: no path reaches any of "
                 f"{', '.join(map(repr, reaction.consumes))}; react to an event that happens"
