@@ -58,9 +58,14 @@ def draw_sequence(
                 arrowprops={"arrowstyle": "->", "color": color},
             )
             axes.text(
-                (x[sender] + x[receiver]) / 2, y + 0.04, event, ha="center", va="bottom",
-                fontsize=7, color=color,
-            )  # fmt: skip
+                (x[sender] + x[receiver]) / 2,
+                y + 0.04,
+                event,
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color=color,
+            )
         axes.text(
             x[receiver],
             y - 0.3,
@@ -69,9 +74,12 @@ def draw_sequence(
             va="center",
             fontsize=6.5,
             style="italic",
-            bbox={"boxstyle": "round", "facecolor": "#fdecea" if undo else "white",
-                  "edgecolor": "#999999"},
-        )  # fmt: skip
+            bbox={
+                "boxstyle": "round",
+                "facecolor": "#fdecea" if undo else "white",
+                "edgecolor": "#999999",
+            },
+        )
     axes.set_xlim(-_COLUMN / 2, (len(participants) - 0.5) * _COLUMN)
     axes.set_ylim(-height - 0.4, 0.8)
     axes.set_title(title + "  (time runs down; each arrow is one event)", fontsize=9)

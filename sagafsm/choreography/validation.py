@@ -180,12 +180,21 @@ def _on_paths(
             if event not in terminal and event not in consumers:
                 stranded.setdefault(event, path.describe())
         yield from _one_path(path, [s.name for s in table.steps])
-    for event, how in stranded.items():
-        yield (
-            f"event {event!r} is consumed by nothing, so, {how}, the saga stops there with no "
-            f"outcome event: react to {event!r} (a compensation, or .fails(...) once everything "
-            "that landed is undone), or stop emitting it"
-        )
+    for event, by in _emitters(table).items():
+        if event in terminal or event in consumers:
+            continue
+        how = stranded.get(event)
+        if how is None:  # on no fault-free path: a deadline-only compensation's, say
+            yield (
+                f"event {event!r} (emitted by {by[0]}) is consumed by nothing, so a saga that "
+                f"emits it stops there with no outcome event: react to {event!r}"
+            )
+        else:
+            yield (
+                f"event {event!r} is consumed by nothing, so, {how}, the saga stops there with "
+                f"no outcome event: react to {event!r} (a compensation, or .fails(...) once "
+                "everything that landed is undone), or stop emitting it"
+            )
     for reaction in _reactions(table):
         if not isinstance(reaction, CompensationReaction) and reaction.label not in ran:
             yield (
@@ -216,13 +225,20 @@ def _one_path(path: Path, step_names: list[str]) -> Iterator[str]:
         if reaction.step not in landed or not path.before(landed[reaction.step][0], i):
             yield (
                 f"{reaction.label} reacts to {path.occurrences[occurrence.cause or 0].event!r}, "
-                f"which {how} happens though step {reaction.step!r} did not land before it: "
+                f"which happens ({how}) though step {reaction.step!r} did not land before it: "
                 "compensate a step only on events that follow its success event"
             )
         if pivot is not None and path.before(pivot[0], i):
             yield (
                 f"{reaction.label} runs {how}, after the pivot {pivot[1].name!r} succeeded: "
                 "nothing before the pivot is undone once it succeeds"
+            )
+    for earlier, later in _pairs(path, landed, compensated):
+        if not path.before(compensated[later], compensated[earlier]):
+            yield (
+                f"{how}, {earlier!r} is not compensated after {later!r}, which landed after it: "
+                f"undo in reverse order (the compensation of {later!r} first, then that of "
+                f"{earlier!r}, reacting to the event the first emits)"
             )
     outcomes = path.emitted_by(OutcomeReaction)
     if len(outcomes) > 1:
@@ -288,3 +304,15 @@ def _failure(
                 f"{how}, the saga fails after retriable step {name!r} landed, which nothing can "
                 "undo: put retriable steps after the pivot"
             )
+
+
+def _pairs(
+    path: Path, landed: Mapping[str, tuple[int, ChoreographyStep]], compensated: Mapping[str, int]
+) -> Iterator[tuple[str, str]]:
+    """Each (earlier, later) pair of compensated steps, ``earlier`` having landed causally
+    before ``later``: the orchestrator's reverse order, which a choreography must keep."""
+    undone = [name for name in compensated if name in landed]
+    for earlier in undone:
+        for later in undone:
+            if earlier != later and path.before(landed[earlier][0], landed[later][0]):
+                yield earlier, later
