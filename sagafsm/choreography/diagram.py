@@ -56,6 +56,8 @@ def flow_mermaid(definition: ChoreographyDefinition) -> str:
             f'    c{i}["{step.participant}: {step.compensation}<br/><i>undoes {undo.step}</i>"]'
         )
         lines += [f"    {_event(event)} --> c{i}" for event in undo.on]
+        if not undo.on:  # nothing in the table starts it: only its participant's deadline
+            lines.append(f'    d{i}>"deadline of {undo.step}"] -.-> c{i}')
         lines.append(f"    c{i} --> {_event(undo.emits)}([{undo.emits}])")
     for event, outcome in outcomes.items():
         verdict = "completed" if outcome.completed else "failed"
