@@ -38,7 +38,7 @@ def test_the_flow_has_every_event_and_every_reaction_of_the_table() -> None:
         assert f"([{undo.emits}])" in text
     assert "    e_InventoryReleased -- orders --> e_OrderFailed" in text
     assert "e_OrderFulfilled(((" in text
-    assert ">\"deadline of" not in text  # every compensation here is started by an event
+    assert '>"deadline of' not in text  # every compensation here is started by an event
     derived = flow_mermaid(choreography_from(scenario().definition))
     assert '>"deadline of send_confirmation"] -.-> c3' in derived
 

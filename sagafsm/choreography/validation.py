@@ -58,6 +58,15 @@ def _emitters(table: TableLike) -> dict[str, list[str]]:
     return found
 
 
+def _emitters_of(table: TableLike) -> dict[str, list[Reaction]]:
+    """Each event, and the rows that emit it (the start event: none, the initiator does)."""
+    found: dict[str, list[Reaction]] = {table.start: []}
+    for reaction in _reactions(table):
+        for event in reaction.produces:
+            found.setdefault(event, []).append(reaction)
+    return found
+
+
 def _reactions(table: TableLike) -> list[Reaction]:
     return [*table.steps, *table.compensations, *table.outcomes]
 
@@ -195,11 +204,25 @@ def _on_paths(
                 f"no outcome event: react to {event!r} (a compensation, or .fails(...) once "
                 "everything that landed is undone), or stop emitting it"
             )
+    emitters = _emitters_of(table)
     for reaction in _reactions(table):
-        if not isinstance(reaction, CompensationReaction) and reaction.label not in ran:
+        if isinstance(reaction, CompensationReaction) or reaction.label in ran:
+            continue
+        # a row reacting to an event nothing emits, or that only rows which never run emit, is
+        # reported at its root: what is left reacts only to deadline-only compensations' events
+        unseen = [
+            e
+            for e in reaction.consumes
+            if e not in emitters
+            or any(
+                not isinstance(r, CompensationReaction) and r.label not in ran for r in emitters[e]
+            )
+        ]
+        if not unseen:
             yield (
-                f"{reaction.label} never runs: no path reaches any of "
-                f"{', '.join(map(repr, reaction.consumes))}; react to an event that happens"
+                f"{reaction.label} never runs on a fault-free path: it reacts only to "
+                f"{', '.join(map(repr, reaction.consumes))}, which only compensations that no "
+                "event starts emit; react to an event that happens"
             )
 
 
@@ -256,23 +279,28 @@ def _completion(
     path: Path, at: int, event: str, compensated: Mapping[str, int], step_names: list[str]
 ) -> Iterator[str]:
     how = path.describe()
-    for name, ok in path.choices:
-        if not ok:
-            yield f"{event!r} (completed) is announced {how}, though {name!r} failed"
-    for name in compensated:
-        yield f"{event!r} (completed) is announced {how}, though {name!r} was compensated"
+    failed = [name for name, ok in path.choices if not ok]
+    if failed or compensated:
+        said = [f"{', '.join(map(repr, failed))} failed"] if failed else []
+        if compensated:
+            said.append(f"{', '.join(map(repr, compensated))} compensated")
+        yield (
+            f"{event!r} (completed) is announced {how}, though {' and '.join(said)}: announce "
+            "the completion only on the last step's success event"
+        )
+        return
     chain = set(path.chain(at))
     succeeded = {
         o.by.name
         for i, o in path.emitted_by(ChoreographyStep)
         if i in chain and o.succeeded and isinstance(o.by, ChoreographyStep)
     }
-    for name in step_names:
-        if name not in succeeded and all(ok for _, ok in path.choices):
-            yield (
-                f"{event!r} (completed) is announced {how} before step {name!r} succeeded: "
-                f"announce it on the last step's success event"
-            )
+    missing = [name for name in step_names if name not in succeeded]
+    if missing:
+        yield (
+            f"{event!r} (completed) is announced {how} before step {missing[0]!r} succeeded: "
+            "announce it on the last step's success event"
+        )
 
 
 def _failure(
