@@ -51,11 +51,12 @@ def problems(table: TableLike) -> list[InvalidDefinition]:
 
 
 def _emitters(table: TableLike) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {table.start: [f"the initiator {table.initiator!r}"]}
-    for reaction in _reactions(table):
-        for event in reaction.produces:
-            found.setdefault(event, []).append(reaction.label)
-    return found
+    """Each event, and who emits it, as the messages name them."""
+    return {
+        event: [f"the initiator {table.initiator!r}"] * (event == table.start)
+        + [r.label for r in rows]
+        for event, rows in _emitters_of(table).items()
+    }
 
 
 def _emitters_of(table: TableLike) -> dict[str, list[Reaction]]:
