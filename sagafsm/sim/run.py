@@ -390,7 +390,7 @@ def simulate(
     wall_start = time.perf_counter()
     definition = effective_definition(scenario, config)
     coverage = Coverage()
-    checker = StreamingChecker(definition, on_checked=coverage.observe_history)
+    checker = StreamingChecker(definition)
     listeners = [checker.observe] if observe is None else [checker.observe, observe]
     trace = Trace(trace_path, listeners)
     run = _Run(scenario, config, trace, progress, mutant)
@@ -406,6 +406,7 @@ def simulate(
         trace.close()
     wall = time.perf_counter() - wall_start
     violations: list[Violation] = list(checker.finish())
+    coverage.observe_moves(checker.moves)
     if run.finished == config.sagas:  # domain totals only balance once every saga has ended
         violations += [
             Violation(saga_id=None, property="domain-invariants", detail=problem)
