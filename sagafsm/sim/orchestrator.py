@@ -85,7 +85,9 @@ class SimOrchestrator:
         self._network = network
         self._store = store
         self._trace = trace
-        self._core = OrchestrationCore([definition], engine=engine)
+        # At zero latency every move commits as it is made: the store keeps the live saga
+        # instead of a snapshot per move (see SnapshotStore).
+        self._core = OrchestrationCore([definition], engine=engine, snapshots=store_latency > 0)
         self.recorder = self._counters = TraceCounters(trace, saga_moved)
         self._saga_data = saga_data
         self._on_finished = on_finished
@@ -208,11 +210,14 @@ class SimOrchestrator:
             self._publish(transaction, cause, records)
 
     def _save(self, transaction: Transaction) -> None:
-        snapshot = transaction.snapshot
-        if snapshot is None:
-            self._store.delete(transaction.saga_id)
+        saga, snapshot = transaction.saga, transaction.snapshot
+        if snapshot is not None:
+            self._store.save(saga.saga_id, snapshot)
+        elif self._store_latency or saga.finished:
+            # a snapshot is taken of every unfinished saga's move unless the commit is immediate
+            self._store.delete(saga.saga_id)
         else:
-            self._store.save(transaction.saga_id, snapshot)
+            self._store.save(saga.saga_id, saga)
 
     def _publish(self, transaction: Transaction, cause: int | None, records: list[Record]) -> None:
         self._unaccepted.discard(transaction.saga_id)
