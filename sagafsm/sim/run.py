@@ -155,7 +155,6 @@ class _Run:
                 self.definition.index_of,
                 dedup=mutant.participant_dedup if mutant else True,
                 tombstones=mutant.participant_tombstones if mutant else True,
-                guard=self.guarded,
             )
             self.participants[name] = participant
             self.network.register(name, participant.receive)
