@@ -105,8 +105,7 @@ def _violations(fold: SagaFold, saga_id: str, steps: Steps) -> list[Violation]:
 def check_history(records: Iterable[Record], definition: SagaDefinition) -> list[Violation]:
     """Check a whole run's records (typed or plain; e.g. read back from a trace file) at once."""
     checker = StreamingChecker(definition)
-    for record in records:
-        checker.observe(record)
+    checker.observe_block(records)
     return checker.finish()
 
 
@@ -143,26 +142,34 @@ class StreamingChecker:
         self.checked = 0
 
     def observe(self, record: Record) -> None:
-        # Called for every record of a run: look at the shared header, fold the few kinds read.
-        saga_id = record[SAGA]
-        if saga_id is None:
-            return
-        kind = record[KIND]
-        fold = self._open.get(saga_id)
-        if fold is None:
-            if kind == "forget" or kind in STRAGGLERS:
-                # Message traffic of a saga already checked and forgotten (a reply held back past
-                # the retention): participants refuse it, so it cannot change the verdict.
-                return
-            fold = self._open[saga_id] = SagaFold()
-        elif kind == "forget":
-            del self._open[saga_id]
-            self._check(saga_id, fold)
-            return
-        fold.history.append(record)
-        folder = self._folders.get(kind)
-        if folder is not None:
-            folder(fold, record)
+        """Take one record of the run (see :meth:`observe_block`)."""
+        self.observe_block((record,))
+
+    def observe_block(self, records: Iterable[Record]) -> None:
+        """Take records of the run, in order: each one of an open saga joins its history, and
+        the kinds a check reads are folded (a block at a time, as the simulator hands them)."""
+        sagas, fold_kind, check = self._open, self._folders, self._check
+        for record in records:
+            # look at the shared header first: most records are only kept
+            saga_id = record[SAGA]
+            if saga_id is None:
+                continue
+            kind = record[KIND]
+            fold = sagas.get(saga_id)
+            if fold is None:
+                if kind == "forget" or kind in STRAGGLERS:
+                    # Message traffic of a saga already checked and forgotten (a reply held back
+                    # past the retention): participants refuse it, it cannot change the verdict.
+                    continue
+                fold = sagas[saga_id] = SagaFold()
+            elif kind == "forget":
+                del sagas[saga_id]
+                check(saga_id, fold)
+                continue
+            fold.history.append(record)
+            folder = fold_kind.get(kind)
+            if folder is not None:
+                folder(fold, record)
 
     def _check(self, saga_id: str, fold: SagaFold) -> None:
         self.checked += 1

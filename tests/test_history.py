@@ -191,3 +191,23 @@ def test_the_history_and_checks_modules_import_no_simulator() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_block_listeners_get_every_record_once_in_order() -> None:
+    """A block listener sees each full block when it is hashed and the last, partial one at
+    digest(): every record once, in order, the same records a per-record listener sees."""
+    from sagafsm.sim.trace import Trace
+
+    each: list[Any] = []
+    blocks: list[list[Any]] = []
+    trace = Trace(listeners=[each.append], block_listeners=[lambda b: blocks.append(list(b))])
+    for index in range(5000):
+        if index % 2:
+            trace.record(float(index), "forget", f"s{index}")
+        else:
+            trace.add((float(index), "forget", f"s{index}"))
+    assert [len(b) for b in blocks] == [4096]
+    digest = trace.digest()
+    assert [len(b) for b in blocks] == [4096, 904]
+    assert [r for b in blocks for r in b] == each and len(each) == 5000
+    assert trace.digest() == digest and len(blocks) == 2  # nothing left to hand over

@@ -45,16 +45,16 @@ class TraceCounters:
     """Writes committed transitions to the trace, and counts them for the run: saga moves
     (occupancy) and triggers (retries...)."""
 
-    __slots__ = ("_record", "saga_moved", "triggers")
+    __slots__ = ("_add", "saga_moved", "triggers")
 
     def __init__(self, trace: Trace, saga_moved: Callable[[float, str, str], None]) -> None:
-        self._record = trace.record
+        self._add = trace.add
         self.saga_moved = saga_moved
         self.triggers: Counter[tuple[str, str]] = Counter()
         """(lifecycle, trigger) -> committed transitions."""
 
     def emit(self, record: Record) -> None:
-        self._record(*record)
+        self._add(record)
         if record[1] != "transition":
             return
         if record[3] is None:
@@ -162,8 +162,7 @@ class SimOrchestrator:
         now = self._env.now
         transaction = self._core.handle(event, now)
         if transaction is None:
-            record = (now, "ignored", event.saga_id, type(event).__name__, NO_RUNNING_SAGA)
-            self._trace.record(*record)
+            self._trace.record(now, "ignored", event.saga_id, type(event).__name__, NO_RUNNING_SAGA)
             return
         self._transaction(transaction, cause)
 
@@ -189,7 +188,7 @@ class SimOrchestrator:
             if record[1] == "transition":
                 committed.append(record)
             else:
-                self._trace.record(*record)
+                self._trace.add(record)
         if not transaction.changed:
             return
         if self._send_before_save:

@@ -390,8 +390,8 @@ def simulate(
     definition = effective_definition(scenario, config)
     coverage = Coverage()
     checker = StreamingChecker(definition)
-    listeners = [checker.observe] if observe is None else [checker.observe, observe]
-    trace = Trace(trace_path, listeners)
+    # The checker reads nothing before the run ends: it takes the records a block at a time.
+    trace = Trace(trace_path, [] if observe is None else [observe], [checker.observe_block])
     run = _Run(scenario, config, trace, progress, mutant)
     try:
         run.run()

@@ -41,10 +41,18 @@ _FLUSH_EVERY = 4096
 
 
 class Trace:
-    """Hashes every record; writes them to ``path`` as JSON lines if given."""
+    """Hashes every record; writes them to ``path`` as JSON lines if given.
+
+    ``listeners`` are called with each record as it is written; ``block_listeners`` with each
+    block of records (in order, up to 4,096 at a time) when it is hashed, and with the last one by
+    :meth:`digest` or :meth:`close`: one call per block instead of one per record, for a
+    listener that reads nothing before the run ends (the streaming checker)."""
 
     def __init__(
-        self, path: str | Path | None = None, listeners: Sequence[Callable[[Record], None]] = ()
+        self,
+        path: str | Path | None = None,
+        listeners: Sequence[Callable[[Record], None]] = (),
+        block_listeners: Sequence[Callable[[list[Record]], None]] = (),
     ) -> None:
         self._buffer: list[Record] = []
         self._sha = hashlib.sha256()
@@ -52,6 +60,7 @@ class Trace:
         self.count = 0
         self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115 (closed by close())
         self._listener = _fan_out(listeners)
+        self._block_listeners = tuple(block_listeners)
 
     def record(self, *fields: Any) -> None:
         """Add one record: ``(time, kind, saga_id, *kind-specific fields)``."""
@@ -62,11 +71,22 @@ class Trace:
         if len(buffer) >= _FLUSH_EVERY:
             self._flush()
 
+    def add(self, record: Record) -> None:
+        """Add one record that is a tuple already (as :meth:`record` would with its items)."""
+        buffer = self._buffer
+        buffer.append(record)
+        if self._listener is not None:
+            self._listener(record)
+        if len(buffer) >= _FLUSH_EVERY:
+            self._flush()
+
     def _flush(self) -> None:
         if not self._buffer:
             return
         self.count += len(self._buffer)
         self._sha.update(self._pack(self._buffer))
+        for listener in self._block_listeners:
+            listener(self._buffer)
         if self._file is not None:
             self._file.writelines(json.dumps(record_to_dict(r)) + "\n" for r in self._buffer)
         self._buffer.clear()
