@@ -95,6 +95,10 @@ class Steps:
             pivot=None if pivot is None else pivot.name,
         )
 
+    def new_fold(self) -> SagaFold:
+        """An empty fold for one saga of this definition."""
+        return SagaFold([_STEP_TABLE.initial] * len(self.names), _SAGA_TABLE.initial)
+
 
 _SENT_BY = {
     purpose is TimerPurpose.ACTION_TIMEOUT: state.value
@@ -103,7 +107,8 @@ _SENT_BY = {
 }
 """The state whose move sends a command (it waits for the reply): an action's (key True) or a
 compensation's (False), read from the step lifecycle."""
-_SENDING = frozenset(_SENT_BY.values())
+_BIT = {_SENT_BY[True]: 0, _SENT_BY[False]: 1}
+"""The bit of each sending state in :attr:`SagaFold.entered` (above the step's 2i)."""
 _FORWARD = frozenset({_E.ACTION, _E.ACTION_FAILED, _E.ACTION_BLOCKED})
 
 
@@ -117,21 +122,24 @@ class SagaFold:
 
     __slots__ = (
         "counts",
-        "current",
         "early",
         "entered",
+        "entered_elsewhere",
         "finishes",
         "history",
         "late",
         "moves_found",
+        "other_states",
         "read_only_ledger",
         "read_only_sends",
         "refused",
+        "saga_state",
         "starts",
+        "step_states",
         "undone",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, step_states: list[str], saga_state: str) -> None:
         self.history: list[Any] = []
         self.starts = 0
         self.finishes: list[str] = []
@@ -144,12 +152,19 @@ class SagaFold:
         self.refused: dict[str, int] | None = None
         self.read_only_sends: dict[str, int] | None = None
         self.read_only_ledger: dict[str, list[str]] | None = None
-        self.entered: set[tuple[str, str]] = set()
-        """(step, executing or compensating): the committed moves that send a step's commands."""
+        # A held saga's fold is kept for its whole retention, so it is kept small: the flags and
+        # states of the definition's own steps by step index, any other step's in a dict.
+        self.entered = 0
+        """Bit 2i (executing) and 2i+1 (compensating) set once a committed move of step i entered
+        that state: the moves that send a step's commands."""
+        self.entered_elsewhere: set[tuple[str, str]] | None = None
+        """The same, as (step, state), for steps the definition does not have."""
         self.early: list[tuple[str, str, str]] | None = None
         """(participant, effect, step) of effects recorded before the move that sends them."""
-        self.current: dict[str | None, str] = {}
-        """Lifecycle (None: the saga's; else a step's) -> its state, as the transitions say."""
+        self.saga_state = saga_state
+        self.step_states = step_states
+        """Each step's state by index, as the transitions say (a copy of the initial states)."""
+        self.other_states: dict[str, str] | None = None
         self.moves_found: list[Finding] | None = None
 
 
@@ -159,10 +174,10 @@ Folder = Callable[[SagaFold, Fields], None]
 def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Folder]:
     """The fold of each record kind a check reads, for one definition. ``moves`` collects every
     committed transition seen, as ``(lifecycle, source, trigger, dest)`` (transition coverage)."""
-    read_only = steps.read_only
+    read_only, index = steps.read_only, steps.index
     add_move = moves.add
     saga_rows, step_rows = _SAGA_TABLE.rows, _STEP_TABLE.rows
-    saga_initial, step_initial = _SAGA_TABLE.initial, _STEP_TABLE.initial
+    step_initial = _STEP_TABLE.initial
 
     def start(fold: SagaFold, record: Fields) -> None:
         fold.starts += 1
@@ -193,7 +208,13 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
             if fold.read_only_ledger is None:
                 fold.read_only_ledger = {}
             fold.read_only_ledger.setdefault(step, []).append(what)
-        if (step, _SENT_BY[what in _FORWARD]) not in fold.entered:
+        needed = _SENT_BY[what in _FORWARD]
+        at = index.get(step)
+        if at is not None:
+            entered = fold.entered >> (2 * at + _BIT[needed]) & 1
+        else:
+            entered = (step, needed) in (fold.entered_elsewhere or ())
+        if not entered:
             if fold.early is None:
                 fold.early = []
             fold.early.append((participant, what, step))
@@ -203,14 +224,25 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
             as_record(record)
         _, _, _, step, trigger, source, dest = record
         if step is None:
-            rows, now = saga_rows, fold.current.get(None, saga_initial)
+            rows, now = saga_rows, fold.saga_state
             add_move((_SAGA, source, trigger, dest))
+            fold.saga_state = dest
         else:
-            rows, now = step_rows, fold.current.get(step, step_initial)
+            rows = step_rows
             add_move((_STEP, source, trigger, dest))
-            if dest in _SENDING:
-                fold.entered.add((step, dest))
-        fold.current[step] = dest
+            at = index.get(step)
+            if at is not None:
+                now = fold.step_states[at]
+                fold.step_states[at] = dest
+                if dest in _BIT:
+                    fold.entered |= 1 << (2 * at + _BIT[dest])
+            else:
+                others = fold.other_states = fold.other_states or {}
+                now = others.get(step, step_initial)
+                others[step] = dest
+                if dest in _BIT:
+                    elsewhere = fold.entered_elsewhere = fold.entered_elsewhere or set()
+                    elsewhere.add((step, dest))
         if source != now or (trigger, source, dest) not in rows:
             _bad_move(fold, step, trigger, source, dest, now)
 

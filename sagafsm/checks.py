@@ -84,7 +84,7 @@ def check_saga(
     """Every per-saga property, over one saga's records (typed or plain) in time order."""
     records = [as_record(r) for r in history]  # refuses an unknown kind or a wrong arity
     steps = Steps.of(definition)
-    fold = SagaFold()
+    fold = steps.new_fold()
     fold_kind = folders(steps, set())
     for record in records:
         fold.history.append(record)
@@ -149,6 +149,7 @@ class StreamingChecker:
         """Take records of the run, in order: each one of an open saga joins its history, and
         the kinds a check reads are folded (a block at a time, as the simulator hands them)."""
         sagas, fold_kind, check = self._open, self._folders, self._check
+        new_fold = self._steps.new_fold
         for record in records:
             # look at the shared header first: most records are only kept
             saga_id = record[SAGA]
@@ -161,7 +162,7 @@ class StreamingChecker:
                     # Message traffic of a saga already checked and forgotten (a reply held back
                     # past the retention): participants refuse it, it cannot change the verdict.
                     continue
-                fold = sagas[saga_id] = SagaFold()
+                fold = sagas[saga_id] = new_fold()
             elif kind == "forget":
                 del sagas[saga_id]
                 check(saga_id, fold)
