@@ -248,7 +248,7 @@ def _check_ledger(
         if (times := counts[step, _E.ACTION]) != 1:
             yield (
                 "completed-exactly-once",
-                f"the saga completed but step {step!r}'s action took effect {times} times",
+                f"the saga completed but the action of step {step!r} took effect {times} times",
             )
         if step in undone:
             yield "completed-exactly-once", f"the saga completed but step {step!r} was compensated"
@@ -259,7 +259,7 @@ def _check_ledger(
         if landed and times != 1:
             yield (
                 "compensated-exactly-once",
-                f"step {step!r}'s action took effect but was compensated {times} times",
+                f"the action of step {step!r} took effect but was compensated {times} times",
             )
         elif not landed and times:
             yield (
@@ -282,7 +282,7 @@ def _check_compensation_input(effects: list[EffectRecord]) -> Iterator[tuple[str
     for step, times in refused.items():
         yield (
             "compensation-input",
-            f"step {step!r}'s participant refused its compensation {times} "
+            f"the participant of step {step!r} refused its compensation {times} "
             f"time{'s' if times > 1 else ''}: it was handed a result its action never gave",
         )
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..sim import Scenario, SimulationConfig
     from ..sim.mutants import Mutant
 
-__all__ = ["add_run_arguments", "resolve_run"]
+__all__ = ["add_run_arguments", "resolve_run", "RUN_FLAGS"]
 
 # flag -> dotted configuration key
 _FLAG_KEYS = {
@@ -34,6 +34,10 @@ _FLAG_KEYS = {
     "crash_orchestrator": "faults.orchestrator_crash_rate",
     "crash_downtime": "faults.orchestrator_downtime",
 }
+
+
+RUN_FLAGS = ("config", *_FLAG_KEYS, "mutant")
+"""The attributes the run flags set (a flag left out is None)."""
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
