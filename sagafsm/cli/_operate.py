@@ -50,17 +50,14 @@ def add_store_argument(parser: Any) -> None:
 
 
 def existing_store(url: str) -> SqliteStore | MemoryStore:
-    """The store a URL names, not opened yet; StoreError for a SQLite file that is not there, or
-    is empty (an operator's typo must not create a store, nor turn a file into one, and report it
-    all quiet)."""
+    """The store a URL names, not opened yet; StoreError for a SQLite file that is not there (an
+    operator's typo must not create an empty store and report it all quiet). A SQLite store is
+    opened without migrating: an older schema is refused, not upgraded under its runtime."""
     store = open_store(url)
     if isinstance(store, SqliteStore):
-        if os.path.isdir(store.path):
-            raise StoreError(f"{url}: {store.path} is a directory, not a store")
         if not os.path.isfile(store.path):
             raise StoreError(f"{url}: no store there ({store.path} does not exist)")
-        if os.path.getsize(store.path) == 0:  # SQLite would take it for an empty database
-            raise StoreError(f"{url}: {store.path} is an empty file, not a sagafsm store")
+        store = SqliteStore(store.path, migrate=False)
     return store
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from ..errors import InvalidConfig
@@ -38,7 +39,7 @@ def _read_trace(path: str) -> tuple[list[Any], dict[str, Any] | None]:
     from ..sim.trace import read_trace, recorded_under
 
     try:
-        records = [record_from_dict(line) for line in read_trace(path)]
+        records = [_checked(record_from_dict(line)) for line in read_trace(path)]
         recorded = recorded_under(path)
     except OSError as error:
         raise InvalidConfig(f"cannot read trace {path!r}: {error.strerror}") from None
@@ -48,6 +49,16 @@ def _read_trace(path: str) -> tuple[list[Any], dict[str, Any] | None]:
         why = " ".join(str(error).split())
         raise InvalidConfig(f"--trace {path!r} is not a sagafsm trace ({why})") from None
     return records, recorded
+
+
+def _checked(record: Any) -> Any:
+    """A record whose time, kind and saga have the types a trace gives them (ValueError if not)."""
+    at, kind, saga = record[0], record[1], record[2]
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        raise ValueError(f"a {kind} record at time {at!r}")
+    if saga is not None and not isinstance(saga, str):
+        raise ValueError(f"a {kind} record of saga {saga!r}")
+    return record
 
 
 def _trace_scenario(

@@ -55,9 +55,9 @@ def not_judged(result: RunResult, config: SimulationConfig | None) -> str | None
         return None
     unfinished = result.outcomes.get("unfinished", 0)
     return (
-        f"termination not judged: with {faults.orchestrator_crash_rate:g} orchestrator crashes "
-        f"per s and a mean downtime of {faults.orchestrator_downtime.mean:g} s, the "
-        f"orchestrator is down about {share:.0%} of the time and the crashes never stop, so "
+        f"termination: with {faults.orchestrator_crash_rate:g} orchestrator crashes per s and "
+        f"a mean downtime of {faults.orchestrator_downtime.mean:g} s, the orchestrator is down "
+        f"about {share * 100:.1f}% of the time and the crashes never stop, so "
         f"{plural(unfinished, 'saga')} could not finish within termination_bound "
         f"({config.termination_bound:g} s); termination holds once faults stop: set "
         "faults.until, or lower the crash rate"
@@ -130,8 +130,7 @@ def format_report(result: RunResult, config: SimulationConfig | None = None) -> 
     counts = dict(result.violation_counts)
     if unjudged is not None:
         counts.pop("termination", None)
-        lines.append(f"NOT JUDGED          {unjudged}")
-    lines += verdict_lines(result.stopped, judged_violations(result, unjudged), counts)
+    lines += verdict_lines(result.stopped, judged_violations(result, unjudged), counts, unjudged)
     return "\n".join(lines)
 
 
@@ -142,11 +141,14 @@ def verdict_lines(
     stopped: str | None,
     violations: Sequence[Violation],
     counts: Mapping[str, int] | None = None,
+    unjudged: str | None = None,
 ) -> list[str]:
-    """The end of a report, simulated or real: why the run stopped early, the violations by
-    property (``counts``, when a run keeps counting past the violations it keeps), and the
-    first twenty."""
+    """The end of a report, simulated or real: why the run stopped early, what it could not
+    judge (``unjudged``, see :func:`not_judged`), the violations by property (``counts``, when a
+    run keeps counting past the violations it keeps), and the first twenty."""
     lines = [f"STOPPED EARLY       {stopped}"] if stopped else []
+    if unjudged:
+        lines.append(f"NOT JUDGED          {unjudged}")
     if counts is None:
         counts = {}
         for violation in violations:
