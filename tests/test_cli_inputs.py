@@ -225,6 +225,22 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_the_run(
     assert files_in(work) == before
 
 
+@pytest.mark.parametrize("which", ["config", "scenario"])
+def test_an_output_that_would_overwrite_an_input_is_refused(
+    which: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """simulate --trace onto its own --config file (or scenario file) would have replaced it."""
+    config = tmp_path / "c.toml"
+    config.write_text("sagas = 5\n")
+    scenario = tmp_path / "mine.py"
+    scenario.write_text(TWO_STEP.read_text())
+    target = config if which == "config" else scenario
+    before = target.read_bytes()
+    refused(["simulate", str(scenario), "--config", str(config), "--trace", str(target)], capsys,
+            "--trace", str(target))  # fmt: skip
+    assert target.read_bytes() == before
+
+
 def test_outputs_are_moved_into_place_only_once_every_one_was_produced(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -383,6 +399,19 @@ def test_a_load_that_cannot_fit_in_memory_is_refused(sagas: int, kind: str) -> N
     status, err = _in_process(argv)
     assert status == 2 and len(err.splitlines()) == 1
     assert "in flight" in err and ("config.sagas" in err or "config.load" in err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--exhaustive", "--sagas", "11"], ["--exhaustive", "--sagas", "1000"], ["--sagas", "10**9"]],
+)
+def test_an_exploration_too_big_for_memory_is_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """explore --exhaustive materialises every pair of placements (quadratic in --sagas), and
+    every explored run is a burst of --sagas: refused up front rather than run out of memory."""
+    argv = [a.replace("10**9", str(10**9)) for a in argv]
+    refused(["explore", "order_fulfillment", *argv], capsys, "--sagas")
 
 
 def test_jobs_beyond_what_helps_are_capped_and_said(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,14 @@ from pathlib import Path
 
 from ..errors import InvalidConfig
 
-__all__ = ["check_output_file", "check_output_dir", "StagedOutputs", "staged", "cap_jobs"]
+__all__ = [
+    "check_output_file",
+    "check_output_dir",
+    "check_not_an_input",
+    "StagedOutputs",
+    "staged",
+    "cap_jobs",
+]
 
 _PREFIX = ".sagafsm-"
 _SUFFIX = ".partial"
@@ -85,6 +92,18 @@ def check_output_dir(path: str, flag: str) -> Path:
             f"{flag} {path!r}: cannot write in {str(existing)!r} ({why}): name a writable place"
         )
     return target
+
+
+def check_not_an_input(output: Path, flag: str, inputs: dict[str, str | None]) -> None:
+    """Refuse an output that would overwrite one of the command's inputs (``--trace c.toml``
+    with ``--config c.toml``): ``inputs`` maps what each input is called to its path."""
+    if not output.exists():
+        return
+    for name, path in inputs.items():
+        if path is not None and Path(path).exists() and os.path.samefile(output, path):
+            raise InvalidConfig(
+                f"{flag} {str(output)!r} is the {name}: it would be overwritten; name another file"
+            )
 
 
 class StagedOutputs:

@@ -14,6 +14,10 @@ from ._inputs import check_output_file, staged
 
 __all__ = ["register", "run"]
 
+_EXHAUSTIVE_SAGAS = 10
+"""Placements of one fault grow with the sagas (about 90 per saga), pairs of them with the square:
+some 400,000 plans at 10 sagas, half an hour; 40 million at 100, more memory than a laptop has."""
+
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -71,6 +75,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..sim import load_scenario
+    from ..sim.config import MAX_IN_FLIGHT
     from ..sim.coverage import Coverage
     from ..sim.explore import exhaustive, save_plan, search
     from ..sim.mutants import get_mutant
@@ -80,6 +85,17 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise InvalidConfig(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if args.exhaustive and args.sagas is not None and args.sagas > _EXHAUSTIVE_SAGAS:
+        raise InvalidConfig(
+            f"--exhaustive --sagas {args.sagas}: every pair of placements is run, and pairs grow "
+            f"with the square of the sagas (some 400,000 plans at {_EXHAUSTIVE_SAGAS}): at most "
+            f"{_EXHAUSTIVE_SAGAS}, or drop --exhaustive to search"
+        )
+    if args.sagas is not None and args.sagas > MAX_IN_FLIGHT:
+        raise InvalidConfig(
+            f"--sagas {args.sagas}: each explored run is a burst of its sagas, at most "
+            f"{MAX_IN_FLIGHT:,} in flight"
+        )
     budget = args.time_budget
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise InvalidConfig(f"--time-budget must be a number of seconds > 0, got {budget!r}")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidConfig
-from ._inputs import cap_jobs, check_output_dir, check_output_file, staged
+from ._inputs import cap_jobs, check_not_an_input, check_output_dir, check_output_file, staged
 from ._run_config import add_run_arguments, resolve_run
 
 __all__ = ["register", "run"]
@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise InvalidConfig(f"--{flag} must be at least 1, got {value}")
     trace = check_output_file(args.trace, "--trace") if args.trace else None
+    if trace is not None:
+        check_not_an_input(trace, "--trace", {"--config file": args.config,
+                                              "scenario file": args.scenario})  # fmt: skip
     plots = check_output_dir(args.plots, "--plots") if args.plots else None
     scenario, config, mutant = resolve_run(args)
     jobs, note = cap_jobs(args.jobs, (args.repeat or 1) - 1) if args.jobs else (1, None)
