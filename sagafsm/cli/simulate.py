@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidConfig
@@ -72,6 +73,13 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Cal
     return update, bar.stop
 
 
+def _scenario_ref(name: str | None) -> str | None:
+    """A scenario as a later ``replay`` finds it: a file by its absolute path, else its name."""
+    if name is not None and (name.endswith(".py") or "/" in name):
+        return str(Path(name).resolve())
+    return name
+
+
 def _recorded_line(args: argparse.Namespace, result: Any, mutant: Any) -> str:
     """The last line of a ``--trace`` file: what it was recorded under, so that ``replay
     --trace`` can tell a trace of another scenario (:data:`sagafsm.sim.trace.RECORDED`)."""
@@ -82,7 +90,7 @@ def _recorded_line(args: argparse.Namespace, result: Any, mutant: Any) -> str:
         {
             "kind": RECORDED,
             "scenario": result.scenario,
-            "scenario_ref": args.scenario or result.scenario,
+            "scenario_ref": _scenario_ref(args.scenario) or result.scenario,
             "seed": result.seed,
             "sagas": result.sagas,
             "mutant": mutant.name if mutant else None,
@@ -157,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_report(result, config))
         if len(results) > 1:
             print()
-            print(format_seed_summary(results, seed_summary(results)))
+            print(format_seed_summary(results, seed_summary(results), config))
         for path in figures:
             print(f"figure              {path}")
     judged = [judged_violations(r, why) for r, why in zip(results, unjudged, strict=True)]

@@ -170,6 +170,10 @@ def verdict_lines(
     return lines
 
 
+def _judged(result: RunResult, config: SimulationConfig | None) -> list[Violation]:
+    return judged_violations(result, not_judged(result, config))
+
+
 _SEED_UNITS: dict[str, tuple[str, float]] = {
     "throughput_per_s": ("completed sagas/s", 1.0),
     "goodput": ("% completed", 100.0),
@@ -179,9 +183,12 @@ _SEED_UNITS: dict[str, tuple[str, float]] = {
 """How each figure of the summary is shown: its unit and the factor to it (latencies: below)."""
 
 
-def format_seed_summary(results: list[RunResult], summary: dict[str, Any]) -> str:
+def format_seed_summary(
+    results: list[RunResult], summary: dict[str, Any], config: SimulationConfig | None = None
+) -> str:
     """One line per seed, then each figure's mean and 95% confidence interval, each in one
-    unit throughout (latencies all in ms, or all in s when one of them reaches a second)."""
+    unit throughout (latencies all in ms, or all in s when one of them reaches a second). With
+    the runs' ``config``, violations :func:`not_judged` explains are not counted."""
     latencies = [r.metrics["latency"]["p99"] for r in results]
     latencies += [stats["high"] for name, stats in summary.items() if name.startswith("latency")]
     in_seconds = any(v is not None and v >= 1 for v in latencies)
@@ -199,7 +206,7 @@ def format_seed_summary(results: list[RunResult], summary: dict[str, Any]) -> st
             f"  {r.seed:<6} {r.outcomes.get('completed', 0):>9} {r.outcomes.get('failed', 0):>7} "
             f"{r.outcomes.get('operator_required', 0):>9} {r.metrics['throughput_per_s']:>12.1f}"
             f"  {latency(r.metrics['latency']['p99']):>8}"
-            + (f"  VIOLATIONS {sum(r.violation_counts.values()):,}" if r.violations else "")
+            + (f"  VIOLATIONS {len(judged):,}" if (judged := _judged(r, config)) else "")
         )
     lines.append("mean and 95% confidence interval across seeds (Student's t)")
     for name, stats in summary.items():
