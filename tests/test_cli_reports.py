@@ -102,6 +102,22 @@ def test_a_run_starved_by_its_crash_plan_is_explained_not_called_a_violation(
     assert report["violation_counts"]["termination"] > 0  # the raw counts are still there
 
 
+def test_a_run_stopped_inside_a_crash_window_is_explained_not_called_a_violation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An orchestrator crash window that outlasts the run: termination is not judged, and the
+    report names the window."""
+    config = tmp_path / "window.toml"
+    config.write_text(
+        "sagas = 5\ntermination_bound = 5.0\n"
+        "[[faults.orchestrator_crashes]]\nstart = 0.01\nend = 1e9\n"
+    )
+    assert main(["simulate", "order_fulfillment", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "NOT JUDGED          termination: the orchestrator was down until 1e+09 s" in out
+    assert "[termination]" not in out
+
+
 def test_the_same_unfinished_sagas_are_violations_when_the_orchestrator_is_mostly_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,27 +41,49 @@ _REASONS_SHOWN = 8
 def not_judged(result: RunResult, config: SimulationConfig | None) -> str | None:
     """Why the run's termination violations say nothing, or None when they count.
 
-    Termination is a property of what happens once faults stop. A run whose orchestrator is
-    expected to be down most of the time (``orchestrator_crash_rate`` times the mean downtime,
-    as a share of each crash-restart cycle) with crashes that never stop (no ``faults.until``)
-    can hit the termination bound with correct code: that is the fault plan's doing, and the
+    Termination is a property of what happens once faults stop. A run that stopped while a
+    fault window of its plan was still open (a partition, a crash) did not get there; nor did a
+    run whose orchestrator is expected to be down most of the time (``orchestrator_crash_rate``
+    times the mean downtime, as a share of each crash-restart cycle) with crashes that never
+    stop (no ``faults.until``). Either can hit the termination bound with correct code: that is
+    the fault plan's doing, and the
     report says so rather than calling each unfinished saga a violation."""
     if config is None or not result.stopped or not result.violation_counts.get("termination"):
         return None
+    unfinished = plural(result.outcomes.get("unfinished", 0), "saga")
+    bound = f"termination_bound ({config.termination_bound:g} s)"
     faults = config.faults
+    window = _window_still_open(config, result.sim_time)
+    if window is not None:
+        return (
+            f"termination: {window} when the run stopped at {result.sim_time:.2f} s, so "
+            f"{unfinished} could not finish within {bound}; termination holds once faults "
+            "stop: end the window earlier"
+        )
     busy = faults.orchestrator_crash_rate * faults.orchestrator_downtime.mean
     share = busy / (1 + busy)
     if faults.until is not None or share < STARVED_DOWN_SHARE:
         return None
-    unfinished = result.outcomes.get("unfinished", 0)
     return (
         f"termination: with {faults.orchestrator_crash_rate:g} orchestrator crashes per s and "
         f"a mean downtime of {faults.orchestrator_downtime.mean:g} s, the orchestrator is down "
-        f"about {share * 100:.1f}% of the time and the crashes never stop, so "
-        f"{plural(unfinished, 'saga')} could not finish within termination_bound "
-        f"({config.termination_bound:g} s); termination holds once faults stop: set "
+        f"about {share * 100:.1f}% of the time and the crashes never stop, so {unfinished} "
+        f"could not finish within {bound}; termination holds once faults stop: set "
         "faults.until, or lower the crash rate"
     )
+
+
+def _window_still_open(config: SimulationConfig, now: float) -> str | None:
+    """A fault window of the plan still open at ``now`` (a partition, a crash), said in words."""
+    faults = config.faults
+    for kind, windows in (("partitioned", faults.partitions), ("down", faults.participant_crashes)):
+        for window in windows:
+            if window.start <= now < window.end:
+                return f"participant {window.participant!r} was {kind} until {window.end:g} s"
+    for crash in faults.orchestrator_crashes:
+        if crash.start <= now < crash.end:
+            return f"the orchestrator was down until {crash.end:g} s"
+    return None
 
 
 def judged_violations(result: RunResult, unjudged: str | None) -> list[Violation]:
