@@ -46,8 +46,8 @@ def not_judged(result: RunResult, config: SimulationConfig | None) -> str | None
     run whose orchestrator is expected to be down most of the time (``orchestrator_crash_rate``
     times the mean downtime, as a share of each crash-restart cycle) with crashes that never
     stop (no ``faults.until``). Either can hit the termination bound with correct code: that is
-    the fault plan's doing, and the
-    report says so rather than calling each unfinished saga a violation."""
+    the fault plan's doing, and the report says so rather than calling each unfinished saga a
+    violation."""
     if config is None or not result.stopped or not result.violation_counts.get("termination"):
         return None
     unfinished = plural(result.outcomes.get("unfinished", 0), "saga")
