@@ -440,3 +440,28 @@ def test_an_invalid_crash_point_in_the_environment_is_bad_input(spec: str, tmp_p
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.splitlines()) == 1 and "SAGAFSM_CRASH_AT" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- every subcommand ---------------------------------------------------------------------------
+
+EVERY_COMMAND = {
+    "simulate": ["simulate", "order_fulfillment", "--loss", "2"],
+    "explore": ["explore", "order_fulfillment", "--sagas", "0"],
+    "replay": ["replay", "order_fulfillment", *SMALL, "--saga", "no-such-saga"],
+    "selfcheck": ["selfcheck", "--mutant", "no-such-mutant"],
+    "diagram": ["diagram", "no-such-lifecycle"],
+    "run": ["run", "order_fulfillment", "--store", "memory://"],
+    "status": ["status", "sqlite:///{tmp}/missing.db"],
+    "resolve": ["resolve", "sqlite:///{tmp}/missing.db", "s1", "--note", "by hand"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(EVERY_COMMAND))
+def test_every_subcommand_refuses_bad_input_with_status_2(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The exit statuses are kept across subcommands: a bad input is 2 and one line for each."""
+    argv = [a.format(tmp=tmp_path) for a in EVERY_COMMAND[command]]
+    err = refused(argv, capsys)
+    assert err.startswith(f"sagafsm {command}: error: ")
+    assert files_in(tmp_path) == []
