@@ -414,6 +414,16 @@ def test_an_exploration_too_big_for_memory_is_refused(
     refused(["explore", "order_fulfillment", *argv], capsys, "--sagas")
 
 
+@given(rate=st.floats(1e8, 1e300))
+@FEW
+def test_an_open_load_arriving_faster_than_memory_holds_is_refused(rate: float) -> None:
+    """--arrival-rate 1e12 is a burst by another name: refused (Little's law over the shortest
+    possible saga), where it grew until memory ran out."""
+    argv = ["simulate", "order_fulfillment", "--sagas", str(10**12), f"--arrival-rate={rate}"]
+    status, err = _in_process(argv)
+    assert status == 2 and len(err.splitlines()) == 1 and "load.arrival_rate" in err
+
+
 def test_jobs_beyond_what_helps_are_capped_and_said(capsys: pytest.CaptureFixture[str]) -> None:
     """--jobs 1000 for two seeds starts no more processes than seeds to run, and says so."""
     assert main(["simulate", "order_fulfillment", *SMALL, "--repeat", "2", "--jobs", "1000"]) == 0

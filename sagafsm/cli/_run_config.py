@@ -107,7 +107,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_run(args: argparse.Namespace) -> tuple[Scenario, SimulationConfig, Mutant | None]:
     """The scenario, the validated configuration and the mutant the flags ask for."""
     from ..sim import config_from_dict, load_scenario
-    from ..sim.config import apply_overrides, merge, read_config_file
+    from ..sim.config import apply_overrides, check_open_load, merge, read_config_file
     from ..sim.mutants import get_mutant
 
     file_data: dict[str, Any] = read_config_file(args.config) if args.config else {}
@@ -122,6 +122,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[Scenario, SimulationConfig, M
         if getattr(args, flag) is not None
     }
     config = config_from_dict(apply_overrides(data, overrides))
+    check_open_load(config, scenario.definition.steps[0].participant)
     mutant_name = args.mutant or config.mutant
     mutant = get_mutant(mutant_name) if mutant_name else None
     if mutant is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "merge",
     "apply_overrides",
     "MAX_IN_FLIGHT",
+    "check_open_load",
 ]
 
 MAX_IN_FLIGHT = 100_000
@@ -226,6 +227,27 @@ class SimulationConfig:
 
     def link_latency(self, participant: str) -> Distribution:
         return self.links.get(participant, self.latency)
+
+
+def check_open_load(config: SimulationConfig, first_participant: str) -> None:
+    """Refuse an open load whose arrivals alone would hold more than :data:`MAX_IN_FLIGHT` sagas
+    in flight. By Little's law the sagas in flight are the arrival rate times the sagas'
+    duration; no saga is shorter than one round trip to the first step's participant (a saga whose
+    first step fails ends there), so that product is a lower bound: what it refuses would not fit.
+    """
+    if config.load.kind != "open":
+        return
+    shortest = (
+        2 * config.link_latency(first_participant).mean
+        + config.participant_config(first_participant).service_time.mean
+    )
+    rate = config.load.arrival_rate
+    if min(config.sagas, rate * shortest) > MAX_IN_FLIGHT:
+        raise InvalidConfig(
+            f"config.load.arrival_rate: {rate:g} sagas per s, each taking at least {shortest:g} s "
+            f"(a round trip to {first_participant!r}), would hold more than {MAX_IN_FLIGHT:,} "
+            "sagas in flight at once, more than fits in memory: lower it, or use a closed load"
+        )
 
 
 def _converter() -> cattrs.Converter:
