@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop()
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        # simulate's keys: a real run's faults are kills, whose termination is always judged
+        print(json.dumps({**result.to_json(), "not_judged": None}, indent=2))
     else:
         print(format_real_report(result, plan.store, plan.kill_every))
     return 1 if result.violations else 0
