@@ -146,6 +146,48 @@ def test_a_config_file_that_is_not_utf8_toml_is_refused(
         assert files_in(directory) == ["c.toml"]
 
 
+NUMERIC_KEYS = (
+    "sagas",
+    "faults.loss",
+    "faults.duplicate",
+    "participant.failure_rate",
+    "load.arrival_rate",
+    "step_timeout",
+    "termination_bound",
+    "retention",
+)
+JUNK_VALUES = st.one_of(
+    st.text(max_size=6),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["x", "loss"]), st.integers(), min_size=1, max_size=1),
+    st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False),
+)
+
+
+@given(key=st.sampled_from(NUMERIC_KEYS), value=JUNK_VALUES)
+@FEW
+def test_a_config_value_of_the_wrong_kind_is_refused_naming_its_key(
+    key: str, value: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A number key holding text, a boolean, a list, a table or a negative number: one line
+    that names the key, exit 2, nothing written."""
+    import tomli_w
+
+    directory = tmp_path_factory.mktemp("values")
+    *tables, leaf = key.split(".")
+    data: dict[str, object] = {leaf: value}
+    for table in reversed(tables):
+        data = {table: data}
+    (directory / "c.toml").write_text(tomli_w.dumps(data))
+    argv = ["simulate", "order_fulfillment", "--config", str(directory / "c.toml"),
+            "--trace", str(directory / "t.jsonl")]  # fmt: skip
+    status, err = _in_process(argv)
+    assert status == 2, err
+    assert len(err.splitlines()) == 1 and leaf in err
+    assert files_in(directory) == ["c.toml"]
+
+
 def _in_process(argv: list[str]) -> tuple[int, str]:
     """main() with stderr captured by hand (Hypothesis tests cannot take capsys)."""
     import contextlib
