@@ -57,7 +57,7 @@ def not_judged(result: RunResult, config: SimulationConfig | None) -> str | None
     if window is not None:
         return (
             f"termination: {window} when the run stopped at {result.sim_time:.2f} s, so "
-            f"{unfinished} could not finish within {bound}; termination holds once faults "
+            f"{unfinished} could not finish within {bound}; termination is judged once faults "
             "stop: end the window earlier"
         )
     busy = faults.orchestrator_crash_rate * faults.orchestrator_downtime.mean
@@ -68,7 +68,7 @@ def not_judged(result: RunResult, config: SimulationConfig | None) -> str | None
         f"termination: with {faults.orchestrator_crash_rate:g} orchestrator crashes per s and "
         f"a mean downtime of {faults.orchestrator_downtime.mean:g} s, the orchestrator is down "
         f"about {share * 100:.1f}% of the time and the crashes never stop, so {unfinished} "
-        f"could not finish within {bound}; termination holds once faults stop: set "
+        f"could not finish within {bound}; termination is judged once faults stop: set "
         "faults.until, or lower the crash rate"
     )
 
