@@ -309,7 +309,7 @@ def findings(fold: SagaFold, steps: Steps) -> list[Finding]:
         found.append(
             (
                 "compensation-input",
-                f"step {step!r}'s participant refused its compensation {times} "
+                f"the participant of step {step!r} refused its compensation {times} "
                 f"time{'s' if times > 1 else ''}: it was handed a result its action never gave",
             )
         )
@@ -339,7 +339,7 @@ def _check_ledger(fold: SagaFold, steps: Steps, final: str | None) -> Iterator[F
         if (times := counts.get((step, _E.ACTION), 0)) != 1:
             yield (
                 "completed-exactly-once",
-                f"the saga completed but step {step!r}'s action took effect {times} times",
+                f"the saga completed but the action of step {step!r} took effect {times} times",
             )
         if step in undone:
             yield "completed-exactly-once", f"the saga completed but step {step!r} was compensated"
@@ -351,7 +351,7 @@ def _check_ledger(fold: SagaFold, steps: Steps, final: str | None) -> Iterator[F
         if landed and times != 1:
             yield (
                 "compensated-exactly-once",
-                f"step {step!r}'s action took effect but was compensated {times} times",
+                f"the action of step {step!r} took effect but was compensated {times} times",
             )
         elif not landed and times:
             yield (

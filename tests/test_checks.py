@@ -315,7 +315,7 @@ def test_a_failed_saga_with_a_landed_action_not_compensated_is_reported() -> Non
     violations = history.check()
     assert properties(violations) == {"compensated-exactly-once"}
     assert details(violations, "compensated-exactly-once") == [
-        "step 'charge''s action took effect but was compensated 0 times"
+        "the action of step 'charge' took effect but was compensated 0 times"
     ]
 
 
@@ -348,7 +348,7 @@ def test_a_compensation_applied_twice_is_reported() -> None:
     violations = history.check()
     assert properties(violations) == {"compensated-exactly-once", "no-duplicate-effect"}
     assert details(violations, "compensated-exactly-once") == [
-        "step 'charge''s action took effect but was compensated 2 times"
+        "the action of step 'charge' took effect but was compensated 2 times"
     ]
 
 
@@ -644,7 +644,7 @@ def test_a_saga_failing_after_the_pivot_landed_is_reported() -> None:
     ]
     # the pivot has no compensation: its landed action is also left un-undone
     assert details(violations, "compensated-exactly-once") == [
-        "step 'charge''s action took effect but was compensated 0 times"
+        "the action of step 'charge' took effect but was compensated 0 times"
     ]
 
 
@@ -710,7 +710,7 @@ def test_the_same_step_declared_compensatable_must_be_compensated() -> None:
     violations = history.check()
     assert properties(violations) == {"compensated-exactly-once"}
     assert details(violations, "compensated-exactly-once") == [
-        "step 'verify''s action took effect but was compensated 0 times"
+        "the action of step 'verify' took effect but was compensated 0 times"
     ]
 
 
@@ -813,7 +813,7 @@ def test_a_refused_compensation_breaks_compensation_input() -> None:
     violations = charge_compensation_tried_twice(Effect.COMPENSATION_REFUSED).check()
     assert properties(violations) == {"compensation-input"}
     assert details(violations, "compensation-input") == [
-        "step 'charge''s participant refused its compensation 2 times: "
+        "the participant of step 'charge' refused its compensation 2 times: "
         "it was handed a result its action never gave"
     ]
 
@@ -830,7 +830,7 @@ def test_a_refusal_is_reported_even_when_a_later_try_is_applied() -> None:
     violations = history.compensate("reserve").failed().check()
     assert properties(violations) == {"compensation-input"}
     assert details(violations, "compensation-input") == [
-        "step 'charge''s participant refused its compensation 1 time: "
+        "the participant of step 'charge' refused its compensation 1 time: "
         "it was handed a result its action never gave"
     ]
 

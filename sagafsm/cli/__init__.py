@@ -34,9 +34,12 @@ INTERNAL_ERROR = 3
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(
         prog="sagafsm", description="Sagas as state machines: simulate, check, draw."
     )
+    parser.add_argument("--version", action="version", version=f"sagafsm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _SUBCOMMANDS:
         module.register(sub)

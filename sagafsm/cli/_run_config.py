@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..sim import Scenario, SimulationConfig
     from ..sim.mutants import Mutant
 
-__all__ = ["add_run_arguments", "resolve_run"]
+__all__ = ["add_run_arguments", "resolve_run", "RUN_FLAGS"]
 
 # flag -> dotted configuration key
 _FLAG_KEYS = {
@@ -34,6 +34,10 @@ _FLAG_KEYS = {
     "crash_orchestrator": "faults.orchestrator_crash_rate",
     "crash_downtime": "faults.orchestrator_downtime",
 }
+
+
+RUN_FLAGS = ("config", *_FLAG_KEYS, "mutant")
+"""The attributes the run flags set (a flag left out is None)."""
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +107,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_run(args: argparse.Namespace) -> tuple[Scenario, SimulationConfig, Mutant | None]:
     """The scenario, the validated configuration and the mutant the flags ask for."""
     from ..sim import config_from_dict, load_scenario
-    from ..sim.config import apply_overrides, merge, read_config_file
+    from ..sim.config import apply_overrides, check_open_load, merge, read_config_file
     from ..sim.mutants import get_mutant
 
     file_data: dict[str, Any] = read_config_file(args.config) if args.config else {}
@@ -118,6 +122,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[Scenario, SimulationConfig, M
         if getattr(args, flag) is not None
     }
     config = config_from_dict(apply_overrides(data, overrides))
+    check_open_load(config, scenario.definition.steps[0].participant)
     mutant_name = args.mutant or config.mutant
     mutant = get_mutant(mutant_name) if mutant_name else None
     if mutant is not None:

@@ -5,22 +5,20 @@
 steps as a Mermaid ``flowchart``, each marked with its kind (a read-only step as never
 compensated); with ``--style choreography``, the choreography derived from those steps, as a
 flowchart of its events. Text always goes to stdout; ``--output FILE.png`` also writes a PNG.
-The PNG is drawn completely before the file is touched, written to a temporary file beside it and
-renamed into place, so a failed run never leaves a half-written file.
+The output path is checked before anything is drawn; the PNG is drawn completely, written to a
+temporary file beside it and renamed into place, so a failed run never leaves a half-written file.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from .. import diagram
 from ..errors import InvalidConfig
+from ._inputs import check_output_file, staged
 
 __all__ = ["register", "run"]
 
@@ -40,7 +38,7 @@ def register(subparsers: Any) -> None:
         help="a lifecycle (saga or step), or a built-in scenario name or scenario file",
     )
     parser.add_argument(
-        "--output", "-o", metavar="FILE.png", type=Path, help="also write the diagram as a PNG"
+        "--output", "-o", metavar="FILE.png", help="also write the diagram as a PNG"
     )
     parser.add_argument(
         "--style",
@@ -54,25 +52,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output: Path | None = args.output
-    if output is not None:
-        if output.suffix.lower() != ".png":
-            raise InvalidConfig(f"--output must name a .png file, got {str(output)!r}")
-        if not output.parent.is_dir():
-            raise InvalidConfig(f"--output directory does not exist: {str(output.parent)!r}")
+    output = check_output_file(args.output, "--output", ".png") if args.output else None
     text, draw = _subject(args.subject, args.style)
+    png = draw() if output is not None else b""  # drawn before anything is printed or written
+    if output is not None:
+        with staged() as outputs:
+            outputs.file(output).write_bytes(png)
+            outputs.commit()
     sys.stdout.write(text)
     sys.stdout.flush()
     if output is not None:
-        png = draw()  # before touching the file system
-        try:
-            _write_atomically(output, png)
-        except OSError as error:
-            print(
-                f"sagafsm diagram: error: cannot write {str(output)!r}: {error.strerror or error}",
-                file=sys.stderr,
-            )
-            return 1
         print(f"wrote {output}", file=sys.stderr)
     return 0
 
@@ -98,20 +87,3 @@ def _subject(subject: str, style: str = "orchestration") -> tuple[str, Callable[
         failing = [s.name for s in choreography.steps if s.failure is not None][-1]
         return flow_mermaid(choreography), lambda: render_sequence_png(choreography, failing)
     return definition_mermaid(definition), lambda: render_definition_png(definition)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file in ``path``'s directory, then rename it over ``path``."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # what a plain open() would have given
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

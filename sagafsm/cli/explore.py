@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from pathlib import Path
+import time
 from typing import Any
 
 from ..errors import InvalidConfig
+from ._inputs import check_output_file, staged
 
 __all__ = ["register", "run"]
+
+_EXHAUSTIVE_SAGAS = 10
+"""Placements of one fault grow with the sagas (about 90 per saga), pairs of them with the square:
+some 400,000 plans at 10 sagas, half an hour; 40 million at 100, more memory than a laptop has."""
 
 
 def register(subparsers: Any) -> None:
@@ -50,6 +56,13 @@ def register(subparsers: Any) -> None:
         help="tries per action in every run (search: drawn from 1-3 otherwise; "
         "exhaustive: the scenario's own otherwise)",
     )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this much wall time: the search returns the smallest violating plan "
+        "found so far (maybe not fully shrunk), exhaustive the placements run so far",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the search's own seed")
     parser.add_argument(
         "--output",
@@ -62,25 +75,37 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..sim import load_scenario
+    from ..sim.config import MAX_IN_FLIGHT
     from ..sim.coverage import Coverage
     from ..sim.explore import exhaustive, save_plan, search
     from ..sim.mutants import get_mutant
+    from ..sim.report import plural
 
     for flag in ("sagas", "max_examples", "retry_attempts"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise InvalidConfig(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
-    if args.output:
-        target = Path(args.output)
-        if not args.output.endswith(".toml") or not target.parent.is_dir():
-            raise InvalidConfig(
-                f"--output {args.output!r}: needs a .toml file in an existing directory"
-            )
+    if args.exhaustive and args.sagas is not None and args.sagas > _EXHAUSTIVE_SAGAS:
+        raise InvalidConfig(
+            f"--exhaustive --sagas {args.sagas}: every pair of placements is run, and pairs grow "
+            f"with the square of the sagas (some 400,000 plans at {_EXHAUSTIVE_SAGAS}): at most "
+            f"{_EXHAUSTIVE_SAGAS}, or drop --exhaustive to search"
+        )
+    if args.sagas is not None and args.sagas > MAX_IN_FLIGHT:
+        raise InvalidConfig(
+            f"--sagas {args.sagas}: each explored run is a burst of its sagas, at most "
+            f"{MAX_IN_FLIGHT:,} in flight"
+        )
+    budget = args.time_budget
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise InvalidConfig(f"--time-budget must be a number of seconds > 0, got {budget!r}")
+    output = check_output_file(args.output, "--output", ".toml") if args.output else None
     scenario = load_scenario(args.scenario)
     mutant = get_mutant(args.mutant) if args.mutant else None
     if mutant is not None:
         mutant.check_applies(scenario.name, scenario.definition)
     coverage = Coverage()
+    begun = time.perf_counter()
     report: dict[str, Any] = {"scenario": scenario.name, "mutant": args.mutant}
     if args.exhaustive:
         tty = not args.json and sys.stderr.isatty()
@@ -91,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             retry_attempts=args.retry_attempts,
             coverage=coverage,
             scenario_ref=args.scenario,
+            max_seconds=budget,
             progress=(lambda d, t: print(f"\r{d}/{t} plans", end="", file=sys.stderr))
             if tty
             else None,
@@ -105,10 +131,18 @@ def run(args: argparse.Namespace) -> int:
             pairs=result.pairs,
             violating=result.violating,
             seconds=round(result.seconds, 3),
+            planned=result.planned,
+        )
+        ran = result.single + result.pairs
+        cut = (
+            f" (time budget spent: {ran} of {result.planned} placements run)"
+            if ran < result.planned
+            else ""
         )
         summary = (
-            f"exhaustive: {result.single} placements of one fault and {result.pairs} of "
-            f"two on {result.sagas} saga(s), {result.seconds:.1f}s: "
+            f"exhaustive: {plural(result.single, 'placement')} of one fault and "
+            f"{result.pairs} of two on {plural(result.sagas, 'saga')}, "
+            f"{result.seconds:.1f} s{cut}: "
             + (
                 f"{result.violating} violate a property"
                 if result.violating
@@ -125,24 +159,41 @@ def run(args: argparse.Namespace) -> int:
             retry_attempts=args.retry_attempts,
             coverage=coverage,
             scenario_ref=args.scenario,
+            max_seconds=budget,
         )
-        report.update(mode="search", max_examples=args.max_examples)
-        summary = "search: " + (
-            f"violation found and shrunk in {found.seconds:.1f}s ({found.examples} plans run)"
-            if found
-            else f"no violation in {args.max_examples} plans"
-        )
+        report.update(mode="search", max_examples=args.max_examples, time_budget=budget)
+        if found is None:
+            spent = budget is not None and time.perf_counter() - begun >= budget
+            summary = "search: " + (
+                f"no violation found within the {budget:g} s time budget"
+                if spent
+                else f"no violation in {plural(args.max_examples, 'plan')}"
+            )
+        elif found.shrunk:
+            summary = (
+                f"search: violation found and shrunk in {found.seconds:.1f} s "
+                f"({plural(found.examples, 'plan')} run)"
+            )
+        else:
+            summary = (
+                f"search: violation found; the time budget ran out while shrinking it "
+                f"({found.seconds:.1f} s, {plural(found.examples, 'plan')} run): the plan below "
+                "may not be minimal"
+            )
     report["found"] = found is not None
     report["coverage"] = coverage.summary()
     if found is not None:
         report["counterexample"] = {
             "sagas": found.sagas,
             "faults": found.faults,
+            "shrunk": found.shrunk,
             "plan": found.data,
             "violations": [v.to_json() for v in found.violations],
         }
-        if args.output:
-            save_plan(found.data, args.output)
+        if output is not None:
+            with staged() as outputs:
+                save_plan(found.data, outputs.file(output))
+                outputs.commit()
             report["saved"] = args.output
     if args.json:
         print(json.dumps(report, indent=2))
@@ -150,13 +201,11 @@ def run(args: argparse.Namespace) -> int:
     print(summary)
     if found is not None:
         faults = found.data["faults"]
+        tries = found.data.get("retry_attempts")
         print(
-            f"minimal plan: {found.sagas} saga(s), {found.faults} fault(s)"
-            + (
-                f", {found.data['retry_attempts']} tr(ies) per action"
-                if "retry_attempts" in found.data
-                else ""
-            )
+            f"{'minimal plan' if found.shrunk else 'plan'}: {plural(found.sagas, 'saga')}, "
+            f"{plural(found.faults, 'fault')}"
+            + (f", {plural(tries, 'try', 'tries')} per action" if tries is not None else "")
         )
         for fault in [*faults["targeted"], *faults["orchestrator_crashes"]]:
             print(f"  {fault}")

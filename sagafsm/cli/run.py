@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop()
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        # simulate's keys: a real run's faults are kills, whose termination is always judged
+        print(json.dumps({**result.to_json(), "not_judged": None}, indent=2))
     else:
         print(format_real_report(result, plan.store, plan.kill_every))
     return 1 if result.violations else 0
@@ -127,6 +128,8 @@ def _seconds(value: float | None) -> str:
 def format_real_report(result: Any, store: str, kill_every: float | None) -> str:
     """The readable report of a real run (a :class:`~sagafsm.runtime.verdict.RealRunResult`),
     laid out as ``simulate``'s."""
+    from ..sim.report import plural, verdict_lines  # the simulator's report ends the same way
+
     metrics = result.metrics
     latency = metrics["latency"]
     lines = [
@@ -161,8 +164,8 @@ def format_real_report(result: Any, store: str, kill_every: float | None) -> str
         "",
         f"messages            {result.messages['sent']:,} sent",
         f"kills               {result.kills}{every}" + (f": {kills}" if kills else ""),
-        f"orchestrator        {metrics['restarts']} starts, {metrics['recovered_sagas']:,} "
-        "sagas recovered",
+        f"orchestrator        {plural(metrics['restarts'], 'start')}, "
+        f"{plural(metrics['recovered_sagas'], 'saga')} recovered",
         f"retries             {retries['action']} action, {retries['compensation']} compensation",
         "participants        "
         + ", ".join(f"{name} {p['operations']}" for name, p in metrics["participants"].items()),
@@ -170,7 +173,5 @@ def format_real_report(result: Any, store: str, kill_every: float | None) -> str
         f"wall time           {result.wall_seconds:.2f} s ({result.events:,} trace records)",
         "",
     ]
-    from ..sim.report import verdict_lines  # the simulator's report ends the same way
-
-    lines += verdict_lines(result.stopped, result.violations)
+    lines += verdict_lines(result.stopped, result.violations, result.violation_counts)
     return "\n".join(lines)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidConfig
+from ._inputs import cap_jobs, check_not_an_input, check_output_dir, check_output_file, staged
 from ._run_config import add_run_arguments, resolve_run
 
 __all__ = ["register", "run"]
@@ -52,35 +50,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _check_output_dir(path: str, flag: str) -> Path:
-    directory = Path(path)
-    if directory.exists() and not directory.is_dir():
-        raise InvalidConfig(f"{flag} {path!r} exists and is not a directory")
-    parent = directory if directory.exists() else directory.parent
-    if not os.access(parent if str(parent) else ".", os.W_OK):
-        raise InvalidConfig(f"{flag} {path!r}: cannot write there")
-    return directory
-
-
-@contextmanager
-def _atomic_file(path: str | None) -> Iterator[str | None]:
-    """A temporary file next to ``path``, renamed onto it only if the block succeeds."""
-    if path is None:
-        yield None
-        return
-    target = Path(path)
-    if target.is_dir() or (not target.parent.is_dir() and str(target.parent)):
-        raise InvalidConfig(f"--trace {path!r}: no such directory, or a directory")
-    handle, temporary = tempfile.mkstemp(dir=target.parent or ".", suffix=".partial")
-    os.close(handle)
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     if not enabled:
         return None, lambda: None
@@ -104,63 +73,100 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Cal
     return update, bar.stop
 
 
+def _scenario_ref(name: str | None) -> str | None:
+    """A scenario as a later ``replay`` finds it: a file by its absolute path, else its name."""
+    if name is not None and (name.endswith(".py") or "/" in name):
+        return str(Path(name).resolve())
+    return name
+
+
+def _recorded_line(args: argparse.Namespace, result: Any, mutant: Any) -> str:
+    """The last line of a ``--trace`` file: what it was recorded under, so that ``replay
+    --trace`` can tell a trace of another scenario (:data:`sagafsm.sim.trace.RECORDED`)."""
+    from .. import __version__
+    from ..sim.trace import RECORDED
+
+    return json.dumps(
+        {
+            "kind": RECORDED,
+            "scenario": result.scenario,
+            "scenario_ref": _scenario_ref(args.scenario) or result.scenario,
+            "seed": result.seed,
+            "sagas": result.sagas,
+            "mutant": mutant.name if mutant else None,
+            "digest": result.digest,
+            "sagafsm": __version__,
+        }
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ..sim import simulate
-    from ..sim.report import format_report, format_seed_summary
+    from ..sim.report import format_report, format_seed_summary, judged_violations, not_judged
     from ..sim.seeds import seed_summary, simulate_seeds
 
     for flag in ("repeat", "jobs"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise InvalidConfig(f"--{flag} must be at least 1, got {value}")
+    trace = check_output_file(args.trace, "--trace") if args.trace else None
+    if trace is not None:
+        check_not_an_input(trace, "--trace", {"--config file": args.config,
+                                              "scenario file": args.scenario})  # fmt: skip
+    plots = check_output_dir(args.plots, "--plots") if args.plots else None
     scenario, config, mutant = resolve_run(args)
-    plots_dir = _check_output_dir(args.plots, "--plots") if args.plots else None
+    jobs, note = cap_jobs(args.jobs, (args.repeat or 1) - 1) if args.jobs else (1, None)
+    if note and (args.repeat or 1) > 1:
+        print(f"sagafsm simulate: note: {note}", file=sys.stderr)
 
-    progress, stop = _progress_bar(not args.json and sys.stderr.isatty())
-    try:
-        with _atomic_file(args.trace) as trace_path:
+    with staged() as outputs:
+        trace_path = outputs.file(trace) if trace is not None else None
+        progress, stop = _progress_bar(not args.json and sys.stderr.isatty())
+        try:
             result = simulate(
                 scenario, config, trace_path=trace_path, progress=progress, mutant=mutant
             )
-    finally:
-        stop()
-    results = [result]
-    if args.repeat and args.repeat > 1:
-        seeds = range(config.seed + 1, config.seed + args.repeat)
-        if args.jobs and args.jobs > 1:
-            from concurrent.futures import ProcessPoolExecutor
+        finally:
+            stop()
+        if trace_path is not None:
+            with open(trace_path, "a", encoding="utf-8") as handle:
+                handle.write(_recorded_line(args, result, mutant) + "\n")
+        results = [result]
+        if args.repeat and args.repeat > 1:
+            seeds = range(config.seed + 1, config.seed + args.repeat)
+            if jobs > 1:
+                from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-                results += simulate_seeds(
-                    scenario,
-                    config,
-                    seeds,
-                    mutant=mutant,
-                    executor=pool,
-                    scenario_name=args.scenario or scenario.name,
-                )
-        else:
-            results += simulate_seeds(scenario, config, seeds, mutant=mutant)
-    written = []
-    if plots_dir is not None:
-        from ..plots import write_run_figures
+                with ProcessPoolExecutor(max_workers=jobs) as pool:
+                    results += simulate_seeds(
+                        scenario,
+                        config,
+                        seeds,
+                        mutant=mutant,
+                        executor=pool,
+                        scenario_name=args.scenario or scenario.name,
+                    )
+            else:
+                results += simulate_seeds(scenario, config, seeds, mutant=mutant)
+        if plots is not None:
+            from ..plots import write_run_figures
 
-        written = write_run_figures(result, plots_dir)
+            write_run_figures(result, outputs.directory(plots))
+        written = outputs.commit()  # every output produced: only now does any take its name
+    figures = [path for path in written if path != trace]
+    unjudged = [not_judged(r, config) for r in results]
     if args.json:
-        if len(results) == 1:
-            print(json.dumps(result.to_json(), indent=2))
-        else:
-            print(
-                json.dumps(
-                    {"runs": [r.to_json() for r in results], "summary": seed_summary(results)},
-                    indent=2,
-                )
-            )
+        runs = [
+            {**r.to_json(), "not_judged": why} for r, why in zip(results, unjudged, strict=True)
+        ]
+        summary = {"runs": runs, "summary": seed_summary(results)}
+        print(json.dumps(runs[0] if len(runs) == 1 else summary, indent=2))
     else:
-        print(format_report(result))
+        print(format_report(result, config))
         if len(results) > 1:
             print()
-            print(format_seed_summary(results, seed_summary(results)))
-        for path in written:
+            print(format_seed_summary(results, seed_summary(results), config))
+        for path in figures:
             print(f"figure              {path}")
-    return 1 if any(r.violations for r in results) else 0
+    judged = [judged_violations(r, why) for r, why in zip(results, unjudged, strict=True)]
+    return 1 if any(judged) else 0

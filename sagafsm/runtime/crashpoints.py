@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any, Final
 
 __all__ = [
@@ -97,8 +98,9 @@ def _arm_from_environment() -> None:
     point, _, count = spec.partition(":")
     try:
         arm(point, int(count) if count else 1)
-    except ValueError as error:
-        raise SystemExit(f"sagafsm: {ENVIRONMENT_VARIABLE}={spec!r}: {error}") from None
+    except ValueError as error:  # bad input: exit status 2, as for any other (sagafsm.cli)
+        print(f"sagafsm: {ENVIRONMENT_VARIABLE}={spec!r}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 _arm_from_environment()

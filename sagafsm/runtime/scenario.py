@@ -14,7 +14,6 @@ killed predecessor) already started, and the domain check knows which order each
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from .._user_code import call_factory, import_file
 from ..definition import SagaDefinition
 from ..errors import InvalidArgument, InvalidConfig
 from .participant import Participant, check_handlers
@@ -110,15 +110,7 @@ async def apply_schema(tx: ParticipantTx, scenario: RuntimeScenario) -> None:
 
 def _module(name: str) -> ModuleType:
     if name.endswith(".py") or "/" in name:
-        path = Path(name)
-        if not path.is_file():
-            raise InvalidConfig(f"scenario file {name!r} does not exist")
-        spec = importlib.util.spec_from_file_location(f"_sagafsm_runtime_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise InvalidConfig(f"cannot load scenario file {name!r}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return import_file(name, f"_sagafsm_runtime_{Path(name).stem}")
     if not name.isidentifier() or name.startswith("_"):
         raise InvalidConfig(_unknown(name))
     try:
@@ -148,7 +140,7 @@ def load_runtime_scenario(name: str, *, timeout: float | None = None) -> Runtime
         raise InvalidConfig(
             f"scenario {name!r} cannot run for real: its module has no runtime() function"
         )
-    scenario = factory()
+    scenario = call_factory(factory, "runtime", name)
     if not isinstance(scenario, RuntimeScenario):
         raise InvalidConfig(f"runtime() of scenario {name!r} did not return a RuntimeScenario")
     check_handlers([scenario.definition], scenario.participants())

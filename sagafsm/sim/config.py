@@ -33,7 +33,14 @@ __all__ = [
     "read_config_file",
     "merge",
     "apply_overrides",
+    "MAX_IN_FLIGHT",
+    "check_open_load",
 ]
+
+MAX_IN_FLIGHT = 100_000
+"""Sagas a burst or closed load may hold in flight at once. A saga in flight costs about 12 KB
+(its instance, ledgers, timers, messages), so this is about 1.2 GB; a larger burst would grow
+until memory runs out, and is refused before the run instead."""
 
 
 def _probability(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -200,12 +207,47 @@ class SimulationConfig:
         timeout = self.step_timeout
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise InvalidConfig(f"step_timeout: must be a finite number > 0, got {timeout!r}")
+        self._check_in_flight()
+
+    def _check_in_flight(self) -> None:
+        kind = self.load.kind
+        if kind == "open":  # bounded by the arrival rate and the sagas' durations, not up front
+            return
+        in_flight = self.sagas if kind == "burst" else min(self.sagas, self.load.concurrency)
+        if in_flight > MAX_IN_FLIGHT:
+            where = "sagas: a burst load" if kind == "burst" else "load: a closed load"
+            raise InvalidConfig(
+                f"{where} of {in_flight:,} sagas in flight at once would not fit in memory (at "
+                f'most {MAX_IN_FLIGHT:,}): use load.kind = "closed" with a smaller '
+                'load.concurrency, or "open"'
+            )
 
     def participant_config(self, name: str) -> ParticipantConfig:
         return self.participants.get(name, self.participant)
 
     def link_latency(self, participant: str) -> Distribution:
         return self.links.get(participant, self.latency)
+
+
+def check_open_load(config: SimulationConfig, first_participant: str) -> None:
+    """Refuse an open load whose arrivals alone would hold more than :data:`MAX_IN_FLIGHT` sagas
+    in flight. By Little's law the sagas in flight are the arrival rate times the sagas'
+    duration; no saga is shorter than one round trip to the first step's participant (a saga whose
+    first step fails ends there), so that product is a lower bound: what it refuses would not fit.
+    """
+    if config.load.kind != "open":
+        return
+    shortest = (
+        2 * config.link_latency(first_participant).mean
+        + config.participant_config(first_participant).service_time.mean
+    )
+    rate = config.load.arrival_rate
+    if min(config.sagas, rate * shortest) > MAX_IN_FLIGHT:
+        raise InvalidConfig(
+            f"config.load.arrival_rate: {rate:g} sagas per s, each taking at least {shortest:g} s "
+            f"(a round trip to {first_participant!r}), would hold more than {MAX_IN_FLIGHT:,} "
+            "sagas in flight at once, more than fits in memory: lower it, or use a closed load"
+        )
 
 
 def _converter() -> cattrs.Converter:
@@ -272,7 +314,8 @@ def _first_line(lines: list[str]) -> str:
     key, colon, rest = message.partition(": ")
     if colon and key.isidentifier():  # our validators start with the field name
         path, message = f"{path}.{key}", rest
-    more = f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""
+    extra = len(lines) - 1
+    more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
     return f"{path}: {message}{more}"
 
 
@@ -283,8 +326,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except OSError as error:
         raise InvalidConfig(f"cannot read config file {str(path)!r}: {error.strerror}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8; a binary or Latin-1 file is not TOML
+        raise InvalidConfig(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.object[error.start]:#04x} "
+            f"at offset {error.start}): save it as UTF-8 TOML"
+        ) from None
     except tomllib.TOMLDecodeError as error:
-        raise InvalidConfig(f"{path}: not valid TOML: {error}") from None
+        raise InvalidConfig(f"config file {str(path)!r}: not valid TOML: {error}") from None
 
 
 def load_config_file(

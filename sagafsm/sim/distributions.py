@@ -29,7 +29,8 @@ class Distribution:
             raise InvalidConfig(f"unknown distribution {self.kind!r} (known: {', '.join(_ARITY)})")
         if len(self.params) != _ARITY[self.kind]:
             raise InvalidConfig(
-                f"distribution {self.kind!r} takes {_ARITY[self.kind]} parameter(s), "
+                f"distribution {self.kind!r} takes {_ARITY[self.kind]} "
+                f"parameter{'s' if _ARITY[self.kind] > 1 else ''}, "
                 f"got {len(self.params)}"
             )
         if not all(math.isfinite(p) and p >= 0 for p in self.params):

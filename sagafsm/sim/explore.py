@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import itertools
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,8 @@ class Counterexample:
     seconds: float
     examples: int
     """Plans run before (and while) shrinking."""
+    shrunk: bool = True
+    """False when the time budget ran out while shrinking: a violating plan, maybe not minimal."""
 
 
 @attrs.frozen(kw_only=True)
@@ -80,6 +84,8 @@ class ExhaustiveReport:
     violating: int
     first: Counterexample | None
     seconds: float
+    planned: int = 0
+    """Placements there were to run; more than ``single + pairs`` when the time budget ran out."""
 
 
 def plan_data(
@@ -148,12 +154,16 @@ def search(
     retry_attempts: int | None = None,
     coverage: Coverage | None = None,
     scenario_ref: str | None = None,
+    max_seconds: float | None = None,
 ) -> Counterexample | None:
     """Hypothesis search for a violating plan, shrunk to a minimal one; None if none found.
 
     Plans draw the tries per action from 1 to 3 (shrinking towards 1) unless ``retry_attempts``
-    fixes it. Saved plans name the scenario by ``scenario_ref`` (a file's path) or its name."""
-    from hypothesis import HealthCheck, Phase, find, settings
+    fixes it. Saved plans name the scenario by ``scenario_ref`` (a file's path) or its name.
+    ``max_seconds`` bounds the search: when it runs out, the smallest violating plan found so far
+    is returned (``shrunk=False``), or None. Hypothesis keeps its files in a temporary directory,
+    never in the working directory."""
+    from hypothesis import HealthCheck, Phase, Verbosity, find, settings
     from hypothesis import strategies as st
     from hypothesis.errors import NoSuchExample
 
@@ -187,29 +197,43 @@ def search(
         )
     )
     runs = 0
+    started = time.perf_counter()
+    deadline = started + max_seconds if max_seconds is not None else None
+    smallest: list[tuple[int, list[Placement], int]] = []
 
     def violates(plan: tuple[int, list[Placement], int]) -> bool:
         nonlocal runs
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise _OutOfTime
         runs += 1
         data = plan_data(scenario, mutant, *plan, scenario_ref=scenario_ref)
-        return bool(_run(scenario, mutant, data, coverage))
+        found = bool(_run(scenario, mutant, data, coverage))
+        if found:  # while shrinking, each plan that still violates is smaller than the last
+            smallest[:] = [plan]
+        return found
 
-    started = time.perf_counter()
+    shrunk = True
     try:
-        sagas, placements, attempts = find(
-            plans,
-            violates,
-            settings=settings(
-                max_examples=max_examples,
-                database=None,
-                deadline=None,
-                phases=[Phase.generate, Phase.shrink],
-                suppress_health_check=list(HealthCheck),
-            ),
-            random=random.Random(seed),
-        )
+        with _hypothesis_files_elsewhere():
+            sagas, placements, attempts = find(
+                plans,
+                violates,
+                settings=settings(
+                    max_examples=max_examples,
+                    database=None,
+                    deadline=None,
+                    phases=[Phase.generate, Phase.shrink],
+                    suppress_health_check=list(HealthCheck),
+                    verbosity=Verbosity.quiet,
+                ),
+                random=random.Random(seed),
+            )
     except NoSuchExample:
         return None
+    except _OutOfTime:
+        if not smallest:
+            return None
+        (sagas, placements, attempts), shrunk = smallest[0], False
     data = plan_data(scenario, mutant, sagas, placements, attempts, scenario_ref=scenario_ref)
     return Counterexample(
         data=data,
@@ -218,7 +242,27 @@ def search(
         faults=len(placements),
         seconds=time.perf_counter() - started,
         examples=runs,
+        shrunk=shrunk,
     )
+
+
+class _OutOfTime(BaseException):
+    """The search's time budget ran out (a BaseException: Hypothesis must not shrink it)."""
+
+
+@contextmanager
+def _hypothesis_files_elsewhere() -> Iterator[None]:
+    """Hypothesis caches what it learns under ``./.hypothesis``; a command run in a user's
+    directory must not leave it there, so it goes to a temporary directory for the search."""
+    from hypothesis import configuration
+
+    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    with tempfile.TemporaryDirectory(prefix="sagafsm-hypothesis-") as home:
+        configuration.set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(previous)
 
 
 def _placements(
@@ -245,13 +289,16 @@ def exhaustive(
     progress: Callable[[int, int], None] | None = None,
     coverage: Coverage | None = None,
     scenario_ref: str | None = None,
+    max_seconds: float | None = None,
 ) -> ExhaustiveReport:
     """Run every placement of one fault (and of two, with ``pairs``) on ``sagas`` sagas.
 
     Message placements cover twice the messages a fault-free run sends (retries and compensations
     send more); crash placements start just after each message of the fault-free run is sent.
+    ``max_seconds`` stops it early: the report counts the placements that did run.
     """
     started = time.perf_counter()
+    deadline = started + max_seconds if max_seconds is not None else None
     baseline = plan_data(scenario, mutant, sagas, [], retry_attempts)
     records: list[tuple[Any, ...]] = []
     simulate(scenario, scenario.config(baseline), observe=records.append)
@@ -264,7 +311,11 @@ def exhaustive(
         plans += [list(pair) for pair in itertools.combinations(singles, 2)]
     violating = 0
     first: Counterexample | None = None
+    ran = 0
     for done, placements in enumerate(plans, 1):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+        ran = done
         data = plan_data(
             scenario, mutant, sagas, placements, retry_attempts, scenario_ref=scenario_ref
         )
@@ -284,11 +335,12 @@ def exhaustive(
             progress(done, len(plans))
     return ExhaustiveReport(
         sagas=sagas,
-        single=len(singles),
-        pairs=len(plans) - len(singles),
+        single=min(ran, len(singles)),
+        pairs=max(0, ran - len(singles)),
         violating=violating,
         first=first,
         seconds=time.perf_counter() - started,
+        planned=len(plans),
     )
 
 

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..checks import Violation
+from .config import SimulationConfig
 from .result import RunResult
 
-__all__ = ["format_report", "format_seed_summary"]
+__all__ = [
+    "format_report",
+    "format_seed_summary",
+    "verdict_lines",
+    "not_judged",
+    "judged_violations",
+    "plural",
+]
+
+STARVED_DOWN_SHARE = 0.5
+"""An orchestrator expected to be down at least this share of the time, with crashes that never
+stop, may leave sagas unfinished without anything being wrong: see :func:`not_judged`."""
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 try``, ``2 tries``: the count and the word in the number it takes."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 def _seconds(value: float | None) -> str:
@@ -21,7 +38,64 @@ _REASONS_SHOWN = 8
 """Why sagas failed or need an operator: the most frequent reasons the report lists."""
 
 
-def format_report(result: RunResult) -> str:
+def not_judged(result: RunResult, config: SimulationConfig | None) -> str | None:
+    """Why the run's termination violations say nothing, or None when they count.
+
+    Termination is a property of what happens once faults stop. A run that stopped while a
+    fault window of its plan was still open (a partition, a crash) did not get there; nor did a
+    run whose orchestrator is expected to be down most of the time (``orchestrator_crash_rate``
+    times the mean downtime, as a share of each crash-restart cycle) with crashes that never
+    stop (no ``faults.until``). Either can hit the termination bound with correct code: that is
+    the fault plan's doing, and the report says so rather than calling each unfinished saga a
+    violation."""
+    if config is None or not result.stopped or not result.violation_counts.get("termination"):
+        return None
+    unfinished = plural(result.outcomes.get("unfinished", 0), "saga")
+    bound = f"termination_bound ({config.termination_bound:g} s)"
+    faults = config.faults
+    window = _window_still_open(config, result.sim_time)
+    if window is not None:
+        return (
+            f"termination: {window} when the run stopped at {result.sim_time:.2f} s, so "
+            f"{unfinished} could not finish within {bound}; termination is judged once faults "
+            "stop: end the window earlier"
+        )
+    busy = faults.orchestrator_crash_rate * faults.orchestrator_downtime.mean
+    share = busy / (1 + busy)
+    if faults.until is not None or share < STARVED_DOWN_SHARE:
+        return None
+    return (
+        f"termination: with {faults.orchestrator_crash_rate:g} orchestrator crashes per s and "
+        f"a mean downtime of {faults.orchestrator_downtime.mean:g} s, the orchestrator is down "
+        f"about {share * 100:.1f}% of the time and the crashes never stop, so {unfinished} "
+        f"could not finish within {bound}; termination is judged once faults stop: set "
+        "faults.until, or lower the crash rate"
+    )
+
+
+def _window_still_open(config: SimulationConfig, now: float) -> str | None:
+    """A fault window of the plan still open at ``now`` (a partition, a crash), said in words."""
+    faults = config.faults
+    for kind, windows in (("partitioned", faults.partitions), ("down", faults.participant_crashes)):
+        for window in windows:
+            if window.start <= now < window.end:
+                return f"participant {window.participant!r} was {kind} until {window.end:g} s"
+    for crash in faults.orchestrator_crashes:
+        if crash.start <= now < crash.end:
+            return f"the orchestrator was down until {crash.end:g} s"
+    return None
+
+
+def judged_violations(result: RunResult, unjudged: str | None) -> list[Violation]:
+    """The run's violations, without the termination ones :func:`not_judged` explains."""
+    if unjudged is None:
+        return list(result.violations)
+    return [v for v in result.violations if v.property != "termination"]
+
+
+def format_report(result: RunResult, config: SimulationConfig | None = None) -> str:
+    """The text report; with the run's ``config``, a run starved by its own crash plan says so
+    instead of listing termination violations (:func:`not_judged`)."""
     metrics = result.metrics
     latency = metrics["latency"]
     lines = [
@@ -37,9 +111,8 @@ def format_report(result: RunResult) -> str:
             lines.append(f"    {times:>6}  {reason}")
         if len(reasons) > _REASONS_SHOWN:
             rest = sum(times for _, times in reasons[_REASONS_SHOWN:])
-            lines.append(
-                f"    {rest:>6}  ({len(reasons) - _REASONS_SHOWN} more reasons: see --json)"
-            )
+            more = plural(len(reasons) - _REASONS_SHOWN, "more reason")
+            lines.append(f"    {rest:>6}  ({more}: see --json)")
     lines += [
         "",
         f"throughput          {metrics['throughput_per_s']:.1f} completed sagas per simulated s",
@@ -61,8 +134,8 @@ def format_report(result: RunResult) -> str:
         f"{messages['delayed']} delayed",
         "faults injected     "
         + (", ".join(f"{k} {v}" for k, v in result.faults.items()) or "none"),
-        f"orchestrator        {metrics['orchestrator_crashes']} crashes, "
-        f"{metrics['store_writes']} store writes",
+        f"orchestrator        {plural(metrics['orchestrator_crashes'], 'crash', 'crashes')}, "
+        f"{plural(metrics['store_writes'], 'store write')}",
         "participants        "
         + ", ".join(
             f"{name} {p['utilisation'] * 100:.0f}% busy"
@@ -75,39 +148,93 @@ def format_report(result: RunResult) -> str:
         f"trace digest        {result.digest}",
         "",
     ]
-    lines += verdict_lines(result.stopped, result.violations)
+    unjudged = not_judged(result, config)
+    counts = dict(result.violation_counts)
+    if unjudged is not None:
+        counts.pop("termination", None)
+    lines += verdict_lines(result.stopped, judged_violations(result, unjudged), counts, unjudged)
     return "\n".join(lines)
 
 
-def verdict_lines(stopped: str | None, violations: Sequence[Violation]) -> list[str]:
-    """The end of a report, simulated or real: why the run stopped early, and its violations
-    (the first 20)."""
+_VIOLATIONS_SHOWN = 20
+
+
+def verdict_lines(
+    stopped: str | None,
+    violations: Sequence[Violation],
+    counts: Mapping[str, int] | None = None,
+    unjudged: str | None = None,
+) -> list[str]:
+    """The end of a report, simulated or real: why the run stopped early, what it could not
+    judge (``unjudged``, see :func:`not_judged`), the violations by property (``counts``, when a
+    run keeps counting past the violations it keeps), and the first twenty."""
     lines = [f"STOPPED EARLY       {stopped}"] if stopped else []
-    if not violations:
+    if unjudged:
+        lines.append(f"NOT JUDGED          {unjudged}")
+    if counts is None:
+        counts = {}
+        for violation in violations:
+            counts[violation.property] = counts.get(violation.property, 0) + 1
+    counts = {name: n for name, n in counts.items() if n}
+    total = sum(counts.values())
+    if not total:
         return [*lines, "violations          none"]
-    lines.append(f"VIOLATIONS ({len(violations)})")
-    for violation in violations[:20]:
+    lines.append(f"VIOLATIONS ({total:,})")
+    width = max(len(name) for name in counts)
+    for name, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        lines.append(f"  {name:<{width}}  {n:>9,}")
+    lines.append("first violations" if total > 1 else "the violation")
+    for violation in violations[:_VIOLATIONS_SHOWN]:
         where = f"saga {violation.saga_id}" if violation.saga_id else "run"
         lines.append(f"  [{violation.property}] {where}: {violation.detail}")
-    if len(violations) > 20:
-        lines.append(f"  ... and {len(violations) - 20} more (see --json)")
+    if total > _VIOLATIONS_SHOWN:
+        lines.append(f"  ... and {total - _VIOLATIONS_SHOWN:,} more (see --json)")
     return lines
 
 
-def format_seed_summary(results: list[RunResult], summary: dict[str, Any]) -> str:
-    """One line per seed, then each figure's mean and 95% confidence interval."""
-    lines = [f"{len(results)} seeds", "  seed   completed  failed  operator  throughput/s   p99"]
+def _judged(result: RunResult, config: SimulationConfig | None) -> list[Violation]:
+    return judged_violations(result, not_judged(result, config))
+
+
+_SEED_UNITS: dict[str, tuple[str, float]] = {
+    "throughput_per_s": ("completed sagas/s", 1.0),
+    "goodput": ("% completed", 100.0),
+    "compensation_rate": ("% compensated", 100.0),
+    "in_flight_mean": ("sagas in flight", 1.0),
+}
+"""How each figure of the summary is shown: its unit and the factor to it (latencies: below)."""
+
+
+def format_seed_summary(
+    results: list[RunResult], summary: dict[str, Any], config: SimulationConfig | None = None
+) -> str:
+    """One line per seed, then each figure's mean and 95% confidence interval, each in one
+    unit throughout (latencies all in ms, or all in s when one of them reaches a second). With
+    the runs' ``config``, violations :func:`not_judged` explains are not counted."""
+    latencies = [r.metrics["latency"]["p99"] for r in results]
+    latencies += [stats["high"] for name, stats in summary.items() if name.startswith("latency")]
+    in_seconds = any(v is not None and v >= 1 for v in latencies)
+    unit, scale = ("s", 1.0) if in_seconds else ("ms", 1000.0)
+
+    def latency(value: float | None) -> str:
+        return "-" if value is None else f"{value * scale:.{2 if in_seconds else 1}f}"
+
+    lines = [
+        plural(len(results), "seed"),
+        f"  seed   completed  failed  operator  throughput/s  p99 ({unit})",
+    ]
     for r in results:
-        p99 = r.metrics["latency"]["p99"]
         lines.append(
             f"  {r.seed:<6} {r.outcomes.get('completed', 0):>9} {r.outcomes.get('failed', 0):>7} "
             f"{r.outcomes.get('operator_required', 0):>9} {r.metrics['throughput_per_s']:>12.1f}"
-            f"   {_seconds(p99):>9}"
-            + (f"  VIOLATIONS {sum(r.violation_counts.values())}" if r.violations else "")
+            f"  {latency(r.metrics['latency']['p99']):>8}"
+            + (f"  VIOLATIONS {len(judged):,}" if (judged := _judged(r, config)) else "")
         )
     lines.append("mean and 95% confidence interval across seeds (Student's t)")
     for name, stats in summary.items():
+        shown, factor = _SEED_UNITS.get(name, (unit, scale))
         lines.append(
-            f"  {name:<18} {stats['mean']:>12.4g}  [{stats['low']:.4g}, {stats['high']:.4g}]"
+            f"  {name:<18} {stats['mean'] * factor:>10.4g}  "
+            f"[{stats['low'] * factor:.4g}, {stats['high'] * factor:.4g}]  {shown}"
         )
     return "\n".join(lines)

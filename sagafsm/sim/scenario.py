@@ -8,7 +8,6 @@ user's own is any ``.py`` file with that function, passed by path.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from .._user_code import call_factory, import_file
 from ..definition import SagaDefinition
 from ..errors import InvalidConfig
 from ..lifecycle import SagaState
@@ -103,16 +103,14 @@ class Scenario:
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """A built-in scenario by name, or a user's scenario file by path."""
+    """A built-in scenario by name, or a user's scenario file by path.
+
+    :class:`~sagafsm.InvalidConfig`, one line naming the file and what is wrong with it, for a
+    file that is not there, does not import (a syntax error, a missing module, an exception or
+    ``sys.exit()`` while it runs), has no ``scenario()`` function, or one that cannot be called
+    without arguments, raises, or returns something else than a :class:`Scenario`."""
     if name_or_path.endswith(".py") or "/" in name_or_path:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise InvalidConfig(f"scenario file {name_or_path!r} does not exist")
-        spec = importlib.util.spec_from_file_location(f"_sagafsm_scenario_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise InvalidConfig(f"cannot load scenario file {name_or_path!r}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = import_file(name_or_path, f"_sagafsm_scenario_{Path(name_or_path).stem}")
     else:
         try:
             module = importlib.import_module(f"simulations.{name_or_path}")
@@ -125,10 +123,12 @@ def load_scenario(name_or_path: str) -> Scenario:
             ) from None
     factory = getattr(module, "scenario", None)
     if not callable(factory):
-        raise InvalidConfig(f"scenario {name_or_path!r} has no scenario() function")
-    result = factory()
+        raise InvalidConfig(f"scenario {name_or_path!r} has no scenario() function: define one")
+    result = call_factory(factory, "scenario", name_or_path)
     if not isinstance(result, Scenario):
-        raise InvalidConfig(f"scenario() of {name_or_path!r} did not return a Scenario")
+        raise InvalidConfig(
+            f"scenario() of {name_or_path!r} returned {type(result).__name__}, not a Scenario"
+        )
     return result
 
 

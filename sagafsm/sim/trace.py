@@ -30,7 +30,12 @@ import msgpack
 
 from ..history import RECORD_FIELDS, RawRecord, record_to_dict
 
-__all__ = ["Trace", "RECORD_FIELDS", "Record", "read_trace"]
+__all__ = ["Trace", "RECORD_FIELDS", "Record", "read_trace", "RECORDED", "recorded_under"]
+
+RECORDED = "recorded"
+"""The kind of the line ``sagafsm simulate --trace`` appends once the run is over: what the trace
+was recorded under (scenario, seed, sagas, mutant, digest). Not a trace record: :func:`read_trace`
+skips it, :func:`recorded_under` reads it; traces written before it existed have none."""
 
 Record = RawRecord
 """A record as the simulator writes it: a plain tuple (see :mod:`sagafsm.history` for the typed
@@ -130,4 +135,23 @@ def read_trace(path: str | Path) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
-                yield json.loads(line)
+                data = json.loads(line)
+                if not (isinstance(data, dict) and data.get("kind") == RECORDED):
+                    yield data
+
+
+def recorded_under(path: str | Path) -> dict[str, Any] | None:
+    """What the trace at ``path`` was recorded under (its last line, see :data:`RECORDED`), or
+    None for a trace without it."""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - 65536))
+        lines = handle.read().splitlines()
+    for line in reversed(lines):
+        if line.strip():
+            try:
+                data = json.loads(line)
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) and data.get("kind") == RECORDED else None
+    return None
