@@ -227,7 +227,7 @@ def failable(table: Table) -> list[str]:
     return [s.name for s in table.steps if s.failure is not None]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_every_accepted_table_keeps_its_guarantees_on_every_run(table: Table) -> None:
     """No problem found ⇒ for every set of failing steps, the FIFO run has one outcome, a
@@ -244,7 +244,7 @@ def test_every_accepted_table_keeps_its_guarantees_on_every_run(table: Table) ->
             assert violations(table, set(failing)) == [], failing
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(definitions())
 def test_every_derived_table_is_accepted_and_every_dropped_compensation_refused(
     definition: Any,
@@ -268,7 +268,7 @@ def test_every_derived_table_is_accepted_and_every_dropped_compensation_refused(
                 assert problems(table._replace(**{kind: changed})), f"{kind} {i} without {gone}"
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(definitions())
 def test_the_projected_roles_follow_every_path_to_a_final_state(definition: Any) -> None:
     """Each role, handed every event of a path it has a row or a declared ignore for, moves
