@@ -14,10 +14,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from ..errors import InvalidConfig
 from ._run_config import add_run_arguments, resolve_run
+
+if TYPE_CHECKING:
+    from ..sim import RunResult, Scenario, SimulationConfig
+    from ..sim.mutants import Mutant
 
 __all__ = ["register", "run"]
 
@@ -104,10 +110,74 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Cal
     return update, bar.stop
 
 
+def _seed_run(
+    scenario: Scenario | str,
+    config: SimulationConfig,
+    mutant: Mutant | str | None,
+    trace_path: str | None,
+) -> RunResult:
+    """One seed of ``--repeat``; in a worker process, the scenario and mutant come by name
+    (a scenario may hold functions that cannot be pickled)."""
+    from ..sim import InternalError, load_scenario, simulate
+    from ..sim.mutants import get_mutant
+    from ..sweep import RunFailed
+
+    in_worker = isinstance(scenario, str)
+    if isinstance(scenario, str):
+        scenario = load_scenario(scenario)
+    if isinstance(mutant, str):
+        mutant = get_mutant(mutant)
+    try:
+        return simulate(scenario, config, trace_path=trace_path, mutant=mutant)
+    except InternalError as error:
+        if not in_worker:
+            raise
+        raise RunFailed(f"seed {config.seed}: {error}") from None  # it pickles; this does not
+
+
+def _repeat(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    config: SimulationConfig,
+    mutant: Mutant | None,
+    trace_path: str | None,
+) -> list[RunResult]:
+    """K seeds as a sweep over seeds: one progress bar over the runs; here, one after the other,
+    unless --jobs asks for worker processes."""
+    from ..sweep import execute, process_pool, useful_workers
+    from ._progress import runs_progress
+
+    configs = [attrs.evolve(config, seed=config.seed + i) for i in range(args.repeat)]
+    workers = useful_workers(args.jobs, len(configs)) if args.jobs else 1
+    results: list[RunResult | None] = [None] * len(configs)
+    bar_wanted = not args.json and sys.stderr.isatty()
+    with process_pool(workers) as pool, runs_progress(bar_wanted, "simulating") as progress:
+        arguments: list[tuple[Scenario | str, SimulationConfig, Mutant | str | None, str | None]]
+        if pool is None:
+            arguments = [(scenario, c, mutant, None) for c in configs]
+        else:
+            name = args.scenario or config.scenario or scenario.name
+            arguments = [(name, c, mutant.name if mutant else None, None) for c in configs]
+        arguments[0] = (*arguments[0][:3], trace_path)  # the first seed writes the trace
+        runs = execute(_seed_run, arguments, pool)
+        for done, (position, result) in enumerate(runs, start=1):
+            results[position] = result
+            if progress is not None:
+                progress(done, len(configs))
+    return [r for r in results if r is not None]
+
+
+def _run_json(result: RunResult, config: SimulationConfig) -> dict[str, Any]:
+    """A run's JSON with the configuration it ran with (the seed its own)."""
+    from ..sim.config import config_to_dict
+
+    return {**result.to_json(), "config": config_to_dict(attrs.evolve(config, seed=result.seed))}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..sim import simulate
     from ..sim.report import format_report, format_seed_summary
-    from ..sim.seeds import seed_summary, simulate_seeds
+    from ..sim.seeds import seed_summary
 
     for flag in ("repeat", "jobs"):
         value = getattr(args, flag)
@@ -115,32 +185,23 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidConfig(f"--{flag} must be at least 1, got {value}")
     scenario, config, mutant = resolve_run(args)
     plots_dir = _check_output_dir(args.plots, "--plots") if args.plots else None
+    effective = attrs.evolve(config, mutant=mutant.name if mutant else None)
 
-    progress, stop = _progress_bar(not args.json and sys.stderr.isatty())
-    try:
-        with _atomic_file(args.trace) as trace_path:
-            result = simulate(
-                scenario, config, trace_path=trace_path, progress=progress, mutant=mutant
-            )
-    finally:
-        stop()
-    results = [result]
     if args.repeat and args.repeat > 1:
-        seeds = range(config.seed + 1, config.seed + args.repeat)
-        if args.jobs and args.jobs > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-                results += simulate_seeds(
-                    scenario,
-                    config,
-                    seeds,
-                    mutant=mutant,
-                    executor=pool,
-                    scenario_name=args.scenario or scenario.name,
-                )
-        else:
-            results += simulate_seeds(scenario, config, seeds, mutant=mutant)
+        with _atomic_file(args.trace) as trace_path:
+            results = _repeat(args, scenario, config, mutant, trace_path)
+    else:
+        progress, stop = _progress_bar(not args.json and sys.stderr.isatty())
+        try:
+            with _atomic_file(args.trace) as trace_path:
+                results = [
+                    simulate(
+                        scenario, config, trace_path=trace_path, progress=progress, mutant=mutant
+                    )
+                ]
+        finally:
+            stop()
+    result = results[0]
     written = []
     if plots_dir is not None:
         from ..plots import write_run_figures
@@ -148,14 +209,10 @@ def run(args: argparse.Namespace) -> int:
         written = write_run_figures(result, plots_dir)
     if args.json:
         if len(results) == 1:
-            print(json.dumps(result.to_json(), indent=2))
+            print(json.dumps(_run_json(result, effective), indent=2))
         else:
-            print(
-                json.dumps(
-                    {"runs": [r.to_json() for r in results], "summary": seed_summary(results)},
-                    indent=2,
-                )
-            )
+            runs = [_run_json(r, effective) for r in results]
+            print(json.dumps({"runs": runs, "summary": seed_summary(results)}, indent=2))
     else:
         print(format_report(result))
         if len(results) > 1:

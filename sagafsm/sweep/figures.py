@@ -22,7 +22,7 @@ from .table import SweepTable
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["LABELS", "metric_figure", "heatmap_figure", "write_sweep_figures"]
+__all__ = ["LABELS", "check_columns", "metric_figure", "heatmap_figure", "write_sweep_figures"]
 
 LABELS = {
     "goodput": "goodput (share of finished sagas completed)",
@@ -41,7 +41,7 @@ def _label(metric: str) -> str:
     return LABELS.get(metric, metric)
 
 
-def _check(table: SweepTable, metric: str, keys: Sequence[str]) -> None:
+def check_columns(table: SweepTable, metric: str, keys: Sequence[str]) -> None:
     columns = set(table.columns)
     if metric not in columns:
         known = ", ".join(m for m in METRICS if m in columns)
@@ -82,7 +82,7 @@ def metric_figure(table: SweepTable, metric: str, x: str, by: str | None = None)
     one line per value of ``by``."""
     from matplotlib.figure import Figure
 
-    _check(table, metric, [x] + ([by] if by else []))
+    check_columns(table, metric, [x] + ([by] if by else []))
     figure = Figure(figsize=(7, 4.2), layout="constrained")
     axes = figure.subplots()
     xs = _ordered([row.get(x) for row in table.rows])
@@ -129,7 +129,7 @@ def heatmap_figure(table: SweepTable, metric: str, x: str, y: str) -> Figure:
     (a sampled design, whose points rarely share a value, is drawn as coloured points instead)."""
     from matplotlib.figure import Figure
 
-    _check(table, metric, [x, y])
+    check_columns(table, metric, [x, y])
     figure = Figure(figsize=(7, 5), layout="constrained")
     axes = figure.subplots()
     xs = _ordered([row.get(x) for row in table.rows])
