@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     table = read_table(args.table)
     order = [key for key in (args.x, args.by) if key is not None]
-    metrics = args.metric or ["goodput", "latency_p99", "violations"]
+    defaults = [m for m in ("goodput", "latency_p99", "violations") if m in table.columns]
+    metrics = args.metric or defaults
     for metric in metrics:
         check_columns(table, metric, order)
     if args.by is not None and args.x is None:

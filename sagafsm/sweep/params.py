@@ -79,7 +79,7 @@ def key_kind(key: str) -> tuple[Kind, bool]:
             where += parts[index] + "."
             index += 1
             hint = typing.get_args(hint)[1]
-        if attrs.has(hint):
+        if attrs.has(hint) and hint is not Distribution:  # a distribution is written as text
             if index == len(parts):
                 raise InvalidConfig(f"--param {key}: a table, not a value (sweep one of its keys)")
             owner = hint
