@@ -157,7 +157,8 @@ def test_a_mutant_sweep_exits_1_and_draws_its_violation_map(
     out = tmp_path / "out"
     argv = [
         "sweep", "order_fulfillment", "--sagas", "30", "--jobs", "1",
-        "--mutant", "no-dedup-participant", "--param", "faults.duplicate=0,0.3", "--param", "faults.loss=0,0.1",
+        "--mutant", "no-dedup-participant",
+        "--param", "faults.duplicate=0,0.3", "--param", "faults.loss=0,0.1",
         "--output", str(out), "--plots",
     ]  # fmt: skip
     assert main(argv) == 1
