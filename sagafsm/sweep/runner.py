@@ -27,7 +27,7 @@ from .cache import RunCache, run_key, scenario_identity
 from .designs import Design, design_points
 from .executors import execute
 from .params import Parameter, parameter_from_value
-from .rows import result_row, settings_row
+from .rows import RESULT_COLUMNS, result_row, settings_row
 from .table import SweepTable
 
 __all__ = ["PlannedRun", "SweepPlan", "RunFailed", "plan_sweep", "run_sweep"]
@@ -191,4 +191,6 @@ def table_row(planned: PlannedRun, result: Mapping[str, Any]) -> dict[str, Any]:
     head = {"point": planned.point, "seed": planned.seed}
     swept = {key: settings.get(key) for key in planned.settings}
     rest = {k: v for k, v in settings.items() if k not in swept and k != "seed"}
-    return {**head, **swept, **result, **rest}
+    figures = {k: result[k] for k in RESULT_COLUMNS if k in result}  # one order, cached or not
+    figures.update(sorted((k, v) for k, v in result.items() if k not in figures))
+    return {**head, **swept, **figures, **rest}
