@@ -107,8 +107,8 @@ def test_a_run_that_breaks_in_a_worker_stops_the_sweep_with_its_name(tmp_path: P
     broken = plan_sweep(str(scenario), {"faults.loss": "0,0.1"},
                         load_scenario(str(scenario)).config(sagas=20))  # fmt: skip
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        with pytest.raises(RunFailed, match="ZeroDivisionError"):
-            run_sweep(broken, executor=pool)
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=context)
+    with pool, pytest.raises(RunFailed, match="ZeroDivisionError"):
+        run_sweep(broken, executor=pool)
     argv = ["sweep", str(scenario), "--sagas", "20", "--param", "faults.loss=0,0.1"]
     assert main([*argv, "--jobs", "2"]) == 3
