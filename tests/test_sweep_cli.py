@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import attrs
@@ -77,6 +78,7 @@ def test_a_bad_param_is_refused_with_one_line_before_anything_runs(
         (["--param", "faults.loss=0,0.1", "--jobs", "0"], "--jobs must be at least 1"),
         (["--param", "faults.loss=0,0.1", "--mutant", "compensate-after-pivot"], "does not apply"),
         (["--param", "faults.loss=0,0.1", "--loss", "2"], "probability"),
+        (["--param", "faults.loss=0,0.1", "--plots"], "--plots needs --output"),
     ],
 )
 def test_a_bad_design_or_base_is_refused_the_same_way(
@@ -223,3 +225,13 @@ def test_simulate_json_carries_the_effective_configuration(
     assert main(["simulate", "order_fulfillment", "--sagas", "20", "--repeat", "2", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert [run["config"]["seed"] for run in runs] == [run["seed"] for run in runs] == [1, 2]
+
+
+def test_dask_without_the_distributed_package_names_the_extra(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With distributed not importable (as without the dask extra), --dask is refused in one
+    line that says what to install, and nothing runs."""
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    argv = [*SWEEP[:-2], "--param", "faults.loss=0,0.1", "--dask", "local"]
+    refused(argv, "pip install 'sagafsm[dask]'", capsys, tmp_path / "out")
