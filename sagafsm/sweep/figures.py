@@ -22,7 +22,14 @@ from .table import SweepTable
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["LABELS", "check_columns", "metric_figure", "heatmap_figure", "write_sweep_figures"]
+__all__ = [
+    "LABELS",
+    "check_columns",
+    "heatmap_figure",
+    "metric_figure",
+    "varying",
+    "write_sweep_figures",
+]
 
 LABELS = {
     "goodput": "goodput (share of finished sagas completed)",
@@ -72,8 +79,13 @@ def _numeric(values: Sequence[Any]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
+def varying(table: SweepTable) -> list[str]:
+    """The swept keys that take more than one value (a key swept over one value is fixed)."""
+    return [p for p in table.parameters if len({repr(v) for v in table.column(p)}) > 1]
+
+
 def _others(table: SweepTable, keys: Sequence[str]) -> str:
-    rest = [p for p in table.parameters if p not in keys]
+    rest = [p for p in varying(table) if p not in keys]
     return f"; mean over {', '.join(rest)}" if rest else ""
 
 
@@ -191,16 +203,17 @@ def write_sweep_figures(
     directory: str | Path,
     metrics: Sequence[str] = ("goodput", "latency_p99", "violations"),
 ) -> list[Path]:
-    """For each metric: a figure against the first swept parameter (one line per value of the
-    second), and with two parameters or more, a heat map over the first two; as PNG files under
+    """For each metric: a figure against the first swept parameter that varies (one line per
+    value of the second), and with two or more, a heat map over the first two; as PNG files under
     ``directory``, each written whole or not at all. The paths written."""
     from ..plots import write_figure
 
-    if not table.parameters:
+    swept = varying(table)
+    if not swept:
         raise InvalidConfig("nothing varies in this sweep: no figure to draw")
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    x, *rest = table.parameters
+    x, *rest = swept
     by = rest[0] if rest else None
     written = []
     for metric in metrics:
