@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,29 @@ def test_the_table_written_as_csv_reads_back_with_its_parameters(tmp_path: Path)
     assert back.rows[0]["goodput"] == pytest.approx(table.rows[0]["goodput"])
     summary = (tmp_path / "summary.csv").read_text().splitlines()
     assert len(summary) == 1 + 4 and "goodput.mean" in summary[0]
+
+
+def test_a_morris_design_ranks_the_key_that_matters_above_one_that_does_not() -> None:
+    """Message loss moves goodput; the participants' record retention (far longer than these
+    runs) cannot: Morris puts loss first, with retention's effect exactly zero."""
+    from sagafsm.sweep.sensitivity import morris_indices
+
+    plan = plan_sweep(SCENARIO, {"faults.loss": "0:0.3", "retention": "30:90"}, base(sagas=60),
+                      design="morris", points=3)  # fmt: skip
+    assert len(plan.points) == 3 * (2 + 1)
+    moved = [
+        sum(a[k] != b[k] for k in a) for a, b in zip(plan.points, plan.points[1:], strict=False)
+    ]
+    assert moved.count(1) >= 6  # along a trajectory, one key moves at a time
+    effects = morris_indices(run_sweep(plan), plan.parameters, "goodput")
+    assert [e["key"] for e in effects] == ["faults.loss", "retention"]
+    assert effects[0]["mu_star"] > 0.1 and effects[1]["mu_star"] == 0
+
+
+def test_a_morris_design_needs_ranges_and_salib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list cannot be walked one step at a time; without SALib, the refusal names the extra."""
+    with pytest.raises(InvalidConfig, match="needs a range LO:HI"):
+        plan_sweep(SCENARIO, {"load.kind": "open,closed"}, base(), design="morris", points=2)
+    monkeypatch.setitem(sys.modules, "SALib", None)
+    with pytest.raises(InvalidConfig, match=re.escape("pip install 'sagafsm[sensitivity]'")):
+        plan_sweep(SCENARIO, {"faults.loss": "0:0.1"}, base(), design="morris", points=2)

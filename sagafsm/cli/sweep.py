@@ -46,8 +46,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--design",
-        choices=("grid", "lhs", "sobol"),
-        help="grid: every combination (default); lhs: Latin hypercube; sobol: Sobol sequence",
+        choices=("grid", "lhs", "sobol", "morris"),
+        help="grid: every combination (default); lhs: Latin hypercube; sobol: Sobol sequence; "
+        "morris: --points one-at-a-time trajectories, then each key's influence on goodput "
+        "and p99 (needs the sensitivity extra)",
     )
     parser.add_argument("--points", type=int, metavar="N", help="points of a sampled design")
     parser.add_argument(
@@ -159,14 +161,37 @@ def run(args: argparse.Namespace) -> int:
         from ..sweep.figures import write_sweep_figures
 
         written += write_sweep_figures(table, output)
+    effects = _sensitivity(plan, table) if plan.design == "morris" else []
+    if effects and output is not None:
+        from ..sweep.table import write_csv
+
+        written.append(write_csv(output / "sensitivity.csv", effects))
     if args.json:
-        print(json.dumps({"rows": list(table.rows), "summary": table.summary()}, indent=2))
+        report = {"rows": list(table.rows), "summary": table.summary()}
+        print(json.dumps({**report, "sensitivity": effects} if effects else report, indent=2))
     else:
-        print(_report(plan, table, where, written))
+        print(_report(plan, table, where, written, effects))
     return 1 if any((row.get("violations") or 0) > 0 for row in table.rows) else 0
 
 
-def _report(plan: SweepPlan, table: SweepTable, where: str, written: list[Path]) -> str:
+def _sensitivity(plan: SweepPlan, table: SweepTable) -> list[dict[str, Any]]:
+    """Morris indices of goodput and p99 (p99 only where every run has one)."""
+    from ..sweep.sensitivity import morris_indices
+
+    effects = []
+    for metric in ("goodput", "latency_p99"):
+        if all(isinstance(row.get(metric), (int, float)) for row in table.rows):
+            effects += morris_indices(table, plan.parameters, metric)
+    return effects
+
+
+def _report(
+    plan: SweepPlan,
+    table: SweepTable,
+    where: str,
+    written: list[Path],
+    effects: list[dict[str, Any]],
+) -> str:
     runs = len(plan.runs)
     lines = [
         f"sagafsm sweep {plan.scenario}: {plan.design} of {len(plan.points)} point(s) x "
@@ -189,6 +214,13 @@ def _report(plan: SweepPlan, table: SweepTable, where: str, written: list[Path])
         bad = entry["runs_with_violations"]
         verdict = f"{bad}/{entry['runs']} runs" if bad else "none"
         lines.append(f"{cells}  {goodput:<22} {p99:>10}  {verdict}")
+    if effects:
+        lines += ["", "influence (Morris: mean |effect| over a key's whole span, 95% CI; sigma)"]
+        for e in effects:
+            lines.append(
+                f"  {e['metric']:<12} {e['key']:<28} mu* {e['mu_star']:.4g} "
+                f"± {e['mu_star_conf']:.2g}   sigma {e['sigma']:.4g}"
+            )
     if written:
         lines.append("")
         lines += [f"wrote               {path}" for path in written]

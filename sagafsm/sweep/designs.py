@@ -2,8 +2,9 @@
 
 A *grid* runs every combination of the parameters' values. *Latin hypercube* and *Sobol* draw
 ``points`` points with ``scipy.stats.qmc``: a range is drawn from anywhere between its ends, a
-list as categories, each equally likely. Samples are seeded, so a design is reproducible (and a
-cached sweep resumes onto the same points).
+list as categories, each equally likely. *Morris* walks ``points`` one-key-at-a-time
+trajectories (SALib, :mod:`.sensitivity`) to rank the keys by influence. Samples are seeded,
+so a design is reproducible (and a cached sweep resumes onto the same points).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from .params import Parameter
 
 __all__ = ["DESIGNS", "Design", "design_points"]
 
-Design = Literal["grid", "lhs", "sobol"]
-DESIGNS: tuple[Design, ...] = ("grid", "lhs", "sobol")
+Design = Literal["grid", "lhs", "sobol", "morris"]
+DESIGNS: tuple[Design, ...] = ("grid", "lhs", "sobol", "morris")
 
 Point = dict[str, Any]
 
@@ -54,7 +55,7 @@ def design_points(
         )
     return [
         {p.key: p.sample(float(u)) for p, u in zip(parameters, row, strict=True)}
-        for row in _unit_sample(design, len(parameters), points, seed)
+        for row in _unit_sample(parameters, design, points, seed)
     ]
 
 
@@ -72,12 +73,19 @@ def _grid(parameters: Sequence[Parameter], points: int | None) -> list[Point]:
     return [dict(zip((p.key for p in parameters), combo, strict=True)) for combo in combos]
 
 
-def _unit_sample(design: Design, dimensions: int, points: int, seed: int) -> list[list[float]]:
+def _unit_sample(
+    parameters: Sequence[Parameter], design: Design, points: int, seed: int
+) -> list[list[float]]:
     import numpy as np
     from scipy.stats import qmc
 
+    dimensions = len(parameters)
     rng = np.random.default_rng(seed)
-    if design == "lhs":
+    if design == "morris":
+        from .sensitivity import morris_unit_sample
+
+        sample = morris_unit_sample(parameters, points, seed)
+    elif design == "lhs":
         sample = qmc.LatinHypercube(d=dimensions, rng=rng).random(points)
     else:
         sample = qmc.Sobol(d=dimensions, rng=rng).random_base2(points.bit_length() - 1)

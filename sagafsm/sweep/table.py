@@ -23,7 +23,7 @@ from ..errors import InvalidConfig
 from ..sim.metrics import student_t_interval
 from .rows import METRICS, is_result_column
 
-__all__ = ["SweepTable", "read_table"]
+__all__ = ["SweepTable", "read_table", "write_csv"]
 
 _INDEX = ("point", "seed")
 
@@ -76,9 +76,8 @@ class SweepTable:
         under ``directory``, each written whole or not at all; the paths written."""
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        written = [_write_csv(folder / "sweep.csv", self.rows, self.columns)]
-        summary = self.summary()
-        written.append(_write_csv(folder / "summary.csv", summary, _columns(summary)))
+        written = [write_csv(folder / "sweep.csv", self.rows)]
+        written.append(write_csv(folder / "summary.csv", self.summary()))
         if importlib.util.find_spec("pyarrow") is not None:
             written.append(_write_parquet(folder / "sweep.parquet", self.rows, self.columns))
         return written
@@ -95,7 +94,9 @@ def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: list[str]) -> Path:
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Rows as CSV (None as an empty cell), written whole or not at all."""
+    columns = _columns(rows)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".partial")
     try:
         with os.fdopen(handle, "w", newline="") as out:
