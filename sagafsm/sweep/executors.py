@@ -94,9 +94,13 @@ def dask_executor(address: str, workers: int) -> Iterator[Executor]:
     distributed: Any = importlib.import_module("distributed")  # an optional, untyped extra
 
     if address == "local":
-        cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        dask: Any = importlib.import_module("dask")
+        # The workers' statistical profiler takes the GIL every 10 ms from the one thread that
+        # simulates; nobody reads its profiles here. Nannies hand this config to their workers.
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         client = distributed.Client(cluster)
     else:
         cluster = None
