@@ -16,13 +16,15 @@ its simulation.
 Memory: the driver's peak RSS, in a fresh child process, for a sweep of ``--memory-runs`` tiny
 runs (20 sagas) against one of 10, both on a 2-process pool: the driver keeps rows, never runs,
 so the difference per run is a row's worth (a few KB). Targets: pool >= 1.8x serial on 2 cores;
-Dask within 15% of the pool.
+Dask within 15% of the pool. The load average before and after is printed: on a shared machine,
+a pool can only be as fast as the cores nobody else is using.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     walls: dict[str, list[float]] = {name: [] for name in executors}
     startups: dict[str, list[float]] = {name: [] for name in executors}
     digests: dict[str, list[str]] = {}
+    load_before = os.getloadavg()[0]  # other users of the cores: what the figures compete with
     for _ in range(args.repeats):
         for name, factory in executors.items():
             wall, startup, seen = timed_sweep(factory, sweep)
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             startups[name].append(startup)
             digests.setdefault(name, seen)
             assert seen == digests["serial"], f"{name} gave other digests than serial"
+    load_after = os.getloadavg()[0]
     medians = {name: statistics.median(values) for name, values in walls.items()}
     report: dict[str, Any] = {
         "runs": len(sweep.runs),
@@ -161,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "speedup_pool": medians["serial"] / medians["pool"],
         "overhead_ms_per_run": {n: overhead(f) * 1000 for n, f in executors.items()},
         "same_digests": True,
+        "load_average": [load_before, load_after],
     }
     if "dask" in medians:
         report["dask_vs_pool"] = medians["dask"] / medians["pool"] - 1
@@ -181,7 +186,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"{report['runs']} runs x {report['sagas_per_run']} sagas, {report['workers']} workers, "
-        f"medians of {report['repeats']}",
+        f"medians of {report['repeats']}; load average {report['load_average'][0]:.1f} before, "
+        f"{report['load_average'][1]:.1f} after",
         f"{'executor':<10} {'sweep s':>9} {'start-up s':>11} {'overhead ms/run':>16}",
     ]
     for name, wall in report["wall_s"].items():

@@ -89,35 +89,63 @@ def _others(table: SweepTable, keys: Sequence[str]) -> str:
     return f"; mean over {', '.join(rest)}" if rest else ""
 
 
+_MOST_LINES = 8
+
+
+def _series(
+    table: SweepTable, metric: str, x: str, xs: Sequence[Any], by: str | None, group: Any
+) -> tuple[list[Any], list[float], list[float], list[float]]:
+    """Per value of ``x`` (within ``group`` of ``by``): the place on the axis, mean, low, high."""
+    numeric = _numeric(xs)
+    places, means, lows, highs = [], [], [], []
+    for position, value in enumerate(xs):
+        rows = [r for r in table.rows if r.get(x) == value and (by is None or r.get(by) == group)]
+        values = _values(rows, metric)
+        if not values:
+            continue
+        stats = student_t_interval(values)
+        places.append(value if numeric else position)
+        means.append(float(stats["mean"]))
+        lows.append(float(stats["low"]))
+        highs.append(float(stats["high"]))
+    return places, means, lows, highs
+
+
 def metric_figure(table: SweepTable, metric: str, x: str, by: str | None = None) -> Figure:
-    """``metric`` against the parameter ``x``: the mean across runs and its 95% confidence band,
-    one line per value of ``by``."""
+    """``metric`` against the parameter ``x``: the mean across seeds and its 95% confidence band,
+    one line per value of ``by``. Where ``by`` takes too many values to draw a line each (a
+    sampled design, whose points rarely share one), each point is a dot coloured by its ``by``,
+    with its interval as an error bar."""
     from matplotlib.figure import Figure
 
     check_columns(table, metric, [x] + ([by] if by else []))
     figure = Figure(figsize=(7, 4.2), layout="constrained")
     axes = figure.subplots()
     xs = _ordered([row.get(x) for row in table.rows])
-    numeric = _numeric(xs)
     groups = _ordered([row.get(by) for row in table.rows]) if by else [None]
-    for group in groups:
-        means, lows, highs, places = [], [], [], []
-        for position, value in enumerate(xs):
-            rows = [
-                r for r in table.rows if r.get(x) == value and (by is None or r.get(by) == group)
-            ]
-            values = _values(rows, metric)
-            if not values:
-                continue
-            stats = student_t_interval(values)
-            means.append(stats["mean"])
-            lows.append(float(stats["low"]))
-            highs.append(float(stats["high"]))
-            places.append(value if numeric else position)
-        label = f"{by} = {_text(group)}" if by else None
-        (line,) = axes.plot(places, means, marker="o", label=label)
-        axes.fill_between(places, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
-    if not numeric:
+    lines = len(groups) <= _MOST_LINES and all(
+        len(_series(table, metric, x, xs, by, g)[0]) > 1 for g in groups
+    )
+    if lines or by is None:
+        for group in groups:
+            places, means, lows, highs = _series(table, metric, x, xs, by, group)
+            label = f"{by} = {_text(group)}" if by else None
+            (line,) = axes.plot(places, means, marker="o", label=label)
+            axes.fill_between(places, lows, highs, color=line.get_color(), alpha=0.2, lw=0)
+        if by:
+            axes.legend(fontsize="small")
+    else:
+        points = [(g, *_series(table, metric, x, xs, by, g)) for g in groups]
+        colours = [g if isinstance(g, (int, float)) else i for i, (g, *_) in enumerate(points)]
+        cells = [(c, p, m, lo, hi) for c, (_, ps, ms, los, his) in zip(colours, points, strict=True)
+                 for p, m, lo, hi in zip(ps, ms, los, his, strict=True)]  # fmt: skip
+        axes.errorbar([c[1] for c in cells], [c[2] for c in cells],
+                      yerr=[[c[2] - c[3] for c in cells], [c[4] - c[2] for c in cells]],
+                      fmt="none", ecolor="0.7", zorder=1)  # fmt: skip
+        dots = axes.scatter([c[1] for c in cells], [c[2] for c in cells],
+                            c=[c[0] for c in cells], cmap="viridis", zorder=2)  # fmt: skip
+        figure.colorbar(dots, ax=axes, label=by)
+    if not _numeric(xs):
         axes.set_xticks(range(len(xs)), [_text(v) for v in xs], rotation=20, ha="right")
     axes.set_xlabel(x)
     axes.set_ylabel(_label(metric))
@@ -126,12 +154,10 @@ def metric_figure(table: SweepTable, metric: str, x: str, by: str | None = None)
         axes.set_ylim(-0.02, 1.02)
     else:  # every figure of a run is >= 0; a wide interval of few seeds may reach below
         axes.set_ylim(bottom=0)
-    if by:
-        axes.legend(fontsize="small")
     seeds = len({r.get("seed") for r in table.rows})
+    spread = f"mean and 95% CI over {seeds} seeds" if seeds > 1 else "one seed, no interval"
     figure.suptitle(
-        f"{metric} against {x}: mean and 95% CI over {seeds} seed(s){_others(table, [x, by or x])}",
-        fontsize="medium",
+        f"{metric} against {x}: {spread}{_others(table, [x, by or x])}", fontsize="medium"
     )
     return figure
 
@@ -175,9 +201,9 @@ def heatmap_figure(table: SweepTable, metric: str, x: str, y: str) -> Figure:
     axes.set_xlabel(x)
     axes.set_ylabel(y)
     seeds = len({r.get("seed") for r in table.rows})
+    spread = f"mean of {seeds} seeds" if seeds > 1 else "one seed"
     figure.suptitle(
-        f"{metric} over {x} and {y}: mean of {seeds} seed(s){_others(table, [x, y])}",
-        fontsize="medium",
+        f"{metric} over {x} and {y}: {spread}{_others(table, [x, y])}", fontsize="medium"
     )
     return figure
 
