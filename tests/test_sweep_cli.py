@@ -235,3 +235,12 @@ def test_dask_without_the_distributed_package_names_the_extra(
     monkeypatch.setitem(sys.modules, "distributed", None)
     argv = [*SWEEP[:-2], "--param", "faults.loss=0,0.1", "--dask", "local"]
     refused(argv, "pip install 'sagafsm[dask]'", capsys, tmp_path / "out")
+
+
+def test_plots_of_a_sweep_where_nothing_varies_are_refused_before_it_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One value per key leaves nothing to draw: refused up front, not after the runs."""
+    out = tmp_path / "out"
+    argv = [*SWEEP, "--param", "faults.loss=0.1", "--plots", "--output", str(out)]
+    refused(argv, "--plots: nothing varies", capsys, out)

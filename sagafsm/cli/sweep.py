@@ -149,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plots and not args.output:
         raise InvalidConfig("--plots needs --output DIR (the figures go there)")
     plan = _plan(args)
+    varies = any(len({repr(point[p.key]) for point in plan.points}) > 1 for p in plan.parameters)
+    if args.plots and not varies:
+        raise InvalidConfig("--plots: nothing varies in this sweep (give a --param two values)")
     output = _check_output_dir(args.output, "--output") if args.output else None
     workers = useful_workers(args.jobs, len(plan.runs))
     where = f"Dask at {args.dask}" if args.dask else f"{workers} process(es)"
