@@ -111,6 +111,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[Scenario, SimulationConfig, M
     from ..sim.mutants import get_mutant
 
     file_data: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    file_data.pop("sweep", None)  # sweep's own table: the rest of the file is one run's settings
     name = args.scenario or file_data.get("scenario")
     if not isinstance(name, str):
         raise InvalidConfig("no scenario: name one, or give a --config file that names one")

@@ -11,11 +11,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from ..errors import InvalidConfig
 from ._inputs import cap_jobs, check_not_an_input, check_output_dir, check_output_file, staged
 from ._run_config import add_run_arguments, resolve_run
+
+if TYPE_CHECKING:
+    from ..sim import RunResult, Scenario, SimulationConfig
+    from ..sim.mutants import Mutant
 
 __all__ = ["register", "run"]
 
@@ -100,10 +106,76 @@ def _recorded_line(args: argparse.Namespace, result: Any, mutant: Any) -> str:
     )
 
 
+def _seed_run(
+    scenario: Scenario | str,
+    config: SimulationConfig,
+    mutant: Mutant | str | None,
+    trace_path: str | Path | None,
+) -> RunResult:
+    """One seed of ``--repeat``; in a worker process, the scenario and mutant come by name
+    (a scenario may hold functions that cannot be pickled)."""
+    from ..sim import InternalError, load_scenario, simulate
+    from ..sim.mutants import get_mutant
+    from ..sweep import RunFailed
+
+    in_worker = isinstance(scenario, str)
+    if isinstance(scenario, str):
+        scenario = load_scenario(scenario)
+    if isinstance(mutant, str):
+        mutant = get_mutant(mutant)
+    try:
+        return simulate(scenario, config, trace_path=trace_path, mutant=mutant)
+    except InternalError as error:
+        if not in_worker:
+            raise
+        raise RunFailed(f"seed {config.seed}: {error}") from None  # it pickles; this does not
+
+
+def _repeat(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    config: SimulationConfig,
+    mutant: Mutant | None,
+    trace_path: str | Path | None,
+) -> list[RunResult]:
+    """K seeds as a sweep over seeds: one progress bar over the runs; here, one after the other,
+    unless --jobs asks for worker processes."""
+    from ..sweep import execute, process_pool, useful_workers
+    from ._progress import runs_progress
+
+    configs = [attrs.evolve(config, seed=config.seed + i) for i in range(args.repeat)]
+    workers = useful_workers(args.jobs, len(configs)) if args.jobs else 1
+    results: list[RunResult | None] = [None] * len(configs)
+    bar_wanted = not args.json and sys.stderr.isatty()
+    with process_pool(workers) as pool, runs_progress(bar_wanted, "simulating") as progress:
+        arguments: list[
+            tuple[Scenario | str, SimulationConfig, Mutant | str | None, str | Path | None]
+        ]
+        if pool is None:
+            arguments = [(scenario, c, mutant, None) for c in configs]
+        else:
+            name = args.scenario or config.scenario or scenario.name
+            arguments = [(name, c, mutant.name if mutant else None, None) for c in configs]
+        arguments[0] = (*arguments[0][:3], trace_path)  # the first seed writes the trace
+        runs = execute(_seed_run, arguments, pool)
+        for done, (position, result) in enumerate(runs, start=1):
+            results[position] = result
+            if progress is not None:
+                progress(done, len(configs))
+    return [r for r in results if r is not None]
+
+
+def _run_json(result: RunResult, config: SimulationConfig) -> dict[str, Any]:
+    """A run's JSON with the configuration it ran with (the seed its own)."""
+    from ..sim.config import config_to_dict
+
+    return {**result.to_json(), "config": config_to_dict(attrs.evolve(config, seed=result.seed))}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..sim import simulate
     from ..sim.report import format_report, format_seed_summary, judged_violations, not_judged
-    from ..sim.seeds import seed_summary, simulate_seeds
+    from ..sim.seeds import seed_summary
 
     for flag in ("repeat", "jobs"):
         value = getattr(args, flag)
@@ -115,39 +187,31 @@ def run(args: argparse.Namespace) -> int:
                                               "scenario file": args.scenario})  # fmt: skip
     plots = check_output_dir(args.plots, "--plots") if args.plots else None
     scenario, config, mutant = resolve_run(args)
-    jobs, note = cap_jobs(args.jobs, (args.repeat or 1) - 1) if args.jobs else (1, None)
-    if note and (args.repeat or 1) > 1:
-        print(f"sagafsm simulate: note: {note}", file=sys.stderr)
+    effective = attrs.evolve(config, mutant=mutant.name if mutant else None)
+    repeat = args.repeat or 1
+    if args.jobs and repeat > 1:
+        _, note = cap_jobs(args.jobs, repeat)
+        if note:
+            print(f"sagafsm simulate: note: {note}", file=sys.stderr)
 
     with staged() as outputs:
         trace_path = outputs.file(trace) if trace is not None else None
-        progress, stop = _progress_bar(not args.json and sys.stderr.isatty())
-        try:
-            result = simulate(
-                scenario, config, trace_path=trace_path, progress=progress, mutant=mutant
-            )
-        finally:
-            stop()
+        if repeat > 1:
+            results = _repeat(args, scenario, config, mutant, trace_path)
+        else:
+            progress, stop = _progress_bar(not args.json and sys.stderr.isatty())
+            try:
+                results = [
+                    simulate(
+                        scenario, config, trace_path=trace_path, progress=progress, mutant=mutant
+                    )
+                ]
+            finally:
+                stop()
+        result = results[0]
         if trace_path is not None:
             with open(trace_path, "a", encoding="utf-8") as handle:
                 handle.write(_recorded_line(args, result, mutant) + "\n")
-        results = [result]
-        if args.repeat and args.repeat > 1:
-            seeds = range(config.seed + 1, config.seed + args.repeat)
-            if jobs > 1:
-                from concurrent.futures import ProcessPoolExecutor
-
-                with ProcessPoolExecutor(max_workers=jobs) as pool:
-                    results += simulate_seeds(
-                        scenario,
-                        config,
-                        seeds,
-                        mutant=mutant,
-                        executor=pool,
-                        scenario_name=args.scenario or scenario.name,
-                    )
-            else:
-                results += simulate_seeds(scenario, config, seeds, mutant=mutant)
         if plots is not None:
             from ..plots import write_run_figures
 
@@ -157,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     unjudged = [not_judged(r, config) for r in results]
     if args.json:
         runs = [
-            {**r.to_json(), "not_judged": why} for r, why in zip(results, unjudged, strict=True)
+            {**_run_json(r, effective), "not_judged": why}
+            for r, why in zip(results, unjudged, strict=True)
         ]
         summary = {"runs": runs, "summary": seed_summary(results)}
         print(json.dumps(runs[0] if len(runs) == 1 else summary, indent=2))

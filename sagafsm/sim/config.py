@@ -29,6 +29,7 @@ __all__ = [
     "LoadConfig",
     "SimulationConfig",
     "config_from_dict",
+    "config_to_dict",
     "load_config_file",
     "read_config_file",
     "merge",
@@ -306,6 +307,12 @@ def config_from_dict(data: Mapping[str, Any]) -> SimulationConfig:
     except (cattrs.BaseValidationError, InvalidConfig) as error:
         lines = transform_error(error, path="config", format_exception=_message)
         raise InvalidConfig(_first_line(lines)) from None
+
+
+def config_to_dict(config: SimulationConfig) -> dict[str, Any]:
+    """The plain data (TOML layout) of a configuration: ``config_from_dict`` gives it back."""
+    data: dict[str, Any] = _CONVERTER.unstructure(config)
+    return data
 
 
 def _first_line(lines: list[str]) -> str:
