@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+import doc_blocks
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -48,16 +49,106 @@ def test_the_tutorial_how_to_and_readme_have_code_to_run() -> None:
     } <= set(IDS)
 
 
+SHOWN_PAGES = [p for p in PAGES_WITH_CODE if p.parent.name in ("tutorial", "how-to")]
+"""Pages whose printing blocks must show what they print (the tutorials and how-to guides)."""
+
+
+def _mismatches(page: Path, *, bash: bool, must_show: bool) -> list[str]:
+    problems = []
+    for ran in doc_blocks.run_page(page, bash=bash):
+        shown = ran.expected
+        where = f"{page.name}: the {ran.block.lang} block at offset {ran.block.start}"
+        if shown is None:
+            if ran.printed.strip() and must_show:
+                problems.append(f"{where} prints but shows no output block:\n{ran.printed}")
+        elif not doc_blocks.matches(ran.printed, shown.body):
+            problems.append(f"{where} printed:\n{ran.printed}\nthe page shows:\n{shown.body}")
+    return problems
+
+
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=IDS)
-def test_every_python_block_of_the_page_runs_in_order(
+def test_every_python_block_runs_in_order_and_prints_what_the_page_shows(
     page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The page's ```python blocks run one after another in one namespace, in a scratch dir."""
+    """The page's ```python blocks run in order in one namespace, in a scratch dir; each one's
+    output block matches what it printed, and on a tutorial or how-to page a block that prints
+    shows an output block (fix with: python tests/doc_blocks.py --update PAGE)."""
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__docs__"}
-    for number, block in enumerate(python_blocks(page), start=1):
-        code = compile(block, f"{page.name} block {number}", "exec")
-        exec(code, namespace)
+    assert _mismatches(page, bash=False, must_show=page in SHOWN_PAGES) == []
+
+
+CLI_PAGES = [
+    page
+    for page in SHOWN_PAGES
+    if any(
+        block.lang == "bash" and following.lang == "output"
+        for block, following in zip(
+            doc_blocks.blocks(page.read_text(encoding="utf-8")),
+            doc_blocks.blocks(page.read_text(encoding="utf-8"))[1:],
+            strict=False,
+        )
+    )
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", CLI_PAGES, ids=[p.name for p in CLI_PAGES])
+def test_every_command_with_an_output_block_prints_what_the_page_shows(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole page runs in order (its python blocks, its `# NAME.toml` files, and each bash
+    block followed by an output block), and every command prints what the page shows."""
+    monkeypatch.chdir(tmp_path)
+    assert _mismatches(page, bash=True, must_show=True) == []
+
+
+def test_the_tutorials_have_commands_whose_output_is_checked() -> None:
+    """The CLI page list is not empty by accident (a renamed fence would make it so)."""
+    assert {"first-simulation.md", "explore-and-replay.md"} <= {p.name for p in CLI_PAGES}
+
+
+@pytest.mark.parametrize(
+    ("printed", "shown", "same"),
+    [
+        ("a\nb\n", "a\nb", True),
+        ("a  \nb\n\n", "a\nb\n", True),  # trailing spaces and blank lines do not count
+        ("a\nb\n", "a\nc", False),
+        ("a\nb\n", "a", False),  # a missing line is a difference
+        ("a\nb\n", "a\nb\nc", False),
+        ("wall 3.21 s (936/s)\n", "wall ... s (.../s)", True),
+        ("wall 3.21 s (936/s)\n", "wall ... s (...) x", False),
+        ("head\n1\n2\n3\ntail\n", "head\n...\ntail", True),
+        ("head\ntail\n", "head\n...\ntail", True),  # ... may stand for no line at all
+        ("head\n1\ntail\n", "head\n...\nend", False),
+        ("x\n", "...", True),
+    ],
+)
+def test_output_blocks_match_exactly_but_for_the_placeholders(
+    printed: str, shown: str, same: bool
+) -> None:
+    """`...` in a line matches any text on it, a `...` line any lines; nothing else varies."""
+    assert doc_blocks.matches(printed, shown) is same
+
+
+def test_a_stale_output_block_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page whose output block no longer matches, or whose printing block shows none, fails."""
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / "how-to" / "stale.md"
+    stale.parent.mkdir()
+    stale.write_text(
+        "```python\nprint(6 * 7)\n```\n\n```output\n41\n```\n"
+        "```python\nprint('unshown')\n```\n"
+        "```bash\necho hi\n```\n\n```output\nhi\n```\n",
+        encoding="utf-8",
+    )
+    ran = list(doc_blocks.run_page(stale))
+    assert [r.printed for r in ran] == ["42\n", "unshown\n", "hi\n"]
+    assert not doc_blocks.matches(ran[0].printed, ran[0].expected.body)
+    assert ran[1].expected is None
+    assert doc_blocks.matches(ran[2].printed, ran[2].expected.body)
+    problems = _mismatches(stale, bash=True, must_show=True)
+    assert len(problems) == 2
+    assert "printed:\n42" in problems[0] and "shows no output block" in problems[1]
 
 
 def test_the_block_extractor_finds_blocks_and_skips_other_languages() -> None:
