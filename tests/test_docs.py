@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import re
 from pathlib import Path
 from types import ModuleType
@@ -66,40 +67,32 @@ def _mismatches(page: Path, *, bash: bool, must_show: bool) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=IDS)
-def test_every_python_block_runs_in_order_and_prints_what_the_page_shows(
+def _has_checked_commands(page: Path) -> bool:
+    found = doc_blocks.blocks(page.read_text(encoding="utf-8"))
+    return any(a.lang == "bash" and b.lang == "output" for a, b in itertools.pairwise(found))
+
+
+CLI_PAGES = [page for page in SHOWN_PAGES if _has_checked_commands(page)]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(page, marks=[pytest.mark.slow] if page in CLI_PAGES else [])
+        for page in PAGES_WITH_CODE
+    ],
+    ids=IDS,
+)
+def test_every_block_runs_in_order_and_prints_what_the_page_shows(
     page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The page's ```python blocks run in order in one namespace, in a scratch dir; each one's
-    output block matches what it printed, and on a tutorial or how-to page a block that prints
-    shows an output block (fix with: python tests/doc_blocks.py --update PAGE)."""
+    """The page runs as a reader would, in a scratch dir: its ```python blocks in order in one
+    namespace, its `# NAME.toml` files, and each ```bash block that an output block follows
+    (pages with such commands are slow). Every output block matches what its block printed, and
+    on a tutorial or how-to page every block that prints shows one (to rewrite the stale ones:
+    python tests/doc_blocks.py --update PAGE)."""
     monkeypatch.chdir(tmp_path)
-    assert _mismatches(page, bash=False, must_show=page in SHOWN_PAGES) == []
-
-
-CLI_PAGES = [
-    page
-    for page in SHOWN_PAGES
-    if any(
-        block.lang == "bash" and following.lang == "output"
-        for block, following in zip(
-            doc_blocks.blocks(page.read_text(encoding="utf-8")),
-            doc_blocks.blocks(page.read_text(encoding="utf-8"))[1:],
-            strict=False,
-        )
-    )
-]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("page", CLI_PAGES, ids=[p.name for p in CLI_PAGES])
-def test_every_command_with_an_output_block_prints_what_the_page_shows(
-    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The whole page runs in order (its python blocks, its `# NAME.toml` files, and each bash
-    block followed by an output block), and every command prints what the page shows."""
-    monkeypatch.chdir(tmp_path)
-    assert _mismatches(page, bash=True, must_show=True) == []
+    assert _mismatches(page, bash=True, must_show=page in SHOWN_PAGES) == []
 
 
 def test_the_tutorials_have_commands_whose_output_is_checked() -> None:

@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--saga", metavar="ID", help="the saga to show (e.g. s42)")
     parser.add_argument(
-        "--swimlane", metavar="FILE.png", help="also draw the saga as a swimlane figure"
+        "--swimlane",
+        metavar="FILE.png",
+        help="also draw the saga as a swimlane figure (.png or .svg), its violations in magenta",
     )
     parser.set_defaults(run=run)
 
@@ -36,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from ..sim import read_trace
     from ..sim.timeline import format_timeline, record_from_dict, saga_timeline
 
-    if args.swimlane and not args.swimlane.endswith(".png"):
-        raise InvalidConfig(f"--swimlane {args.swimlane!r}: the file name must end in .png")
+    if args.swimlane and not args.swimlane.endswith((".png", ".svg")):
+        raise InvalidConfig(f"--swimlane {args.swimlane!r}: the file name must end in .png or .svg")
     violations: list[Any]
     records: list[tuple[Any, ...]]
     if args.trace:
@@ -76,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.swimlane:
         from ..plots import swimlane_figure, write_figure
 
-        write_figure(swimlane_figure(saga_timeline(records, saga_id), saga_id), args.swimlane)
+        figure = swimlane_figure(saga_timeline(records, saga_id), saga_id, violations=mine)
+        write_figure(figure, args.swimlane)
         print(f"figure: {args.swimlane}")
     return 1 if mine else 0
