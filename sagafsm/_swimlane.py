@@ -162,6 +162,7 @@ def swimlane_figure(
     labels = _Labels()
     sends: dict[int, tuple[int, tuple[Any, ...]]] = {}
     down_since: dict[str, int] = {}
+    shaded = False
     for row, record in enumerate(story):
         kind = record[1]
         if kind == "send":
@@ -241,6 +242,7 @@ def swimlane_figure(
             down_since[record[3]] = row
         elif kind == "restart" and record[3] in down_since and record[3] in column:
             x = column[record[3]]
+            shaded = True
             axes.fill_betweenx(
                 [down_since.pop(record[3]), row], x - 0.35, x + 0.35, color="tab:red", alpha=0.15
             )
@@ -255,8 +257,9 @@ def swimlane_figure(
         Line2D([], [], color="tab:blue", lw=1, label="message delivered"),
         Line2D([], [], color="tab:red", lw=1, ls="--", marker="x", label="message lost"),
         Line2D([], [], color="tab:green", marker="s", lw=0, label="ledger effect"),
-        Patch(color="tab:red", alpha=0.15, label="node down"),
     ]
+    if shaded:
+        legend.append(Patch(color="tab:red", alpha=0.15, label="node down"))
     if flagged:
         legend.append(Patch(color=VIOLATION_COLOR, alpha=0.3, label="shows the violation"))
     axes.legend(handles=legend, loc="lower right", fontsize=7, framealpha=0.9)
