@@ -253,7 +253,7 @@ def swimlane_figure(
     axes.set_ylim(max(len(story), max((b[3] for b in labels.boxes), default=0) + 0.5), -1)
     axes.set_ylabel("simulated time (s), one row per trace record")
     axes.set_title(title, color=title_color, fontsize=10, loc="left")
-    legend = [
+    legend: list[Any] = [
         Line2D([], [], color="tab:blue", lw=1, label="message delivered"),
         Line2D([], [], color="tab:red", lw=1, ls="--", marker="x", label="message lost"),
         Line2D([], [], color="tab:green", marker="s", lw=0, label="ledger effect"),
