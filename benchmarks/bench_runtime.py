@@ -90,11 +90,11 @@ def participants() -> list[Participant]:
     return [inventory, payment, shipping, mail]
 
 
-async def run_once(path: Path, sagas: int, concurrency: int, in_hand: int = 1) -> dict[str, Any]:
+async def run_once(path: Path, sagas: int, concurrency: int, in_hand: int = 16) -> dict[str, Any]:
     store = SqliteStore(path)
     transport, clock = InProcessTransport(), WallClock()
     async with Runtime(store, transport, [ORDER], clock=clock) as runtime:
-        host = ParticipantHost(participants(), transport, store, clock, boot=0, max_in_hand=in_hand)
+        host = ParticipantHost(participants(), transport, store, clock, max_in_hand=in_hand)
         hosting = asyncio.create_task(host.run())
         states: dict[str, int] = {}
         numbers = iter(range(sagas))
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--in-hand", type=int, default=1, help="commands each participant takes per batch"
+        "--in-hand", type=int, default=16, help="commands each participant takes per batch"
     )
     parser.add_argument("--recovery", type=int, metavar="N", help="measure a restart with N sagas")
     args = parser.parse_args()

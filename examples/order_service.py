@@ -103,7 +103,7 @@ async def serve(db: Path, orders: int) -> int:
             for statement in SCHEMA:
                 await tx.execute(statement)
         # Reply ids are unique across runs and processes: boot * 2**32 + n, a boot of its own.
-        host = ParticipantHost(participants, transport, store, clock, boot=await store.boot())
+        host = ParticipantHost(participants, transport, store, clock)
         hosting = asyncio.create_task(host.run())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -216,6 +216,7 @@ class Driver:
         """Stop the runtime and the host at once, as SIGKILL would; the store keeps its data."""
         if self._runtime is not None:
             await self._runtime.abandon()
+        self._note_start()  # acknowledged before the crash: accepted, even if nobody looked yet
         for task in (self._host_task, self._start_task):
             if task is not None:
                 task.cancel()
@@ -317,20 +318,27 @@ class Driver:
                     "never returns?"
                 )
 
+    def _note_start(self) -> BaseException | None:
+        """Once the start request is done: whether the runtime acknowledged it (``accepted``),
+        and the error if it did not."""
+        start = self._start_task
+        if start is None or not start.done():
+            return None
+        self._start_task = None
+        error = None if start.cancelled() else start.exception()
+        if error is None and not start.cancelled():
+            self.accepted = True
+        return error
+
     async def _drive(self) -> CrashPointReached | None:
         """Run until the saga finished (None) or a crash point fired (that crash)."""
         while True:
             crash = await self._settle()
             if crash is not None:
                 return crash
-            start = self._start_task
-            if start is not None and start.done():
-                self._start_task = None
-                error = None if start.cancelled() else start.exception()
-                if error is None:
-                    self.accepted = True
-                elif _crash_in(error) is None and not self.crashes:
-                    raise AssertionError(f"saga {self.saga_id!r} did not start: {error!r}")
+            error = self._note_start()
+            if error is not None and _crash_in(error) is None and not self.crashes:
+                raise AssertionError(f"saga {self.saga_id!r} did not start: {error!r}")
             status = await self.store.status(self.saga_id)
             if status is None or status.state in FINAL_STATES:
                 return None  # finished, or never committed (its start was not accepted)

@@ -441,3 +441,34 @@ def test_a_message_for_a_participant_the_host_does_not_run_is_refused(tmp_path: 
             await rig.host.handle("email", rig.message(MessageKind.EXECUTE, "s"))
 
     play("memory", tmp_path, scenario)
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_a_host_without_a_boot_takes_a_fresh_one_from_the_store(kind: str, tmp_path: Path) -> None:
+    """Two hosts on one store, neither given a boot: each takes the store's next boot at its
+    first command, so their reply ids fall in different blocks, past the runtime's own boot."""
+    mail = Participant("mail")
+
+    @mail.action("send")
+    async def send(call: ActionCall) -> Mapping[str, Any]:
+        return {}
+
+    async def main() -> tuple[int, list[int]]:
+        store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.db")
+        async with store:
+            taken = await store.boot()  # as a runtime on this store would have
+            blocks = []
+            for n in range(2):
+                host = ParticipantHost([mail], InProcessTransport(), store, VirtualClock())
+                command = Envelope(
+                    message_id=1, kind=MessageKind.EXECUTE, saga_id=f"s{n}", causation_id=None,
+                    source=ORCHESTRATOR, dest="mail", step="notify", operation="send",
+                    idempotency_key=f"s{n}/a",
+                )  # fmt: skip
+                reply = await host.handle("mail", command)
+                assert reply is not None
+                blocks.append(reply.message_id // 2**32)
+        return taken, blocks
+
+    taken, blocks = asyncio.run(main())
+    assert blocks == [taken + 1, taken + 2]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rt_support import ORDER, Shop, host_for, run_until_finished
+from rt_support import ORDER, Shop, host_for, run_until_finished, settle
 
 from sagafsm import InvalidConfig, SagaBuilder
 from sagafsm.checks import check_history
@@ -199,6 +199,33 @@ def test_opening_prunes_finished_sagas_older_than_the_stores_retention() -> None
     assert asyncio.run(main()) == (2, 0)
 
 
+def test_a_runtime_that_stays_open_prunes_as_its_clock_passes_the_retention() -> None:
+    """Not only at open: once a tenth of the retention has passed, the next batch prunes the
+    sagas finished more than the retention ago, and keeps the recent ones."""
+
+    async def main() -> tuple[int, list[str]]:
+        store, shop = MemoryStore(retention=60.0), Shop()
+        transport, clock = InProcessTransport(), VirtualClock(0.0)
+        async with Runtime(store, transport, [ORDER], clock=clock) as runtime:
+            host = host_for(shop, transport, store, clock)
+            hosting = asyncio.create_task(host.run())
+            old = await runtime.start(ORDER, {"amount": 1})
+            await runtime.wait(old)
+            clock.advance(30.0)
+            recent = await runtime.start(ORDER, {"amount": 2})
+            await runtime.wait(recent)
+            assert runtime.pruned == 0  # 30 s: the old one is within the retention
+            clock.advance(35.0)
+            await runtime.wait(await runtime.start(ORDER, {"amount": 3}))
+            kept = [status.saga_id for status in await store.sagas()]
+            await host.close()
+            await hosting
+        return runtime.pruned, [old, recent, *kept]
+
+    pruned, (old, recent, *kept) = asyncio.run(main())
+    assert pruned == 1 and old not in kept and recent in kept and len(kept) == 2
+
+
 def test_wait_returns_the_status_as_stored_with_its_start_time() -> None:
     """A waiter made before the saga finished gets the stored status, started_at included."""
 
@@ -218,3 +245,44 @@ def test_wait_returns_the_status_as_stored_with_its_start_time() -> None:
 
     waited, stored = asyncio.run(main())
     assert waited == stored and waited.started_at == 100.0 and waited.updated_at == 105.0
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
+def test_wait_answers_from_memory_exactly_what_the_store_holds(
+    tmp_path: Path, store_kind: str
+) -> None:
+    """wait() builds a finished saga's status from its last commit instead of reading it back:
+    for every outcome, and for a saga recovered after a restart (whose start time only the store
+    knows), it equals the stored status field for field."""
+
+    async def main() -> list[tuple[Any, Any]]:
+        store = MemoryStore() if store_kind == "memory" else SqliteStore(tmp_path / "o.db")
+        shop, transport, clock = Shop(), InProcessTransport(), VirtualClock(100.0)
+        first = Runtime(store, transport, [ORDER], clock=clock)
+        await first.open()
+        recovered = await first.start(ORDER, {"amount": 2})
+        await first.abandon()  # the next runtime takes it over from the store
+        clock.advance(1.0)
+        async with Runtime(store, transport, [ORDER], clock=clock) as runtime:
+            ids = [recovered, *[await runtime.start(ORDER, {"amount": a}) for a in (1, 500, 3)]]
+            waiting = [asyncio.ensure_future(runtime.wait(saga_id)) for saga_id in ids]
+            clock.advance(5.0)  # every saga finishes later than it started
+            shop.crash_once.add("send")  # one saga retries its notification after a timeout
+            host = host_for(shop, transport, store, clock)
+            hosting = asyncio.create_task(host.run())
+            nodes = ["orchestrator", "inventory", "payment", "shipping", "mail"]
+            while not all(waiter.done() for waiter in waiting):
+                await settle(runtime, transport, nodes)
+                if not all(waiter.done() for waiter in waiting):
+                    assert clock.advance_to_next() is not None
+            pairs = [(w.result(), await store.status(s)) for s, w in zip(ids, waiting, strict=True)]
+            await host.close()
+            await hosting
+        return pairs
+
+    pairs = asyncio.run(main())
+    states = [waited.state for waited, _ in pairs]
+    assert states == ["completed", "completed", "failed", "completed"]
+    assert pairs[2][0].reason == "step 'charge' failed: insufficient funds"
+    for waited, stored in pairs:
+        assert waited == stored

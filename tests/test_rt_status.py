@@ -318,9 +318,8 @@ def test_the_memory_store_resolves_like_the_sqlite_one() -> None:
     asyncio.run(body())
 
 
-def test_a_version_1_store_gains_the_resolution_column(tmp_path: Path) -> None:
-    """Migration 2 adds the column to a store written before it; its sagas read as unresolved."""
-    path = tmp_path / "old.db"
+def version_1_store(path: Path) -> Path:
+    """A store file as sagafsm wrote it before schema 2, holding one operator_required saga."""
     conn = sqlite3.connect(path, isolation_level=None)
     for statement in MIGRATIONS[0]:
         conn.execute(statement)
@@ -330,6 +329,12 @@ def test_a_version_1_store_gains_the_resolution_column(tmp_path: Path) -> None:
         "VALUES ('old', 'order_fulfillment', 'operator_required', 'why', 0, 0)"
     )
     conn.close()
+    return path
+
+
+def test_a_version_1_store_gains_the_resolution_column(tmp_path: Path) -> None:
+    """Migration 2 adds the column to a store written before it; its sagas read as unresolved."""
+    path = version_1_store(tmp_path / "old.db")
 
     async def body() -> None:
         async with SqliteStore(path) as store:
@@ -344,6 +349,25 @@ def test_a_version_1_store_gains_the_resolution_column(tmp_path: Path) -> None:
     ).fetchone() == (SCHEMA_VERSION,)
     assert conn.execute("SELECT resolution FROM sagafsm_sagas").fetchall() == [("fixed",)]
     conn.close()
+
+
+def test_status_and_resolve_refuse_an_older_store_instead_of_upgrading_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator's command must not migrate a file that a runtime of the version before may
+    be running on: one line naming the file and its version, exit 2, the file unchanged."""
+    path = version_1_store(tmp_path / "old.db")
+    before = path.read_bytes()
+    for command in (["status", url(path)], ["resolve", url(path), "old", "--note", "x"]):
+        assert main(command) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert str(path) in line and "schema is version 1" in line
+    assert path.read_bytes() == before
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert main(["status", url(empty)]) == 2
+    assert "holds no schema" in capsys.readouterr().err
+    assert empty.read_bytes() == b""
 
 
 def test_an_operator_record_is_a_record_the_checkers_read_past() -> None:

@@ -441,3 +441,56 @@ def test_a_store_of_an_older_schema_is_migrated_and_keeps_its_rows(
     conn = sqlite3.connect(path)
     assert read_version(conn, "s.db") == SCHEMA_VERSION
     conn.close()
+
+
+def test_adopt_adds_the_store_to_an_application_database_and_shares_its_transactions(
+    tmp_path: Path,
+) -> None:
+    """An application's database (its own tables, none of sagafsm's) becomes the store with
+    adopt=True: sagafsm's tables go in beside the application's, which keep their rows, and a
+    handler's write to an application table commits with its inbox row. Without adopt it stays
+    refused (the path may be a typo), and once adopted it opens as any store."""
+    from sagafsm import SagaBuilder
+    from sagafsm.runtime.clock import VirtualClock
+    from sagafsm.runtime.host import ParticipantHost
+    from sagafsm.runtime.participant import ActionCall, Participant
+    from sagafsm.runtime.runtime import Runtime
+    from sagafsm.runtime.transport import InProcessTransport
+
+    path = tmp_path / "app.db"
+    raw(
+        path,
+        "CREATE TABLE users (name TEXT)",
+        "INSERT INTO users VALUES ('ann')",
+        "CREATE TABLE orders (saga_id TEXT PRIMARY KEY)",
+    )
+    assert_refused(path, "not a sagafsm store (it has tables orders, users); to add")
+    definition = SagaBuilder("order", timeout=5.0).pivot("book", participant="shop", action="book")
+    order = definition.build()
+    shop = Participant("shop")
+
+    @shop.action("book")
+    async def book(call: ActionCall) -> dict[str, str]:
+        await call.db.execute("INSERT INTO orders (saga_id) VALUES (?)", [call.saga_id])
+        return {}
+
+    async def body() -> str:
+        store = SqliteStore(path, adopt=True)
+        transport, clock = InProcessTransport(), VirtualClock()
+        async with Runtime(store, transport, [order], clock=clock) as runtime:
+            host = ParticipantHost([shop], transport, store, clock)
+            hosting = asyncio.create_task(host.run())
+            status = await runtime.wait(await runtime.start(order, {}))
+            await host.close()
+            await hosting
+        async with SqliteStore(path) as again:  # a store now: no adopt needed
+            assert await again.status(status.saga_id) == status
+        return status.saga_id
+
+    saga_id = asyncio.run(body())
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT name FROM users").fetchall() == [("ann",)]
+    assert conn.execute("SELECT saga_id FROM orders").fetchall() == [(saga_id,)]
+    (inbox,) = conn.execute("SELECT COUNT(*) FROM sagafsm_inbox").fetchone()
+    assert inbox == 1
+    conn.close()

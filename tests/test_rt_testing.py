@@ -314,3 +314,14 @@ def test_bad_calls_are_refused_before_anything_runs() -> None:
 
     with pytest.raises(InvalidArgument, match="plain"):
         asyncio.run(from_async_code())
+
+
+def test_a_start_acknowledged_before_a_crash_counts_as_accepted() -> None:
+    """The runtime acknowledged the start, then a participant crashed before the driver looked:
+    the run still says accepted (a crash before the acknowledgement says not)."""
+    participants = Shop().order_participants()
+    late = asyncio.run(run_saga(ORDER, participants, DATA, crash=("participant.before_commit", 1)))
+    early = asyncio.run(run_saga(ORDER, participants, DATA, crash=("orchestrator.after_commit", 1)))
+    assert late.crashed == ("participant.before_commit",) and late.accepted
+    assert early.crashed == ("orchestrator.after_commit",) and not early.accepted
+    assert late.state == early.state == "completed" and not late.violations + early.violations

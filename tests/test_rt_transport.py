@@ -96,6 +96,26 @@ def test_close_wakes_a_waiting_receiver_with_transport_closed(kind: str, tmp_pat
 
 
 @pytest.mark.parametrize("kind", ["in-process", "sqlite"])
+def test_close_while_a_receiver_is_still_connecting_ends_it_with_transport_closed(
+    kind: str, tmp_path: Path
+) -> None:
+    """Closed while the first receive was opening the connection (a slow machine): the receiver
+    ends with TransportClosed, not with an error from the stopped database thread."""
+
+    async def main() -> None:
+        transport: Transport = (
+            SqliteTransport(tmp_path / "q.db") if kind == "sqlite" else InProcessTransport()
+        )
+        waiting = asyncio.ensure_future(transport.receive("inventory"))
+        await asyncio.sleep(0)  # the receiver is now waiting for its connection
+        await transport.close()
+        with pytest.raises(TransportClosed):
+            await waiting
+
+    run(main())
+
+
+@pytest.mark.parametrize("kind", ["in-process", "sqlite"])
 def test_a_message_sent_later_wakes_the_receiver(kind: str, tmp_path: Path) -> None:
     """receive blocks until a message comes, then returns it."""
 

@@ -51,10 +51,13 @@ def add_store_argument(parser: Any) -> None:
 
 def existing_store(url: str) -> SqliteStore | MemoryStore:
     """The store a URL names, not opened yet; StoreError for a SQLite file that is not there (an
-    operator's typo must not create an empty store and report it all quiet)."""
+    operator's typo must not create an empty store and report it all quiet). A SQLite store is
+    opened without migrating: an older schema is refused, not upgraded under its runtime."""
     store = open_store(url)
-    if isinstance(store, SqliteStore) and not os.path.isfile(store.path):
-        raise StoreError(f"{url}: no store there ({store.path} does not exist)")
+    if isinstance(store, SqliteStore):
+        if not os.path.isfile(store.path):
+            raise StoreError(f"{url}: no store there ({store.path} does not exist)")
+        store = SqliteStore(store.path, migrate=False)
     return store
 
 

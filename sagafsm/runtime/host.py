@@ -71,8 +71,9 @@ class ParticipantHost(InboxRules):
     set one in production.
 
     The host owns neither the transport nor the store: :meth:`close` stops the consumers (a
-    command being handled is finished first) and leaves both open. ``boot`` (from the store's
-    boot counter) makes reply ids unique across processes: ``boot * 2**32 + n``.
+    command being handled is finished first) and leaves both open. ``boot`` makes reply ids
+    unique across processes (``boot * 2**32 + n``): by default :meth:`run` takes the next value of
+    the store's boot counter; pass one only to share a boot the process already took.
     ``handler_timeout`` is in real seconds (``asyncio.timeout``), whatever the clock.
     """
 
@@ -83,10 +84,10 @@ class ParticipantHost(InboxRules):
         store: ParticipantStore,
         clock: Clock,
         *,
-        boot: int,
+        boot: int | None = None,
         handler_timeout: float | None = None,
         group_commit: bool = True,
-        max_in_hand: int = 1,
+        max_in_hand: int = 16,
     ) -> None:
         self._participants: dict[str, Participant] = {}
         for participant in participants:
@@ -95,8 +96,8 @@ class ParticipantHost(InboxRules):
             if participant.name in self._participants:
                 raise InvalidConfig(f"two participants are named {participant.name!r}")
             self._participants[participant.name] = participant
-        if boot.__class__ is not int or boot < 0:
-            raise InvalidArgument(f"boot must be an int, zero or more, got {boot!r}")
+        if boot is not None and (boot.__class__ is not int or boot < 0):
+            raise InvalidArgument(f"boot must be None or an int, zero or more, got {boot!r}")
         if handler_timeout is not None and (
             isinstance(handler_timeout, bool)
             or not isinstance(handler_timeout, (int, float))
@@ -115,7 +116,8 @@ class ParticipantHost(InboxRules):
         self._timeout = handler_timeout
         self._group_commit = group_commit
         self._in_hand = max_in_hand
-        self._next_id = boot * _ID_SPACE
+        self._boot = boot
+        self._next_id = 0 if boot is None else boot * _ID_SPACE
         self._closing = False
         self._stop: asyncio.Future[None] | None = None
         self._stopped = asyncio.Event()
@@ -143,6 +145,11 @@ class ParticipantHost(InboxRules):
         if self._running:
             raise RuntimeError("this ParticipantHost is already running")
         self._running = True
+        try:
+            await self._booted()  # a store that cannot boot fails the run before it began
+        except BaseException:
+            self._running = False
+            raise
         self._stopped.clear()
         self._stop = asyncio.get_running_loop().create_future()
         if self._closing:
@@ -253,6 +260,13 @@ class ParticipantHost(InboxRules):
             raise InvalidArgument(f"this host runs no participant named {name!r}")
         return participant
 
+    async def _booted(self) -> None:
+        """Take the boot of this host's reply ids from the store, the first time one is needed."""
+        if self._boot is None:
+            boot = await self._store.boot()
+            if self._boot is None:  # (a concurrent first call may have taken one meanwhile)
+                self._boot, self._next_id = boot, boot * _ID_SPACE
+
     async def handle(self, participant: str, message: Envelope) -> Envelope | None:
         """Handle one command for ``participant`` (its transaction, then its reply); returns the
         reply sent, or None if the command was abandoned. The caller acks the delivery."""
@@ -260,6 +274,7 @@ class ParticipantHost(InboxRules):
             (reply,) = await self.handle_many([(participant, message)])
             return reply
         hosted = self._hosted(participant)
+        await self._booted()
         self._received += 1
         try:
             reply = await self._transact(hosted, message)
@@ -284,6 +299,7 @@ class ParticipantHost(InboxRules):
         hosted = [(self._hosted(name), message) for name, message in commands]
         if not hosted:
             return []
+        await self._booted()
         self._received += len(hosted)
         try:
             replies = await self._transact_many(hosted)

@@ -39,6 +39,7 @@ from .commits import commit_of, send_record
 from .store import Commit, OutboxRow, SagaStatus, Store
 from .timer_table import TimerTable
 from .transport import Transport, TransportClosed
+from .waiters import FinishWaiters, quiet_future
 
 __all__ = ["Runtime", "SagaFailedToStart"]
 
@@ -83,19 +84,6 @@ class _Inbound:
         """A record written before the move (``timer_fired``)."""
 
 
-def _future() -> asyncio.Future[Any]:
-    """A future whose failure need not be retrieved: a caller that gave up waiting (cancelled)
-    leaves it behind, and the runtime failing it when it stops is not news to anyone."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    future.add_done_callback(_retrieve)
-    return future
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 _STOP: Any = object()
 """Queued by close(): the loop stops once the batch before it is committed and published."""
 
@@ -127,7 +115,7 @@ class Runtime:
         self._batch_size = batch_size
         self._queue: asyncio.Queue[_Start | _Inbound] = asyncio.Queue()
         self._timers = TimerTable()
-        self._finished: dict[str, asyncio.Future[None]] = {}
+        self._waiters = FinishWaiters()
         self._tasks: list[asyncio.Task[None]] = []
         self._message_ids: Iterator[int] = iter(())
         self._saga_ids: Iterator[int] = iter(())
@@ -138,7 +126,10 @@ class Runtime:
         self.recovered = 0
         """Unfinished sagas taken over from the store when the runtime opened."""
         self.pruned = 0
-        """Finished sagas' statuses dropped at open, past the store's ``retention``."""
+        """Finished sagas' statuses dropped past the store's ``retention`` (at open, then as the
+        clock passes each tenth of the retention, at most an hour apart)."""
+        self._retention = 0.0
+        self._prune_due: float | None = None
         self.commits = 0
         """Store transactions committed by the loop (each one a batch)."""
         self.failure: BaseException | None = None
@@ -180,9 +171,11 @@ class Runtime:
             self._timers.arm(row.saga_id, row.timer_id, row.due)
         retention = getattr(self._store, "retention", None)
         if isinstance(retention, (int, float)) and retention > 0:
+            self._retention = float(retention)
             # Finished sagas' statuses older than the store's retention go (an unresolved
             # operator_required saga stays): the store grows with recent sagas, not all of them.
             self.pruned = await self._store.prune(now - retention)
+            self._prune_due = now + self._prune_interval()
         restart: RawRecord = (now, "restart", None, ORCHESTRATOR, len(stored))
         await self._store.append_trace([restart])
         self._open = True
@@ -214,10 +207,7 @@ class Runtime:
             item = self._queue.get_nowait()
             if isinstance(item, _Start) and not item.accepted.done():
                 item.accepted.set_exception(stopped)
-        for waiter in self._finished.values():
-            if not waiter.done():
-                waiter.set_exception(stopped)
-        self._finished.clear()
+        self._waiters.fail(stopped)
 
     async def abandon(self) -> None:
         """Stop at once, as a killed process would: no batch is finished, nothing is flushed.
@@ -270,7 +260,7 @@ class Runtime:
             )
         if saga_id is None:
             saga_id = f"{definition.name}-{self._boot}-{next(self._saga_ids)}"
-        accepted: asyncio.Future[str] = _future()
+        accepted: asyncio.Future[str] = quiet_future()
         self._queue.put_nowait(_Start(definition, saga_id, data, accepted))
         return await accepted
 
@@ -279,20 +269,18 @@ class Runtime:
 
     async def wait(self, saga_id: str) -> SagaStatus:
         """The saga's status once it has finished (its ``results`` and ``reason`` set)."""
-        # The waiter exists before the store is read: a finish committed meanwhile resolves it.
-        waiter = self._finished.get(saga_id)
-        if waiter is None:
-            waiter = self._finished[saga_id] = _future()
-        status = await self._store.status(saga_id)
-        if status is None or status.state in _FINAL_STATES:
-            if self._finished.get(saga_id) is waiter:
-                del self._finished[saga_id]
-            if status is None:
-                raise InvalidArgument(f"no saga {saga_id!r} in this runtime's store")
-            return status
-        await asyncio.shield(waiter)
-        finished = await self._store.status(saga_id)  # as stored: started_at included
-        assert finished is not None
+        waiter = self._waiters.waiter(saga_id)
+        if saga_id not in self._core:  # finished already, or not this runtime's: ask the store
+            status = await self._store.status(saga_id)
+            if status is None or status.state in _FINAL_STATES:
+                self._waiters.discard(saga_id, waiter)
+                if status is None:
+                    raise InvalidArgument(f"no saga {saga_id!r} in this runtime's store")
+                return status
+        finished = await asyncio.shield(waiter)
+        if finished is None:  # recovered at open: its started_at is in the store alone
+            finished = await self._store.status(saga_id)
+            assert finished is not None
         return finished
 
     @property
@@ -327,6 +315,8 @@ class Runtime:
                         break
                     batch.append(item)
                 await self._apply(batch)
+                if self._prune_due is not None and self._clock.now() >= self._prune_due:
+                    await self._prune()
             except BaseException as error:
                 if not isinstance(error, (asyncio.CancelledError, crashpoints.CrashPointReached)):
                     log.exception("the sagafsm runtime loop failed")
@@ -359,6 +349,7 @@ class Runtime:
                     item.accepted.set_exception(error)
                     continue
                 accepted.append(item)
+                self._waiters.started(item.saga_id, now)
                 transaction.records.insert(0, (now, "start", item.saga_id, item.definition.name))
                 transactions.append(transaction)
                 causes.append(None)
@@ -393,7 +384,7 @@ class Runtime:
     ) -> None:
         commits: list[Commit] = []
         envelopes: list[Envelope] = []
-        finished: list[Transaction] = []
+        finished: list[Commit] = []
         message_id = self._message_ids.__next__
         for at, transaction in enumerate(transactions):
             cause = causes[at] if at < len(causes) else None
@@ -401,7 +392,7 @@ class Runtime:
             commits.append(commit)
             envelopes += sent
             if transaction.finished is not None:
-                finished.append(transaction)
+                finished.append(commit)
         rows = await self._commit(commits)
         if receipts:
             await self._transport.ack(ORCHESTRATOR, receipts)
@@ -411,8 +402,8 @@ class Runtime:
                 self._timers.arm(transaction.saga_id, timer.timer_id, transaction.now + timer.delay)
             elif isinstance(timer, CancelTimer):
                 self._timers.cancel(transaction.saga_id)
-        for transaction in finished:
-            self._finish(transaction)
+        for commit in finished:
+            self._finish(commit)
         await self._publish(rows, loose, envelopes if len(envelopes) == len(rows) else None)
 
     async def _commit(self, commits: list[Commit]) -> list[OutboxRow]:
@@ -442,13 +433,23 @@ class Runtime:
         crashpoints.hit("orchestrator.after_publish")
         await self._store.mark_sent([row.id for row in rows], records)
 
-    def _finish(self, transaction: Transaction) -> None:
-        saga_id = transaction.saga_id
-        self._core.drop(saga_id)
-        self._timers.cancel(saga_id)
-        waiter = self._finished.pop(saga_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)  # wait() reads the finished status back from the store
+    def _prune_interval(self) -> float:
+        # A tenth of the retention: a status outlives it by 10% at most; an hour at the most,
+        # so a store with a long retention is not pruned in one big transaction.
+        return min(self._retention / 10, 3600.0)
+
+    async def _prune(self) -> None:
+        """Between batches, as the loop is the store's one writer here: the statuses of sagas
+        finished more than the retention ago go (the store keeps unresolved operator_required
+        ones). The loop runs it only while it works: an idle runtime adds nothing to prune."""
+        now = self._clock.now()
+        self.pruned += await self._store.prune(now - self._retention)
+        self._prune_due = now + self._prune_interval()
+
+    def _finish(self, commit: Commit) -> None:
+        self._core.drop(commit.saga_id)
+        self._timers.cancel(commit.saga_id)
+        self._waiters.finished(commit)
 
     # -- timers --------------------------------------------------------------------------------
 

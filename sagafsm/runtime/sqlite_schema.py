@@ -100,17 +100,21 @@ def _ours(table: str) -> bool:
     return table.startswith(("sagafsm_", "sqlite_"))
 
 
-def read_version(conn: sqlite3.Connection, name: str) -> int:
+def read_version(conn: sqlite3.Connection, name: str, *, adopt: bool = False) -> int:
     """The schema version of the store in ``conn``: 0 for a database still to be created.
 
-    Raises :class:`StoreError` for a database with tables of its own and no ``sagafsm_meta``, and
-    for a schema newer than :data:`SCHEMA_VERSION`."""
+    Raises :class:`StoreError` for a database with tables of its own and no ``sagafsm_meta``
+    (unless ``adopt``: an application's database that is to hold sagafsm's tables beside its
+    own), and for a schema newer than :data:`SCHEMA_VERSION`."""
     tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     if "sagafsm_meta" not in tables:
         foreign = sorted(t for t in tables if not _ours(t))
-        if foreign:
+        if foreign and not adopt:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise StoreError(f"{name}: not a sagafsm store (it has tables {shown})")
+            raise StoreError(
+                f"{name}: not a sagafsm store (it has tables {shown}); to add sagafsm's tables "
+                "to this application database, open it with SqliteStore(path, adopt=True)"
+            )
         return 0
     row = conn.execute("SELECT value FROM sagafsm_meta WHERE key = 'schema_version'").fetchone()
     if row is None or not isinstance(row[0], int):
@@ -124,7 +128,7 @@ def read_version(conn: sqlite3.Connection, name: str) -> int:
     return version
 
 
-def inspect(path: str) -> int:
+def inspect(path: str, *, adopt: bool = False) -> int:
     """Check, without changing anything, that ``path`` can be opened as a store; return its schema
     version (0: to be created). Raises :class:`StoreError` with a one-line message naming it."""
     if os.path.isdir(path):
@@ -159,17 +163,17 @@ def inspect(path: str) -> int:
     except sqlite3.Error as error:
         raise StoreError(f"{path}: cannot be opened ({error})") from None
     try:
-        return read_version(conn, path)
+        return read_version(conn, path, adopt=adopt)
     except sqlite3.DatabaseError as error:
         raise StoreError(f"{path}: not a SQLite database ({error})") from None
     finally:
         conn.close()
 
 
-def migrate(conn: sqlite3.Connection, name: str) -> int:
+def migrate(conn: sqlite3.Connection, name: str, *, adopt: bool = False) -> int:
     """Create or upgrade the schema; the caller holds ``BEGIN IMMEDIATE``. Returns the version
     found (0 for a new store)."""
-    found = read_version(conn, name)
+    found = read_version(conn, name, adopt=adopt)
     for version in range(found + 1, SCHEMA_VERSION + 1):
         for statement in MIGRATIONS[version - 1]:
             conn.execute(statement)

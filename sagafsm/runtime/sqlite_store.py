@@ -61,6 +61,12 @@ class SqliteStore:
     ``synchronous`` is ``"NORMAL"`` (default) or ``"FULL"``; ``busy_timeout`` is how many seconds
     a write waits for another process's write lock; ``retention`` is how long the runtime keeps a
     finished saga's status before it calls :meth:`prune` (this class never prunes by itself).
+    ``migrate=False`` opens only a store already at this version's schema (an operator's command
+    must not upgrade a file under a running runtime of the version before): a missing, empty or
+    older store is refused with :class:`StoreError`. ``adopt=True`` lets an application's own
+    database (tables of its own, none of sagafsm's) become the store: sagafsm's tables, all named
+    ``sagafsm_*``, are created beside the application's, so a handler's writes to them and the
+    inbox commit in one transaction. Without it such a file is refused, in case the path is a typo.
 
     Participant transactions share one connection (and thread) of their own, opened at the first
     one: they run one at a time per store object, from their first statement to their end, and the
@@ -75,6 +81,8 @@ class SqliteStore:
         synchronous: str = "NORMAL",
         busy_timeout: float = 10.0,
         retention: float = DEFAULT_RETENTION,
+        migrate: bool = True,
+        adopt: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         if not isinstance(self.path, str) or not self.path:
@@ -89,7 +97,12 @@ class SqliteStore:
                 f"{self.path}: busy_timeout must be a finite number of seconds >= 0, "
                 f"got {busy_timeout!r}"
             )
+        for flag, value in (("migrate", migrate), ("adopt", adopt)):
+            if not isinstance(value, bool):
+                raise InvalidArgument(f"{self.path}: {flag} must be a bool, got {value!r}")
         self.synchronous = synchronous
+        self.migrate = migrate
+        self.adopt = adopt
         self.busy_timeout = float(busy_timeout)
         self.retention = check_retention(retention)
         self._executor: ThreadPoolExecutor | None = None
@@ -118,14 +131,22 @@ class SqliteStore:
 
     def _create(self) -> sqlite3.Connection:
         """Check the file, then connect and create or migrate the schema (one transaction)."""
-        _sql.inspect(self.path)  # refuses before SQLite touches anything
+        found = _sql.inspect(self.path, adopt=self.adopt)  # refuses before SQLite touches it
+        if not self.migrate and found < _sql.SCHEMA_VERSION:
+            if found == 0:
+                raise StoreError(f"{self.path}: not a sagafsm store (it holds no schema)")
+            raise StoreError(
+                f"{self.path}: its schema is version {found}, older than this sagafsm's "
+                f"{_sql.SCHEMA_VERSION}; this command does not upgrade it (a runtime of this "
+                "version does, when it opens the store)"
+            )
         try:
             conn = self._connect()
         except sqlite3.Error as error:
             raise StoreError(f"{self.path}: cannot be opened ({error})") from None
         try:
             conn.execute(_sql.BEGIN)
-            _sql.migrate(conn, self.path)
+            _sql.migrate(conn, self.path, adopt=self.adopt)
             conn.execute(_sql.COMMIT)
         except BaseException as error:
             _sql.rollback(conn)

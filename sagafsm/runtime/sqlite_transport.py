@@ -123,7 +123,11 @@ class SqliteTransport:
         async with self._opening:
             if self._db is None:
                 loop = asyncio.get_running_loop()
-                self._db = await loop.run_in_executor(self._executor, self._connect)
+                db = await loop.run_in_executor(self._executor, self._connect)
+                if self._closed:  # closed while connecting: the connection is nobody's
+                    db.close()
+                    raise TransportClosed(f"the SQLite transport on {self._path} is closed")
+                self._db = db
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -209,6 +209,9 @@ class ParticipantBatch(Protocol):
 
 
 class ParticipantStore(Protocol):
+    async def boot(self) -> int:
+        """Increment and return the store's boot counter (a host's reply ids use it)."""
+
     def transaction(self, participant: str) -> AbstractAsyncContextManager[ParticipantTx]:
         """Commit on a clean exit, roll back on an exception; one participant's transactions
         run one at a time."""
