@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import re
@@ -202,3 +203,68 @@ def test_every_page_in_the_mkdocs_nav_exists() -> None:
     named = set(re.findall(r":\s*([\w/.-]+\.md)\s*$", config, re.M))
     on_disk = {page.relative_to(DOCS).as_posix() for page in DOCS.rglob("*.md")}
     assert named == on_disk
+
+
+SIGNATURE_ROW = re.compile(r"^\| \[`((\w+)\(([^`]*)\))[^`]*`\]\(api/[\w.]+\.md#([\w.]+)\)", re.M)
+"""A reference table row naming a public callable: its shown signature, linked to its API entry."""
+
+
+def _shown_parameters(text: str) -> list[str]:
+    """Parameter names of a shown signature such as `f(a, *, b=0, **rest)`."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    names = [p.split("=")[0].strip().lstrip("*") for p in parts]
+    return [n for n in names if n and n not in ("", "/", "...")]
+
+
+def _signature_rows(page: Path) -> list[tuple[str, list[list[str]], list[str]]]:
+    """Each signature row: what it shows, what the code allows (its parameters; for an error,
+    its base classes too, which error rows show instead), and the parameter names shown."""
+    import importlib
+    import inspect
+
+    rows = []
+    for shown, _, params, target in SIGNATURE_ROW.findall(page.read_text(encoding="utf-8")):
+        module, _, name = target.rpartition(".")
+        obj = getattr(importlib.import_module(module), name)
+        allowed = []
+        with contextlib.suppress(ValueError, TypeError):  # builtin __init__: no signature
+            allowed.append(list(inspect.signature(obj).parameters))
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            allowed.append([base.__name__ for base in obj.__bases__])
+        rows.append((shown, allowed, _shown_parameters(params)))
+    return rows
+
+
+REFERENCE_PAGES = [DOCS / "reference" / f"{name}.md" for name in ("engine", "runtime", "stores")]
+
+
+@pytest.mark.parametrize("page", REFERENCE_PAGES, ids=[p.name for p in REFERENCE_PAGES])
+def test_the_reference_tables_show_the_signatures_the_code_has(page: Path) -> None:
+    """Each table row that shows a public callable's signature (linked to its generated API
+    entry) names the parameters the code has, in order; an error row, its base classes."""
+    rows = _signature_rows(page)
+    assert rows, "no signature row found: the row pattern no longer matches the page"
+    assert [(shown, code) for shown, code, params in rows if params not in code] == []
+
+
+def test_a_signature_row_that_drifted_is_caught(tmp_path: Path) -> None:
+    """A row showing a parameter the code does not have (or missing one) fails the check."""
+    page = tmp_path / "drift.md"
+    page.write_text(
+        "| [`RetryPolicy(max_attempts=3, backoff=1)`](api/sagafsm.md#sagafsm.RetryPolicy) | x |\n"
+        "| [`SagaError(ValueError)`](api/sagafsm.md#sagafsm.InvalidDefinition) | x |\n",
+        encoding="utf-8",
+    )
+    (_, code, shown), (_, bases, shown_bases) = _signature_rows(page)
+    assert shown == ["max_attempts", "backoff"] and code[0][0] == "max_attempts"
+    assert shown not in code
+    assert ["SagaError", "ValueError"] in bases and shown_bases not in bases
