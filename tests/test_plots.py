@@ -157,3 +157,40 @@ def test_swimlane_labels_do_not_overlap() -> None:
         labels.place("reserve_items#1", 0, row, 2, 12 - row)
     boxes = labels.boxes
     assert all(not _overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+def test_replay_draws_an_svg_swimlane_naming_the_violation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`replay --swimlane FILE.svg` writes SVG, and its title names the saga's violation."""
+    from sagafsm.cli import main
+
+    target = tmp_path / "saga.svg"
+    flags = ["--sagas", "100", "--seed", "11", "--step-failure-rate", "0.3"]
+    mutant = ["--mutant", "forward-order-compensation"]
+    assert main(["replay", "order_fulfillment", *flags, *mutant, "--swimlane", str(target)]) == 1
+    capsys.readouterr()
+    svg = target.read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<?xml") and "reverse-order" in svg  # the title, as a comment
+    assert main(["replay", "order_fulfillment", *flags, "--swimlane", str(tmp_path / "x.pdf")]) == 2
+    assert "must end in .png or .svg" in capsys.readouterr().err
+
+
+def test_partition_and_participant_crash_windows_are_recorded_and_named() -> None:
+    """Configured windows land in metrics.outages as configured, each named in the legend."""
+    from sagafsm.sim import load_scenario, simulate
+
+    scenario = load_scenario("order_fulfillment")
+    config = scenario.config(
+        sagas=200,
+        seed=3,
+        faults__partitions=[{"participant": "payment", "start": 1.0, "end": 1.5}],
+        faults__participant_crashes=[{"participant": "shipping", "start": 2.0, "end": 2.3}],
+    )
+    result = simulate(scenario, config)
+    assert result.metrics["outages"] == [
+        {"kind": "participant_partition", "node": "payment", "start_s": 1.0, "end_s": 1.5},
+        {"kind": "participant_crash", "node": "shipping", "start_s": 2.0, "end_s": 2.3},
+    ]
+    labels = [t.get_text() for t in occupancy_figure(result).legends[0].get_texts()]
+    assert {"payment partitioned", "shipping crashed"} <= set(labels)
