@@ -103,7 +103,7 @@ _OUTAGE_STYLE = {
 def _mark_outages(axes: Any, result: RunResult) -> None:
     """Shade every window in which a node was down, one legend entry per kind and node."""
     labelled: set[tuple[str, str]] = set()
-    for outage in result.metrics.get("outages", ()):
+    for outage in result.metrics.get("outages") or ():
         kind, node = outage["kind"], outage["node"]
         color, what = _OUTAGE_STYLE.get(kind, ("tab:gray", kind))
         end = outage["end_s"] if outage["end_s"] is not None else result.sim_time
