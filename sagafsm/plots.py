@@ -1,4 +1,5 @@
-"""Figures of a run, with matplotlib. The only module that imports it, and only when called.
+"""Figures of a run, with matplotlib, imported only when a function is called (here and in
+``_swimlane``, whose :func:`swimlane_figure` this module exports).
 
 Every function returns a :class:`matplotlib.figure.Figure` (shown inline in a notebook);
 :func:`write_run_figures` saves them as PNG and SVG files, :func:`write_figure` one figure as
