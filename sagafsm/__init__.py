@@ -6,6 +6,15 @@ neither simpy, matplotlib nor hypothesis: simulation and plotting load only when
 
 from __future__ import annotations
 
+from .choreography import (
+    ChoreographyBuilder,
+    ChoreographyDefinition,
+    ChoreographyEvent,
+    ChoreographyStep,
+    CompensationReaction,
+    OutcomeReaction,
+    choreography_from,
+)
 from .commands import (
     CancelTimer,
     Command,
@@ -54,8 +63,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CancelTimer",
+    "ChoreographyBuilder",
+    "ChoreographyDefinition",
+    "ChoreographyEvent",
+    "ChoreographyStep",
     "Command",
     "CompensateStep",
+    "CompensationReaction",
     "CompensationFailed",
     "CompensationSucceeded",
     "CompensationTimedOut",
@@ -72,6 +86,7 @@ __all__ = [
     "LifecycleSpec",
     "Orchestrator",
     "OrchestratorStatistics",
+    "OutcomeReaction",
     "Recorder",
     "RetryPolicy",
     "SAGA_LIFECYCLE",
@@ -96,4 +111,5 @@ __all__ = [
     "UnknownSaga",
     "UnknownStep",
     "__version__",
+    "choreography_from",
 ]

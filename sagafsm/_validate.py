@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from .errors import InvalidArgument
 
@@ -56,13 +56,15 @@ def check_now(now: Any) -> float:
 def is_json_value(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is plain JSON data: None, bool, int, finite float, str, and lists and
     string-keyed mappings of those (nested at most 32 deep)."""
-    if value is None or value.__class__ in (str, bool, int):
+    cls = value.__class__
+    if value is None or cls is str or cls is int or cls is bool:
         return True
-    if value.__class__ is float:
+    if cls is float:
         return math.isfinite(value)
     if depth >= _MAX_DEPTH:
         return False
-    if isinstance(value, Mapping):
+    # exact dict and list first: an ABC isinstance check costs several times more
+    if cls is dict or (cls is not list and isinstance(value, Mapping)):
         return all(isinstance(k, str) and is_json_value(v, depth + 1) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return all(is_json_value(v, depth + 1) for v in value)
@@ -85,17 +87,14 @@ def plain_json(value: Any) -> Any:
     """A deep copy of JSON data (see :func:`is_json_value`) as plain dicts and lists: what a
     snapshot holds, so that it shares nothing with the live saga and survives a JSON round trip
     unchanged (a tuple comes back as a list)."""
-    kind = value.__class__
-    if kind in _SCALARS:  # the exact classes first: an ABC isinstance check costs ~10 of these
-        return value
-    if kind is dict or isinstance(value, Mapping):
+    cls = value.__class__
+    if value is None or cls is str or cls is int or cls is float or cls is bool:
+        return value  # the common leaves first, without an ABC isinstance check
+    if cls is dict or (cls is not list and isinstance(value, Mapping)):
         return {k: plain_json(v) for k, v in value.items()}
-    if kind is list or isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)):
         return [plain_json(v) for v in value]
     return value
-
-
-_SCALARS: Final = frozenset((str, int, float, bool, type(None)))
 
 
 def check_recorder(recorder: Any) -> Any:

@@ -7,34 +7,22 @@ participants' ledgers (``effect`` records). Every lifecycle fact (rows, initial 
 is read from the specs in :mod:`sagafsm.lifecycle`, never restated. The same functions run after
 every simulation, inside Hypothesis state-machine tests, and over a JSONL trace file.
 
-:class:`StreamingChecker` feeds them one saga at a time and forgets a saga once it is checked, so a
+:class:`StreamingChecker` folds each saga's records as they arrive (:mod:`sagafsm._saga_fold` holds
+the properties, as a fold), checks a saga once it can no longer change and forgets it, so a
 million-saga run is checked in the memory of the sagas still open.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import attrs
 
-from .definition import SagaDefinition, StepKind
-from .history import (
-    KIND,
-    SAGA,
-    EffectRecord,
-    FinishRecord,
-    LedgerEffect,
-    RawRecord,
-    SendRecord,
-    TraceRecord,
-    TransitionRecord,
-    as_record,
-    format_record,
-)
-from .lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec, SagaState, TimerPurpose
-from .messages import MessageKind
+from ._saga_fold import READ, STRAGGLERS, SagaFold, Steps, findings, folders
+from .definition import SagaDefinition
+from .history import KIND, SAGA, RawRecord, TraceRecord, as_record, format_record
 
 __all__ = [
     "PROPERTIES",
@@ -71,36 +59,6 @@ PROPERTIES: dict[str, str] = {
 }
 
 
-@attrs.frozen
-class _Table:
-    """What the transition check needs of one lifecycle, as the plain strings records carry."""
-
-    rows: frozenset[tuple[str, str, str]]
-    initial: str
-    final: frozenset[str]
-
-    @classmethod
-    def of(cls, spec: LifecycleSpec[Any]) -> _Table:
-        return cls(
-            rows=frozenset((t.trigger, t.source.value, t.dest.value) for t in spec.transitions),
-            initial=spec.initial.value,
-            final=frozenset(s.value for s in spec.terminal),
-        )
-
-
-_SAGA_TABLE = _Table.of(SAGA_LIFECYCLE)
-_STEP_TABLE = _Table.of(STEP_LIFECYCLE)
-_COMPLETED, _FAILED = SagaState.COMPLETED.value, SagaState.FAILED.value
-_COMPENSATE = MessageKind.COMPENSATE.value
-_E = LedgerEffect
-_UNDONE = frozenset({_E.COMPENSATION, _E.COMPENSATION_NOOP})
-"""Effects that mean the compensation ran (undid the action, or found nothing to undo)."""
-_TRIED = _UNDONE | {_E.COMPENSATION_FAILED, _E.COMPENSATION_REFUSED}
-"""Every effect a participant writes when a compensation reaches it."""
-_SEND_TYPE = SendRecord._fields.index("type")
-_STRAGGLERS = frozenset({"send", "deliver", "drop", "duplicate", "delay", "ignored"})
-
-
 @attrs.frozen(kw_only=True)
 class Violation:
     """A broken property: which saga (None for a run-wide one), which property, what happened,
@@ -120,252 +78,45 @@ class Violation:
         }
 
 
-@attrs.frozen
-class _Steps:
-    """What the checks need of a definition, worked out once per definition, not per saga."""
-
-    names: tuple[str, ...]
-    index: dict[str, int]
-    read_only: frozenset[str]
-    pivot: str | None
-
-    @classmethod
-    def of(cls, definition: SagaDefinition) -> _Steps:
-        pivot = definition.pivot
-        return cls(
-            names=definition.step_names,
-            index={name: i for i, name in enumerate(definition.step_names)},
-            read_only=frozenset(s.name for s in definition.steps if s.kind is StepKind.READ_ONLY),
-            pivot=None if pivot is None else pivot.name,
-        )
-
-
-_R = TypeVar("_R", bound=TraceRecord)
-
-
-def _typed(record: Record, cls: type[_R]) -> _R:
-    """``record`` as a ``cls``, converted only if it is not one already."""
-    if type(record) is cls:
-        return record
-    try:
-        return cast(_R, cls._make(record))
-    except TypeError:  # the wrong number of fields: as_record says what the kind needs
-        return cast(_R, as_record(record))
-
-
 def check_saga(
     saga_id: str, history: Sequence[Record], definition: SagaDefinition
 ) -> list[Violation]:
     """Every per-saga property, over one saga's records (typed or plain) in time order."""
-    return _check([as_record(r) for r in history], saga_id, _Steps.of(definition))
+    records = [as_record(r) for r in history]  # refuses an unknown kind or a wrong arity
+    steps = Steps.of(definition)
+    fold = steps.new_fold()
+    fold_kind = folders(steps, set())
+    for record in records:
+        fold.history.append(record)
+        folder = fold_kind.get(record[KIND])
+        if folder is not None:
+            folder(fold, record)
+    return _violations(fold, saga_id, steps)
 
 
-def _check(history: list[Record], saga_id: str, steps: _Steps) -> list[Violation]:
-    """Check one saga, typing the records it reads *in place* (the list is the caller's own):
-    whoever reads the history next (transition coverage) finds them typed."""
-    starts = 0
-    finishes: list[str] = []
-    effects: list[EffectRecord] = []
-    transitions: list[TransitionRecord] = []
-    compensations_sent: list[SendRecord] = []
-    # One pass sorts out the records the checks read and types each of them once, now rather
-    # than on arrival: typed records that live only while their saga is checked cost the garbage
-    # collector nothing, whereas the retention keeps arrivals alive for a minute of simulated
-    # time. Message and timer traffic, most of a history, is never read by field: left as is.
-    entered: set[tuple[str, str]] = set()
-    """(step, executing or compensating): the committed moves that send a step's commands."""
-    early: list[EffectRecord] = []
-    for at, record in enumerate(history):
-        kind = record[KIND]
-        if kind == "effect":
-            history[at] = effect = _typed(record, EffectRecord)
-            effects.append(effect)
-            if (effect.step, _SENT_BY[effect.effect in _FORWARD]) not in entered:
-                early.append(effect)
-        elif kind == "transition":
-            history[at] = move = _typed(record, TransitionRecord)
-            transitions.append(move)
-            if move.step is not None and move.dest in _SENDING:
-                entered.add((move.step, move.dest))
-        elif kind == "send":
-            if record[_SEND_TYPE] == _COMPENSATE:
-                history[at] = sent = _typed(record, SendRecord)
-                compensations_sent.append(sent)
-        elif kind == "start":
-            starts += 1
-        elif kind == "finish":
-            history[at] = finish = _typed(record, FinishRecord)
-            finishes.append(finish.state)
-    found: list[tuple[str, str]] = []
-    if starts != 1:
-        found.append(("single-run", f"the saga was started {starts} times"))
-    if len(finishes) > 1:
-        found.append(("single-run", f"the saga finished {len(finishes)} times: {finishes}"))
-    final = finishes[-1] if finishes else None
-    if final is None:
-        found.append(("termination", "the saga never reached a final state"))
-    elif final not in _SAGA_TABLE.final:
-        found.append(("termination", f"the saga finished in {final!r}, not a final state"))
-    found += _check_ledger(effects, steps, final)
-    found += _check_compensation_input(effects)
-    found += _check_read_only(effects, compensations_sent, steps)
-    found += _check_transitions(transitions)
-    found += _check_outbox_rule(early)
+def _violations(fold: SagaFold, saga_id: str, steps: Steps) -> list[Violation]:
+    found = findings(fold, steps)
     if not found:
         return []
-    lines = tuple(format_record(r) for r in history)
+    lines = tuple(format_record(r) for r in fold.history)
     return [Violation(saga_id=saga_id, property=p, detail=d, history=lines) for p, d in found]
-
-
-def _check_ledger(
-    effects: list[EffectRecord], steps: _Steps, final: str | None
-) -> Iterator[tuple[str, str]]:
-    counts: Counter[tuple[str, str]] = Counter((e.step, e.effect) for e in effects)
-    # Record order, not timestamps: several records often share an instant.
-    undone: set[str] = set()
-    late: set[str] = set()
-    order: list[str] = []  # steps in the order their compensation first ran
-    for e in effects:
-        if e.effect in _UNDONE:
-            if e.step not in undone:
-                undone.add(e.step)
-                order.append(e.step)
-        elif e.effect == _E.ACTION and e.step in undone:
-            late.add(e.step)
-    for step in steps.names:
-        for effect in (_E.ACTION, _E.COMPENSATION):
-            if (times := counts[step, effect]) > 1:
-                yield (
-                    "no-duplicate-effect",
-                    f"the {effect} of step {step!r} took effect {times} times",
-                )
-        if step in late:
-            yield (
-                "no-effect-after-compensation",
-                f"the action of step {step!r} took effect after its compensation",
-            )
-    for step in steps.names if final == _COMPLETED else ():
-        if (times := counts[step, _E.ACTION]) != 1:
-            yield (
-                "completed-exactly-once",
-                f"the saga completed but step {step!r}'s action took effect {times} times",
-            )
-        if step in undone:
-            yield "completed-exactly-once", f"the saga completed but step {step!r} was compensated"
-    for step in steps.names if final == _FAILED else ():
-        if step in steps.read_only:
-            continue  # nothing to undo; read-only-untouched judges any compensation it got
-        landed, times = counts[step, _E.ACTION], counts[step, _E.COMPENSATION]
-        if landed and times != 1:
-            yield (
-                "compensated-exactly-once",
-                f"step {step!r}'s action took effect but was compensated {times} times",
-            )
-        elif not landed and times:
-            yield (
-                "compensated-exactly-once",
-                f"step {step!r} was compensated but its action never took effect",
-            )
-    positions = [steps.index[step] for step in order if step in steps.index]
-    if positions != sorted(positions, reverse=True):
-        yield "reverse-order", f"steps were compensated in the order {order}"
-    pivot = steps.pivot
-    if pivot is not None and counts[pivot, _E.ACTION]:
-        if order:
-            yield "pivot-rule", f"the pivot {pivot!r} took effect, yet {order} were compensated"
-        if final == _FAILED:
-            yield "pivot-rule", f"the pivot {pivot!r} took effect, yet the saga failed"
-
-
-def _check_compensation_input(effects: list[EffectRecord]) -> Iterator[tuple[str, str]]:
-    refused = Counter(e.step for e in effects if e.effect == _E.COMPENSATION_REFUSED)
-    for step, times in refused.items():
-        yield (
-            "compensation-input",
-            f"step {step!r}'s participant refused its compensation {times} "
-            f"time{'s' if times > 1 else ''}: it was handed a result its action never gave",
-        )
-
-
-def _check_read_only(
-    effects: list[EffectRecord], sent: list[SendRecord], steps: _Steps
-) -> Iterator[tuple[str, str]]:
-    if not steps.read_only:
-        return
-    sends = Counter(s.step for s in sent if s.step in steps.read_only)
-    ledger: dict[str, list[str]] = {}
-    for e in effects:
-        if e.step in steps.read_only and e.effect in _TRIED:
-            ledger.setdefault(e.step, []).append(e.effect)
-    for step in steps.names:
-        times, seen = sends[step], ledger.get(step)
-        if times or seen:
-            what = f"{times} compensation{'s' if times > 1 else ''} sent" if times else "none sent"
-            shown = f", its participant's ledger shows {seen}" if seen else ""
-            yield "read-only-untouched", f"read-only step {step!r} was compensated: {what}{shown}"
-
-
-_SENT_BY = {
-    purpose is TimerPurpose.ACTION_TIMEOUT: state.value
-    for state, purpose in STEP_LIFECYCLE.waiting.items()
-    if purpose in (TimerPurpose.ACTION_TIMEOUT, TimerPurpose.COMPENSATION_TIMEOUT)
-}
-"""The state whose move sends a command (it waits for the reply): an action's (key True) or a
-compensation's (False), read from the step lifecycle."""
-_SENDING = frozenset(_SENT_BY.values())
-_FORWARD = frozenset({_E.ACTION, _E.ACTION_FAILED, _E.ACTION_BLOCKED})
-
-
-def _check_outbox_rule(early: list[EffectRecord]) -> Iterator[tuple[str, str]]:
-    """Effects recorded before the move that sends their command was committed: only a driver
-    that publishes before it commits (and a participant acting on that) can produce one, since a
-    trace is in commit order. Even when its restarted self makes the same move again and the
-    inbox hides the repeat, so that every effect balances, this order shows it."""
-    for effect in early:
-        needed = _SENT_BY[effect.effect in _FORWARD]
-        yield (
-            "outbox-rule",
-            f"participant {effect.participant!r} recorded {effect.effect} for step "
-            f"{effect.step!r} before the orchestrator committed the step {needed}",
-        )
-
-
-def _check_transitions(transitions: list[TransitionRecord]) -> Iterator[tuple[str, str]]:
-    current: dict[str | None, str] = {}
-    for move in transitions:
-        step = move.step
-        table = _SAGA_TABLE if step is None else _STEP_TABLE
-        where = "the saga" if step is None else f"step {step!r}"
-        now = current.get(step, table.initial)
-        if move.source != now:
-            final = " (a final state)" if now in table.final else ""
-            yield (
-                "declared-transitions",
-                f"{where} moved from {move.source!r} while it was in {now!r}{final}",
-            )
-        if (move.trigger, move.source, move.dest) not in table.rows:
-            yield (
-                "declared-transitions",
-                f"{where} took the undeclared transition {move.trigger!r}: "
-                f"{move.source} -> {move.dest}",
-            )
-        current[step] = move.dest
 
 
 def check_history(records: Iterable[Record], definition: SagaDefinition) -> list[Violation]:
     """Check a whole run's records (typed or plain; e.g. read back from a trace file) at once."""
     checker = StreamingChecker(definition)
-    for record in records:
-        checker.observe(record)
+    checker.observe_block(records)
     return checker.finish()
 
 
 class StreamingChecker:
-    """Collects each saga's records, checks it when it can no longer change, then forgets it.
+    """Folds each saga's records as they come, checks it when it can no longer change, then
+    forgets it.
 
     A saga is checked when a ``forget`` record says the participants dropped its idempotency
-    records (nothing of it can happen after that), or at :meth:`finish` for the rest. Records
-    are kept as they come; each one a check reads is typed once, when its saga is checked.
+    records (nothing of it can happen after that), or at :meth:`finish` for the rest. Every record
+    of an open saga is kept, for the lines of a violation's history; only the kinds a check reads
+    are folded on arrival (see :class:`SagaFold`), so checking a saga is a look at a few counters.
     """
 
     def __init__(
@@ -378,47 +129,66 @@ class StreamingChecker:
         self.definition = definition
         self.max_reported = max_reported
         self.on_checked = on_checked
-        """Called with each saga's history once it is checked (transition coverage uses it):
-        the records the checks read (transitions, effects...) are typed by then."""
-        self._steps = _Steps.of(definition)
-        self._open: dict[str, list[Record]] = {}
+        """Called with each saga's history once it is checked, the records the checks read
+        (transitions, effects, finishes, compensations sent) typed."""
+        self.moves: set[tuple[str, str, str, str]] = set()
+        """Every committed transition seen, as ``(lifecycle, source, trigger, dest)``: what
+        transition coverage reads."""
+        self._steps = Steps.of(definition)
+        self._folders = folders(self._steps, self.moves)
+        self._open: dict[str, SagaFold] = {}
         self.violations: list[Violation] = []
         self.counts: Counter[str] = Counter()
         self.checked = 0
 
     def observe(self, record: Record) -> None:
-        # Called for every record of a run: look at the shared header before converting.
-        saga_id = record[SAGA]
-        if saga_id is None:
-            return
-        kind = record[KIND]
-        if kind == "forget":
-            history = self._open.pop(saga_id, None)
-            if history is not None:
-                self._check(saga_id, history)
-            return
-        history = self._open.get(saga_id)
-        if history is None:
-            if kind in _STRAGGLERS:
-                # Message traffic of a saga already checked and forgotten (a reply held back past
-                # the retention): participants refuse it, so it cannot change the verdict.
-                return
-            history = self._open[saga_id] = []
-        history.append(record)
+        """Take one record of the run (see :meth:`observe_block`)."""
+        self.observe_block((record,))
 
-    def _check(self, saga_id: str, history: list[Record]) -> None:
+    def observe_block(self, records: Iterable[Record]) -> None:
+        """Take records of the run, in order: each one of an open saga joins its history, and
+        the kinds a check reads are folded (a block at a time, as the simulator hands them)."""
+        sagas, fold_kind, check = self._open, self._folders, self._check
+        new_fold = self._steps.new_fold
+        for record in records:
+            # look at the shared header first: most records are only kept
+            saga_id = record[SAGA]
+            if saga_id is None:
+                continue
+            kind = record[KIND]
+            fold = sagas.get(saga_id)
+            if fold is None:
+                if kind == "forget" or kind in STRAGGLERS:
+                    # Message traffic of a saga already checked and forgotten (a reply held back
+                    # past the retention): participants refuse it, it cannot change the verdict.
+                    continue
+                fold = sagas[saga_id] = new_fold()
+            elif kind == "forget":
+                del sagas[saga_id]
+                check(saga_id, fold)
+                continue
+            fold.history.append(record)
+            folder = fold_kind.get(kind)
+            if folder is not None:
+                folder(fold, record)
+
+    def _check(self, saga_id: str, fold: SagaFold) -> None:
         self.checked += 1
-        for violation in _check(history, saga_id, self._steps):
+        for violation in _violations(fold, saga_id, self._steps):
             self.counts[violation.property] += 1
             if len(self.violations) < self.max_reported:
                 self.violations.append(violation)
         if self.on_checked is not None:
+            history = fold.history
+            for at, record in enumerate(history):
+                if record[KIND] in READ:
+                    history[at] = as_record(record)
             self.on_checked(history)
 
     def finish(self) -> list[Violation]:
         """Check every saga still open; return every violation found (up to ``max_reported``)."""
-        for saga_id, history in self._open.items():
-            self._check(saga_id, history)
+        for saga_id, fold in self._open.items():
+            self._check(saga_id, fold)
         self._open.clear()
         return self.violations
 

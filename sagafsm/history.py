@@ -3,12 +3,11 @@
 Rules for this module: it defines the record format every driver writes (the simulator today, the
 runtime later) and the checkers read, and nothing else. It imports no driver and no SimPy.
 
-A record is a tuple ``(t, kind, saga, *fields)``. Drivers write plain tuples on their hot path
-(the simulator hashes their ``repr``, so a run's digest does not depend on these classes); a reader
-turns each into its typed record once, with :func:`as_record` (from a tuple) or
+A record is a tuple ``(t, kind, saga, *fields)``. Drivers write plain tuples on their hot path; a
+reader turns each into its typed record once, with :func:`as_record` (from a tuple) or
 :func:`record_from_dict` (from a JSONL trace line), and then reads fields by name. Each typed
-record *is* a tuple with the same items (it compares equal to the plain one and costs no more
-memory); only its ``repr`` differs, which is why drivers hash plain tuples.
+record *is* a tuple with the same items (it compares equal to the plain one, costs no more memory
+and encodes the same for the simulator's digest); only its ``repr`` differs.
 """
 
 from __future__ import annotations

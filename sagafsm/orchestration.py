@@ -95,8 +95,9 @@ class BufferingRecorder:
 class Transaction:
     """One engine move of one saga, for the driver to commit and then publish.
 
-    ``snapshot`` is taken when the move is made (None once the saga finished), so a driver whose
-    commit completes later stores the state of that moment. ``changed`` says whether there is
+    ``snapshot`` is taken when the move is made (None once the saga finished, and None for a core
+    built with ``snapshots=False``), so a driver whose commit completes later stores the state of
+    that moment. ``changed`` says whether there is
     anything to commit: commands, or a lifecycle move (a ``transition`` record).
     """
 
@@ -110,6 +111,7 @@ class Transaction:
         now: float,
         *,
         started: bool = False,
+        snapshot: bool = True,
     ) -> None:
         self.saga = saga
         self.commands = commands
@@ -117,7 +119,8 @@ class Transaction:
         self.now = now
         self.started = started
         self.changed = bool(commands) or any(record[1] == "transition" for record in records)
-        self.snapshot = None if not self.changed or saga.finished else saga.snapshot()
+        wanted = snapshot and self.changed and not saga.finished
+        self.snapshot = saga.snapshot() if wanted else None
 
     @property
     def saga_id(self) -> str:
@@ -158,6 +161,9 @@ class OrchestrationCore:
     ``definitions`` are the sagas this core can run, by name (a snapshot names its definition).
     ``engine`` is the :class:`SagaInstance` class to run (the simulator's mutants pass broken
     subclasses). Memory grows with the sagas running, not with the sagas started.
+    ``snapshots=False`` takes no snapshot per move (:attr:`Transaction.snapshot` stays None): for
+    a driver that commits every move the moment it is made, and so can snapshot the live saga
+    itself when it needs to (the simulator at zero store latency, at a crash).
     """
 
     def __init__(
@@ -165,11 +171,13 @@ class OrchestrationCore:
         definitions: Iterable[SagaDefinition] = (),
         *,
         engine: type[SagaInstance] = SagaInstance,
+        snapshots: bool = True,
     ) -> None:
         self._definitions: dict[str, SagaDefinition] = {}
         for definition in definitions:
             self.register(definition)
         self._engine = engine
+        self._snapshots = snapshots
         self._recorder = BufferingRecorder()
         self._sagas: dict[str, SagaInstance] = {}
 
@@ -263,7 +271,8 @@ class OrchestrationCore:
     def _move(
         self, saga: SagaInstance, commands: list[Command], now: float, *, started: bool = False
     ) -> Transaction:
-        return Transaction(saga, commands, self._recorder.take(), now, started=started)
+        records = self._recorder.take()
+        return Transaction(saga, commands, records, now, started=started, snapshot=self._snapshots)
 
 
 def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envelope:

@@ -1127,3 +1127,14 @@ def test_the_checker_hands_each_history_on_with_its_transitions_typed() -> None:
     assert summary["saga"]["declared"] == len(SAGA_LIFECYCLE.transitions)
     assert summary["step"]["declared"] == len(STEP_LIFECYCLE.transitions)
     assert summary["saga"]["covered"] == 3
+
+
+def test_coverage_from_the_checkers_moves_equals_coverage_from_every_record() -> None:
+    """The simulator reads transition coverage from the checker's fold: the same rows as a
+    listener that types every transition record of the run."""
+    scenario = load_scenario("order_fulfillment")
+    plan = {"sagas": 60, "seed": 4, "faults": {"loss": 0.1}, "participant": {"failure_rate": 0.2}}
+    by_record = Coverage()
+    result = simulate(scenario, scenario.config(merge(NO_FAULTS, plan)), observe=by_record.observe)
+    assert result.coverage == by_record.summary()
+    assert by_record.seen["step"] and result.coverage["step"]["covered"] > 5

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from typing import Any, get_args, get_type_hints
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -146,7 +147,8 @@ def test_format_record_names_every_field_but_the_saga() -> None:
 
 
 def test_the_digest_hashes_plain_tuples_whatever_a_caller_hands_over() -> None:
-    """Recording a typed record's fields gives the digest of the plain tuple, byte for byte."""
+    """Recording a typed record's fields gives the digest of the plain tuple, byte for byte:
+    SHA-256 of the MessagePack array of the records."""
     from sagafsm.sim.trace import Trace
 
     plain = [
@@ -154,12 +156,29 @@ def test_the_digest_hashes_plain_tuples_whatever_a_caller_hands_over() -> None:
         (0.01, "transition", "s1", None, "begin", "started", "pending"),
         (0.02, "effect", "s1", "payment", "charge", "action"),
     ]
-    expected = hashlib.sha256(repr(plain).encode()).hexdigest()
+    expected = hashlib.sha256(msgpack.packb(plain, use_bin_type=True)).hexdigest()
     for records in (plain, [as_record(r) for r in plain]):
         trace = Trace()
         for record in records:
             trace.record(*record)
         assert trace.digest() == expected
+
+
+def test_the_digest_encoding_is_pinned() -> None:
+    """The digest of fixed records is a known value: a change of encoding (a float written in 4
+    bytes or as text, another array or string format, another hash) would change every recorded
+    digest, and fails here first. Computed once with msgpack 1.2 on CPython 3.11."""
+    from sagafsm.sim.trace import Trace
+
+    trace = Trace()
+    for record in (
+        (0.0, "start", "s1", "three"),
+        (0.1, "transition", "s1", None, "begin", "started", "pending"),
+        (1e-300, "send", "s1", 2**40, "orchestrator", "payment", "execute", "c", "c", 1, None),
+        (float("inf"), "effect", "s1", "payé", "charge", "action"),
+    ):
+        trace.record(*record)
+    assert trace.digest() == "570d2e81ffff346a5caa2ad287cc5a06a06459fa698b99cf77d588e7503f34b2"
 
 
 def test_the_history_and_checks_modules_import_no_simulator() -> None:
@@ -172,3 +191,23 @@ def test_the_history_and_checks_modules_import_no_simulator() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_block_listeners_get_every_record_once_in_order() -> None:
+    """A block listener sees each full block when it is hashed and the last, partial one at
+    digest(): every record once, in order, the same records a per-record listener sees."""
+    from sagafsm.sim.trace import Trace
+
+    each: list[Any] = []
+    blocks: list[list[Any]] = []
+    trace = Trace(listeners=[each.append], block_listeners=[lambda b: blocks.append(list(b))])
+    for index in range(5000):
+        if index % 2:
+            trace.record(float(index), "forget", f"s{index}")
+        else:
+            trace.add((float(index), "forget", f"s{index}"))
+    assert [len(b) for b in blocks] == [4096]
+    digest = trace.digest()
+    assert [len(b) for b in blocks] == [4096, 904]
+    assert [r for b in blocks for r in b] == each and len(each) == 5000
+    assert trace.digest() == digest and len(blocks) == 2  # nothing left to hand over

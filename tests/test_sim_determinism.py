@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from simtools import final_states, run
 
 
@@ -12,6 +16,22 @@ def test_same_seed_gives_the_same_digest() -> None:
     assert first.digest == second.digest
     assert first.outcomes == second.outcomes
     assert first.events == second.events
+
+
+def test_the_digest_is_the_same_in_other_processes() -> None:
+    """Two fresh interpreters with different string-hash seeds give this process's digest: the
+    encoding depends on no object identity, interning or hash order."""
+    first, _ = run(sagas=200, seed=5, faults__orchestrator_crash_rate=0.5)
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); from simtools import run; "
+        "print(run(sagas=200, seed=5, faults__orchestrator_crash_rate=0.5)[0].digest)"
+    )
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        child = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        assert child.stdout.strip() == first.digest
 
 
 def test_another_seed_gives_another_digest() -> None:

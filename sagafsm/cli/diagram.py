@@ -3,7 +3,8 @@
 ``sagafsm diagram saga`` (or ``step``) prints a lifecycle as Mermaid ``stateDiagram-v2`` text;
 ``sagafsm diagram order_fulfillment`` (a built-in scenario, or a scenario file) prints that saga's
 steps as a Mermaid ``flowchart``, each marked with its kind (a read-only step as never
-compensated). Text always goes to stdout; ``--output FILE.png`` also writes a PNG.
+compensated); with ``--style choreography``, the choreography derived from those steps, as a
+flowchart of its events. Text always goes to stdout; ``--output FILE.png`` also writes a PNG.
 The PNG is drawn completely before the file is touched, written to a temporary file beside it and
 renamed into place, so a failed run never leaves a half-written file.
 """
@@ -41,6 +42,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--output", "-o", metavar="FILE.png", type=Path, help="also write the diagram as a PNG"
     )
+    parser.add_argument(
+        "--style",
+        choices=("orchestration", "choreography"),
+        default="orchestration",
+        help="for a scenario: its steps as orchestrated (default), or the choreography derived "
+        "from them as a Mermaid flowchart of events (its PNG: the sequence of events when the "
+        "last step that can fail fails)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -51,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidConfig(f"--output must name a .png file, got {str(output)!r}")
         if not output.parent.is_dir():
             raise InvalidConfig(f"--output directory does not exist: {str(output.parent)!r}")
-    text, draw = _subject(args.subject)
+    text, draw = _subject(args.subject, args.style)
     sys.stdout.write(text)
     sys.stdout.flush()
     if output is not None:
@@ -68,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _subject(subject: str) -> tuple[str, Callable[[], bytes]]:
+def _subject(subject: str, style: str = "orchestration") -> tuple[str, Callable[[], bytes]]:
     """Mermaid text and a PNG renderer for a lifecycle name or a scenario."""
+    if subject in diagram.LIFECYCLES and style == "choreography":
+        raise InvalidConfig(f"--style choreography draws a scenario, not the {subject} lifecycle")
     if subject in diagram.LIFECYCLES:
         table = diagram.lifecycle(subject)
         return diagram.mermaid(table), lambda: diagram.render_png(table)
@@ -80,6 +91,12 @@ def _subject(subject: str) -> tuple[str, Callable[[], bytes]]:
         definition = load_scenario(subject).definition
     except InvalidConfig as error:
         raise InvalidConfig(f"not a lifecycle (saga, step) nor a scenario: {error}") from None
+    if style == "choreography":
+        from ..choreography import choreography_from, flow_mermaid, render_sequence_png
+
+        choreography = choreography_from(definition)
+        failing = [s.name for s in choreography.steps if s.failure is not None][-1]
+        return flow_mermaid(choreography), lambda: render_sequence_png(choreography, failing)
     return definition_mermaid(definition), lambda: render_definition_png(definition)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..history import KIND, RawRecord, TraceRecord, TransitionRecord, as_record
@@ -36,6 +37,12 @@ class Coverage:
         for record in history:
             if record[KIND] == "transition":
                 self._add(as_record(record))  # type: ignore[arg-type]  # the kind says which
+
+    def observe_moves(self, moves: Iterable[tuple[str, str, str, str]]) -> None:
+        """Committed transitions as ``(lifecycle, source, trigger, dest)`` (what
+        :attr:`sagafsm.checks.StreamingChecker.moves` collects over a run)."""
+        for lifecycle, *row in moves:
+            self.seen.setdefault(lifecycle, set()).add((row[0], row[1], row[2]))
 
     def _add(self, move: TransitionRecord) -> None:
         lifecycle = _SAGA if move.step is None else _STEP

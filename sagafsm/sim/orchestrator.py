@@ -45,16 +45,16 @@ class TraceCounters:
     """Writes committed transitions to the trace, and counts them for the run: saga moves
     (occupancy) and triggers (retries...)."""
 
-    __slots__ = ("_record", "saga_moved", "triggers")
+    __slots__ = ("_add", "saga_moved", "triggers")
 
     def __init__(self, trace: Trace, saga_moved: Callable[[float, str, str], None]) -> None:
-        self._record = trace.record
+        self._add = trace.add
         self.saga_moved = saga_moved
         self.triggers: Counter[tuple[str, str]] = Counter()
         """(lifecycle, trigger) -> committed transitions."""
 
     def emit(self, record: Record) -> None:
-        self._record(*record)
+        self._add(record)
         if record[1] != "transition":
             return
         if record[3] is None:
@@ -85,7 +85,9 @@ class SimOrchestrator:
         self._network = network
         self._store = store
         self._trace = trace
-        self._core = OrchestrationCore([definition], engine=engine)
+        # At zero latency every move commits as it is made: the store keeps the live saga
+        # instead of a snapshot per move (see SnapshotStore).
+        self._core = OrchestrationCore([definition], engine=engine, snapshots=store_latency > 0)
         self.recorder = self._counters = TraceCounters(trace, saga_moved)
         self._saga_data = saga_data
         self._on_finished = on_finished
@@ -160,8 +162,7 @@ class SimOrchestrator:
         now = self._env.now
         transaction = self._core.handle(event, now)
         if transaction is None:
-            record = (now, "ignored", event.saga_id, type(event).__name__, NO_RUNNING_SAGA)
-            self._trace.record(*record)
+            self._trace.record(now, "ignored", event.saga_id, type(event).__name__, NO_RUNNING_SAGA)
             return
         self._transaction(transaction, cause)
 
@@ -187,7 +188,7 @@ class SimOrchestrator:
             if record[1] == "transition":
                 committed.append(record)
             else:
-                self._trace.record(*record)
+                self._trace.add(record)
         if not transaction.changed:
             return
         if self._send_before_save:
@@ -208,11 +209,14 @@ class SimOrchestrator:
             self._publish(transaction, cause, records)
 
     def _save(self, transaction: Transaction) -> None:
-        snapshot = transaction.snapshot
-        if snapshot is None:
-            self._store.delete(transaction.saga_id)
+        saga, snapshot = transaction.saga, transaction.snapshot
+        if snapshot is not None:
+            self._store.save(saga.saga_id, snapshot)
+        elif self._store_latency or saga.finished:
+            # a snapshot is taken of every unfinished saga's move unless the commit is immediate
+            self._store.delete(saga.saga_id)
         else:
-            self._store.save(transaction.saga_id, snapshot)
+            self._store.save(saga.saga_id, saga)
 
     def _publish(self, transaction: Transaction, cause: int | None, records: list[Record]) -> None:
         self._unaccepted.discard(transaction.saga_id)

@@ -1,4 +1,9 @@
-"""A simulated participant: a SimPy process per operation, a capacity, a ledger.
+"""A simulated participant: a capacity, a FIFO queue, a ledger.
+
+Each operation costs one SimPy timeout with a callback (its service time), not a process and a
+resource request: at most ``capacity`` operations are in service, the rest wait in arrival order,
+and a finished operation hands its slot to the next waiting one after it has answered (so the
+participant's random stream is drawn in the order a ``simpy.Resource`` would grant the slots).
 
 The business logic is the scenario's :class:`~sagafsm.sim.scenario.Service`; around it the
 participant does what a well-built service does and what faults break:
@@ -22,8 +27,8 @@ truth the checkers read.
 from __future__ import annotations
 
 import random
-from collections import Counter
-from collections.abc import Callable, Generator, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import simpy
@@ -36,8 +41,6 @@ from .config import ParticipantConfig
 from .network import Network
 from .scenario import Declined, Service
 from .trace import Trace
-
-Process = Generator[simpy.Event, Any, None]
 
 __all__ = ["SimParticipant", "StepFate", "Effect", "INJECTED"]
 
@@ -78,7 +81,6 @@ class SimParticipant:
         *,
         dedup: bool = True,
         tombstones: bool = True,
-        guard: Callable[[Process], Process] = lambda process: process,
     ) -> None:
         self.name = name
         self._env = env
@@ -91,11 +93,12 @@ class SimParticipant:
         self._random = rng.random
         self._fates = saga_fates
         self._step_index = step_index
-        self.resource = simpy.Resource(env, capacity=config.capacity)
+        self.capacity = config.capacity
+        self._in_service = 0
+        self._waiting: deque[tuple[Envelope, int]] = deque()
+        """Operations waiting for a free slot, in arrival order, with the epoch they came in."""
         self._dedup = dedup  # False only for the no-dedup-participant mutant
         self._use_tombstones = tombstones  # False only for the no-tombstone mutant
-        self._guard = guard
-        """Wraps each operation's process (the run keeps the first exception raised in one)."""
         self._replies: dict[str, Reply] = {}
         """Action key -> the reply it got (with the result handed out)."""
         self._tombstones: set[str] = set()
@@ -113,7 +116,12 @@ class SimParticipant:
     # -- network side --------------------------------------------------------------------------
 
     def receive(self, message: Envelope) -> None:
-        self._env.process(self._guard(self._serve(message)))
+        if self._in_service < self.capacity:
+            self._in_service += 1
+            self._begin(message, self._epoch)
+        else:
+            self._waiting.append((message, self._epoch))
+            self._queue_changed()
 
     def crash(self) -> None:
         self._epoch += 1
@@ -129,7 +137,7 @@ class SimParticipant:
         now = self._env.now
         self.queue_area += self._queue_length * (now - self._queue_since)
         self._queue_since = now
-        self._queue_length = length = len(self.resource.queue)
+        self._queue_length = length = len(self._waiting)
         if length > self.max_queue:
             self.max_queue = length
 
@@ -140,16 +148,26 @@ class SimParticipant:
             self._tombstones.discard(key)
             self._compensated.discard(key)
 
-    def _serve(self, message: Envelope) -> Generator[simpy.Event, Any, None]:
-        epoch = self._epoch
-        with self.resource.request() as request:
-            self._queue_changed()
-            yield request
-            self._queue_changed()
-            service_time = self._service_time()
-            yield self._env.timeout(service_time)
+    def _begin(self, message: Envelope, epoch: int) -> None:
+        service_time = self._service_time()
+        done = self._env.timeout(service_time, (message, epoch, service_time))
+        done.callbacks.append(self._served)
+
+    def _served(self, event: simpy.Event) -> None:
+        message, epoch, service_time = event.value  # type: ignore[misc]
         self.busy_time += service_time
         self.operations += 1
+        self._answer(message, epoch)
+        # The slot goes to the next operation only now, after this one answered: a resource
+        # grants it as this one's process carries on, and the next draws its service time later.
+        if self._waiting:
+            message, epoch = self._waiting.popleft()
+            self._queue_changed()
+            self._begin(message, epoch)
+        else:
+            self._in_service -= 1
+
+    def _answer(self, message: Envelope, epoch: int) -> None:
         if epoch != self._epoch:
             return  # crashed while serving: rolled back, nobody answers
         fates = self._fates(message.saga_id)

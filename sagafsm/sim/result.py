@@ -108,9 +108,9 @@ def build_result(
     for name, p in run.participants.items():
         busy, queued, operations, longest = run.participant_usage[name]
         participants[name] = {
-            "capacity": p.resource.capacity,
+            "capacity": p.capacity,
             "operations": operations,
-            "utilisation": busy / (p.resource.capacity * window) if window > 0 else 0.0,
+            "utilisation": busy / (p.capacity * window) if window > 0 else 0.0,
             "mean_queue": queued / window if window > 0 else 0.0,
             "max_queue": longest,
         }

@@ -161,7 +161,6 @@ class _Run:
                 self.definition.index_of,
                 dedup=mutant.participant_dedup if mutant else True,
                 tombstones=mutant.participant_tombstones if mutant else True,
-                guard=self.guarded,
             )
             self.participants[name] = participant
             self.network.register(name, participant.receive)
@@ -410,9 +409,9 @@ def simulate(
     wall_start = time.perf_counter()
     definition = effective_definition(scenario, config)
     coverage = Coverage()
-    checker = StreamingChecker(definition, on_checked=coverage.observe_history)
-    listeners = [checker.observe] if observe is None else [checker.observe, observe]
-    trace = Trace(trace_path, listeners)
+    checker = StreamingChecker(definition)
+    # The checker reads nothing before the run ends: it takes the records a block at a time.
+    trace = Trace(trace_path, [] if observe is None else [observe], [checker.observe_block])
     run = _Run(scenario, config, trace, progress, mutant)
     try:
         run.run()
@@ -426,6 +425,7 @@ def simulate(
         trace.close()
     wall = time.perf_counter() - wall_start
     violations: list[Violation] = list(checker.finish())
+    coverage.observe_moves(checker.moves)
     if run.finished == config.sagas:  # domain totals only balance once every saga has ended
         violations += [
             Violation(saga_id=None, property="domain-invariants", detail=problem)

@@ -1,0 +1,395 @@
+"""The per-saga properties of :mod:`sagafsm.checks`, as a fold over one saga's records.
+
+Rules for this module: it is the checkers' engine room, and holds no public API. Each record
+kind a property reads (start, finish, effect, transition, the send of a compensation) is folded
+into the saga's :class:`SagaFold` as it arrives, by the functions :func:`folders` returns; any
+other kind is only kept in the history, for the lines of a violation. :func:`findings` then reads
+the fold once the saga can no longer change. Everything is read in record order, never by
+timestamp (several records often share an instant). Every lifecycle fact is read from the specs
+in :mod:`sagafsm.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import attrs
+
+from .definition import SagaDefinition, StepKind
+from .history import (
+    EffectRecord,
+    FinishRecord,
+    LedgerEffect,
+    SendRecord,
+    TransitionRecord,
+    as_record,
+)
+from .lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec, SagaState, TimerPurpose
+from .messages import MessageKind
+
+__all__ = ["SagaFold", "Steps", "folders", "findings", "READ", "STRAGGLERS"]
+
+Fields = tuple[Any, ...]
+"""A record, typed or plain: read by position here."""
+
+Finding = tuple[str, str]
+"""(property, detail) of one broken property."""
+
+
+@attrs.frozen
+class _Table:
+    """What the transition check needs of one lifecycle, as the plain strings records carry."""
+
+    rows: frozenset[tuple[str, str, str]]
+    initial: str
+    final: frozenset[str]
+
+    @classmethod
+    def of(cls, spec: LifecycleSpec[Any]) -> _Table:
+        return cls(
+            rows=frozenset((t.trigger, t.source.value, t.dest.value) for t in spec.transitions),
+            initial=spec.initial.value,
+            final=frozenset(s.value for s in spec.terminal),
+        )
+
+
+_SAGA_TABLE = _Table.of(SAGA_LIFECYCLE)
+_STEP_TABLE = _Table.of(STEP_LIFECYCLE)
+_COMPLETED, _FAILED = SagaState.COMPLETED.value, SagaState.FAILED.value
+_COMPENSATE = MessageKind.COMPENSATE.value
+_E = LedgerEffect
+_UNDONE = frozenset({_E.COMPENSATION, _E.COMPENSATION_NOOP})
+"""Effects that mean the compensation ran (undid the action, or found nothing to undo)."""
+_TRIED = _UNDONE | {_E.COMPENSATION_FAILED, _E.COMPENSATION_REFUSED}
+"""Every effect a participant writes when a compensation reaches it."""
+_SEND_TYPE = SendRecord._fields.index("type")
+_SEND_STEP = SendRecord._fields.index("step")
+_SEND_ARITY = len(SendRecord._fields)
+_EFFECT_ARITY = len(EffectRecord._fields)
+_TRANSITION_ARITY = len(TransitionRecord._fields)
+_FINISH_ARITY = len(FinishRecord._fields)
+READ = frozenset({"start", "finish", "effect", "transition", "send"})
+"""The record kinds a check reads (the rest of a history is kept only to be shown)."""
+_SAGA, _STEP = SAGA_LIFECYCLE.name, STEP_LIFECYCLE.name
+STRAGGLERS = frozenset({"send", "deliver", "drop", "duplicate", "delay", "ignored"})
+"""Message traffic that may still arrive for a saga already checked and forgotten."""
+
+
+@attrs.frozen
+class Steps:
+    """What the checks need of a definition, worked out once per definition, not per saga."""
+
+    names: tuple[str, ...]
+    index: dict[str, int]
+    read_only: frozenset[str]
+    pivot: str | None
+
+    @classmethod
+    def of(cls, definition: SagaDefinition) -> Steps:
+        pivot = definition.pivot
+        return cls(
+            names=definition.step_names,
+            index={name: i for i, name in enumerate(definition.step_names)},
+            read_only=frozenset(s.name for s in definition.steps if s.kind is StepKind.READ_ONLY),
+            pivot=None if pivot is None else pivot.name,
+        )
+
+    def new_fold(self) -> SagaFold:
+        """An empty fold for one saga of this definition."""
+        return SagaFold([_STEP_TABLE.initial] * len(self.names), _SAGA_TABLE.initial)
+
+
+_SENT_BY = {
+    purpose is TimerPurpose.ACTION_TIMEOUT: state.value
+    for state, purpose in STEP_LIFECYCLE.waiting.items()
+    if purpose in (TimerPurpose.ACTION_TIMEOUT, TimerPurpose.COMPENSATION_TIMEOUT)
+}
+"""The state whose move sends a command (it waits for the reply): an action's (key True) or a
+compensation's (False), read from the step lifecycle."""
+_BIT = {_SENT_BY[True]: 0, _SENT_BY[False]: 1}
+"""The bit of each sending state in :attr:`SagaFold.entered` (above the step's 2i)."""
+_FORWARD = frozenset({_E.ACTION, _E.ACTION_FAILED, _E.ACTION_BLOCKED})
+
+
+class SagaFold:
+    """One saga's history, and what the checks need of it, folded as its records arrive.
+
+    Only the record kinds a check reads are folded (start, finish, effect, transition, the sends
+    of compensations); the rest of the history (message and timer traffic, most of it) is only
+    kept, for the lines of a violation. Rarely needed containers stay None until needed.
+    """
+
+    __slots__ = (
+        "counts",
+        "early",
+        "entered",
+        "entered_elsewhere",
+        "finishes",
+        "history",
+        "late",
+        "moves_found",
+        "other_states",
+        "read_only_ledger",
+        "read_only_sends",
+        "refused",
+        "saga_state",
+        "starts",
+        "step_states",
+        "undone",
+    )
+
+    def __init__(self, step_states: list[str], saga_state: str) -> None:
+        self.history: list[Any] = []
+        self.starts = 0
+        self.finishes: list[str] = []
+        self.counts: dict[tuple[str, str], int] = {}
+        """(step, effect) -> times the participants' ledgers show it."""
+        self.undone: dict[str, None] = {}
+        """Steps whose compensation ran, in the order it first ran (an ordered set)."""
+        self.late: set[str] | None = None
+        """Steps whose action took effect after their compensation ran."""
+        self.refused: dict[str, int] | None = None
+        self.read_only_sends: dict[str, int] | None = None
+        self.read_only_ledger: dict[str, list[str]] | None = None
+        # A held saga's fold is kept for its whole retention, so it is kept small: the flags and
+        # states of the definition's own steps by step index, any other step's in a dict.
+        self.entered = 0
+        """Bit 2i (executing) and 2i+1 (compensating) set once a committed move of step i entered
+        that state: the moves that send a step's commands."""
+        self.entered_elsewhere: set[tuple[str, str]] | None = None
+        """The same, as (step, state), for steps the definition does not have."""
+        self.early: list[tuple[str, str, str]] | None = None
+        """(participant, effect, step) of effects recorded before the move that sends them."""
+        self.saga_state = saga_state
+        self.step_states = step_states
+        """Each step's state by index, as the transitions say (a copy of the initial states)."""
+        self.other_states: dict[str, str] | None = None
+        self.moves_found: list[Finding] | None = None
+
+
+Folder = Callable[[SagaFold, Fields], None]
+
+
+def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Folder]:
+    """The fold of each record kind a check reads, for one definition. ``moves`` collects every
+    committed transition seen, as ``(lifecycle, source, trigger, dest)`` (transition coverage)."""
+    read_only, index = steps.read_only, steps.index
+    add_move = moves.add
+    saga_rows, step_rows = _SAGA_TABLE.rows, _STEP_TABLE.rows
+    step_initial = _STEP_TABLE.initial
+
+    def start(fold: SagaFold, record: Fields) -> None:
+        fold.starts += 1
+
+    def finish(fold: SagaFold, record: Fields) -> None:
+        if len(record) != _FINISH_ARITY:
+            as_record(record)  # raises, saying what the kind needs
+        fold.finishes.append(record[3])
+
+    def effect(fold: SagaFold, record: Fields) -> None:
+        if len(record) != _EFFECT_ARITY:
+            as_record(record)
+        _, _, _, participant, step, what = record
+        counts = fold.counts
+        counts[step, what] = counts.get((step, what), 0) + 1
+        # Record order, not timestamps: several records often share an instant.
+        if what in _UNDONE:
+            fold.undone.setdefault(step)
+        elif what == _E.ACTION and step in fold.undone:
+            if fold.late is None:
+                fold.late = set()
+            fold.late.add(step)
+        if what == _E.COMPENSATION_REFUSED:
+            if fold.refused is None:
+                fold.refused = {}
+            fold.refused[step] = fold.refused.get(step, 0) + 1
+        if step in read_only and what in _TRIED:
+            if fold.read_only_ledger is None:
+                fold.read_only_ledger = {}
+            fold.read_only_ledger.setdefault(step, []).append(what)
+        needed = _SENT_BY[what in _FORWARD]
+        at = index.get(step)
+        if at is not None:
+            entered = fold.entered >> (2 * at + _BIT[needed]) & 1
+        else:
+            entered = (step, needed) in (fold.entered_elsewhere or ())
+        if not entered:
+            if fold.early is None:
+                fold.early = []
+            fold.early.append((participant, what, step))
+
+    def transition(fold: SagaFold, record: Fields) -> None:
+        if len(record) != _TRANSITION_ARITY:
+            as_record(record)
+        _, _, _, step, trigger, source, dest = record
+        if step is None:
+            rows, now = saga_rows, fold.saga_state
+            add_move((_SAGA, source, trigger, dest))
+            fold.saga_state = dest
+        else:
+            rows = step_rows
+            add_move((_STEP, source, trigger, dest))
+            at = index.get(step)
+            if at is not None:
+                now = fold.step_states[at]
+                fold.step_states[at] = dest
+                if dest in _BIT:
+                    fold.entered |= 1 << (2 * at + _BIT[dest])
+            else:
+                others = fold.other_states = fold.other_states or {}
+                now = others.get(step, step_initial)
+                others[step] = dest
+                if dest in _BIT:
+                    elsewhere = fold.entered_elsewhere = fold.entered_elsewhere or set()
+                    elsewhere.add((step, dest))
+        if source != now or (trigger, source, dest) not in rows:
+            _bad_move(fold, step, trigger, source, dest, now)
+
+    def send(fold: SagaFold, record: Fields) -> None:
+        if record[_SEND_TYPE] != _COMPENSATE:
+            return
+        if len(record) != _SEND_ARITY:
+            as_record(record)
+        step = record[_SEND_STEP]
+        if step in read_only:
+            if fold.read_only_sends is None:
+                fold.read_only_sends = {}
+            fold.read_only_sends[step] = fold.read_only_sends.get(step, 0) + 1
+
+    return {
+        "start": start,
+        "finish": finish,
+        "effect": effect,
+        "transition": transition,
+        "send": send,
+    }
+
+
+def _bad_move(
+    fold: SagaFold, step: str | None, trigger: str, source: str, dest: str, now: str
+) -> None:
+    """Record why a committed move breaks declared-transitions (it may break it twice)."""
+    table = _SAGA_TABLE if step is None else _STEP_TABLE
+    where = "the saga" if step is None else f"step {step!r}"
+    if fold.moves_found is None:
+        fold.moves_found = []
+    if source != now:
+        final = " (a final state)" if now in table.final else ""
+        fold.moves_found.append(
+            (
+                "declared-transitions",
+                f"{where} moved from {source!r} while it was in {now!r}{final}",
+            )
+        )
+    if (trigger, source, dest) not in table.rows:
+        fold.moves_found.append(
+            (
+                "declared-transitions",
+                f"{where} took the undeclared transition {trigger!r}: {source} -> {dest}",
+            )
+        )
+
+
+def findings(fold: SagaFold, steps: Steps) -> list[Finding]:
+    """Every broken per-saga property, from a saga's finished fold, in a fixed order."""
+    found: list[Finding] = []
+    finishes = fold.finishes
+    if fold.starts != 1:
+        found.append(("single-run", f"the saga was started {fold.starts} times"))
+    if len(finishes) > 1:
+        found.append(("single-run", f"the saga finished {len(finishes)} times: {finishes}"))
+    final = finishes[-1] if finishes else None
+    if final is None:
+        found.append(("termination", "the saga never reached a final state"))
+    elif final not in _SAGA_TABLE.final:
+        found.append(("termination", f"the saga finished in {final!r}, not a final state"))
+    found += _check_ledger(fold, steps, final)
+    for step, times in (fold.refused or {}).items():
+        found.append(
+            (
+                "compensation-input",
+                f"step {step!r}'s participant refused its compensation {times} "
+                f"time{'s' if times > 1 else ''}: it was handed a result its action never gave",
+            )
+        )
+    found += _check_read_only(fold, steps)
+    found += fold.moves_found or ()
+    found += _check_outbox_rule(fold.early or ())
+    return found
+
+
+def _check_ledger(fold: SagaFold, steps: Steps, final: str | None) -> Iterator[Finding]:
+    counts = fold.counts
+    undone, late = fold.undone, fold.late or set()
+    order = list(undone)  # steps in the order their compensation first ran
+    for step in steps.names:
+        for effect in (_E.ACTION, _E.COMPENSATION):
+            if (times := counts.get((step, effect), 0)) > 1:
+                yield (
+                    "no-duplicate-effect",
+                    f"the {effect} of step {step!r} took effect {times} times",
+                )
+        if step in late:
+            yield (
+                "no-effect-after-compensation",
+                f"the action of step {step!r} took effect after its compensation",
+            )
+    for step in steps.names if final == _COMPLETED else ():
+        if (times := counts.get((step, _E.ACTION), 0)) != 1:
+            yield (
+                "completed-exactly-once",
+                f"the saga completed but step {step!r}'s action took effect {times} times",
+            )
+        if step in undone:
+            yield "completed-exactly-once", f"the saga completed but step {step!r} was compensated"
+    for step in steps.names if final == _FAILED else ():
+        if step in steps.read_only:
+            continue  # nothing to undo; read-only-untouched judges any compensation it got
+        landed = counts.get((step, _E.ACTION), 0)
+        times = counts.get((step, _E.COMPENSATION), 0)
+        if landed and times != 1:
+            yield (
+                "compensated-exactly-once",
+                f"step {step!r}'s action took effect but was compensated {times} times",
+            )
+        elif not landed and times:
+            yield (
+                "compensated-exactly-once",
+                f"step {step!r} was compensated but its action never took effect",
+            )
+    positions = [steps.index[step] for step in order if step in steps.index]
+    if positions != sorted(positions, reverse=True):
+        yield "reverse-order", f"steps were compensated in the order {order}"
+    pivot = steps.pivot
+    if pivot is not None and counts.get((pivot, _E.ACTION), 0):
+        if order:
+            yield "pivot-rule", f"the pivot {pivot!r} took effect, yet {order} were compensated"
+        if final == _FAILED:
+            yield "pivot-rule", f"the pivot {pivot!r} took effect, yet the saga failed"
+
+
+def _check_read_only(fold: SagaFold, steps: Steps) -> Iterator[Finding]:
+    if not steps.read_only:
+        return
+    sends, ledger = fold.read_only_sends or {}, fold.read_only_ledger or {}
+    for step in steps.names:
+        times, seen = sends.get(step, 0), ledger.get(step)
+        if times or seen:
+            what = f"{times} compensation{'s' if times > 1 else ''} sent" if times else "none sent"
+            shown = f", its participant's ledger shows {seen}" if seen else ""
+            yield "read-only-untouched", f"read-only step {step!r} was compensated: {what}{shown}"
+
+
+def _check_outbox_rule(early: Iterable[tuple[str, str, str]]) -> Iterator[Finding]:
+    """Effects recorded before the move that sends their command was committed: only a driver
+    that publishes before it commits (and a participant acting on that) can produce one, since a
+    trace is in commit order. Even when its restarted self makes the same move again and the
+    inbox hides the repeat, so that every effect balances, this order shows it."""
+    for participant, effect, step in early:
+        needed = _SENT_BY[effect in _FORWARD]
+        yield (
+            "outbox-rule",
+            f"participant {participant!r} recorded {effect} for step "
+            f"{step!r} before the orchestrator committed the step {needed}",
+        )
