@@ -5,8 +5,9 @@
 
 Everything on the page comes from :mod:`sagafsm.lifecycle` (each lifecycle's one
 :class:`~sagafsm.LifecycleSpec`: its states, initial and terminal states, rows, ignored replies,
-the ``landed`` and ``waiting`` roles, and the states' docstrings) and :mod:`sagafsm.diagram` (the
-Mermaid text), so the page cannot say something the specs do not. ``tests/test_docs.py`` fails
+the ``landed`` and ``waiting`` roles, and the states' docstrings); its diagrams are SVG images that
+``docs/hooks.py`` draws from the same specs while the site builds, so the page cannot say
+something the specs do not. ``tests/test_docs.py`` fails
 when the committed page differs from what this script writes.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sagafsm import LIFECYCLES, LifecycleSpec, diagram, lifecycle
+from sagafsm import LIFECYCLES, LifecycleSpec, lifecycle
 
 PAGE = Path(__file__).parent / "reference" / "lifecycles.md"
 
@@ -81,9 +82,13 @@ def section(spec: LifecycleSpec[Any]) -> list[str]:
         ]
     out += [
         "",
-        "```mermaid",
-        diagram.mermaid(spec).rstrip("\n"),
-        "```",
+        # Drawn to SVG from the same spec while the site builds (docs/hooks.py): an image that
+        # shows offline, where a Mermaid block needs a script from a CDN.
+        f"![The {name} lifecycle: every state, and one arrow per transition row, labelled "
+        f"with its trigger](../assets/lifecycles/{name}.svg)",
+        "",
+        f"`sagafsm diagram {name}` prints the same diagram as Mermaid text; "
+        f"`sagafsm diagram {name} --output {name}.png` draws it as a PNG.",
         "",
         f"### {name.capitalize()} states",
         "",

@@ -1,7 +1,8 @@
 """The matplotlib drawing of a lifecycle: a layered layout, for when Graphviz is not installed.
 
-Only :func:`sagafsm.diagram.render_png` imports this module, and this module imports matplotlib
-only inside :func:`render_matplotlib`. States sit in layers by breadth-first distance from the
+Only :func:`sagafsm.diagram.render_png` (and the docs site's build hook, ``docs/hooks.py``, for
+SVG) imports this module, and this module imports matplotlib only inside
+:func:`render_matplotlib`. States sit in layers by breadth-first distance from the
 initial state (:func:`sagafsm.diagram.layers`); each layer's order is chosen to keep arrows short
 and uncrossed; arrow labels are placed clear of states and of each other.
 """
@@ -14,7 +15,7 @@ import itertools
 import math
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .diagram import LifecycleTable, layers
 
@@ -138,7 +139,12 @@ def _label_place(
     return (x - half_w, y - half_h, x + half_w, y + half_h)
 
 
-def render_matplotlib(table: LifecycleTable) -> bytes:
+def render_matplotlib(table: LifecycleTable, *, format: Literal["png", "svg"] = "png") -> bytes:
+    """The lifecycle drawn with matplotlib, as PNG bytes or SVG text (UTF-8 bytes).
+
+    The SVG carries no creation date, so the same table gives the same file: the docs site
+    draws its lifecycle figures with it at build time.
+    """
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -297,5 +303,11 @@ def render_matplotlib(table: LifecycleTable) -> bytes:
         color="#555555",
     )
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", facecolor="white")
+    if format == "svg":
+        from matplotlib import rc_context
+
+        with rc_context({"svg.hashsalt": table.name}):  # stable element ids
+            figure.savefig(buffer, format="svg", facecolor="white", metadata={"Date": None})
+    else:
+        figure.savefig(buffer, format="png", facecolor="white")
     return buffer.getvalue()

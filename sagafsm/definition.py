@@ -245,6 +245,7 @@ class SagaDefinition:
 class SagaBuilder:
     """Builds a :class:`SagaDefinition` step by step, with shared defaults.
 
+    ```pycon
     >>> order = (
     ...     SagaBuilder("order", timeout=0.5)
     ...     .step("reserve", participant="inventory", action="reserve", compensation="release")
@@ -254,6 +255,7 @@ class SagaBuilder:
     ... )
     >>> order.step_names
     ('reserve', 'charge', 'notify')
+    ```
 
     ``options`` of :meth:`step` (and of the builder, as defaults for every step) are
     ``timeout``, ``retry``, ``compensation_timeout`` and ``compensation_retry``. Each is checked

@@ -1,7 +1,9 @@
-"""Figures of a run, with matplotlib. The only module that imports it, and only when called.
+"""Figures of a run, with matplotlib, imported only when a function is called (here and in
+``_swimlane``, whose :func:`swimlane_figure` this module exports).
 
 Every function returns a :class:`matplotlib.figure.Figure` (shown inline in a notebook);
-:func:`write_run_figures` saves them as PNG files. No pyplot global state is touched.
+:func:`write_run_figures` saves them as PNG and SVG files, :func:`write_figure` one figure as
+either. No pyplot global state is touched.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._swimlane import swimlane_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -18,6 +23,7 @@ if TYPE_CHECKING:
     from .sim.result import RunResult
 
 __all__ = [
+    "FORMATS",
     "duration_figure",
     "occupancy_figure",
     "participants_figure",
@@ -88,31 +94,101 @@ def _coarser(rows: list[tuple[float, float, int]], factor: int) -> list[tuple[fl
     ]
 
 
+_OUTAGE_STYLE = {
+    "orchestrator_crash": ("tab:red", "orchestrator down (crash)"),
+    "participant_partition": ("tab:purple", "partitioned"),
+    "participant_crash": ("tab:brown", "crashed"),
+}
+
+
+def _mark_outages(axes: Any, result: RunResult) -> None:
+    """Shade every window in which a node was down, one legend entry per kind and node."""
+    labelled: set[tuple[str, str]] = set()
+    for outage in result.metrics.get("outages") or ():
+        kind, node = outage["kind"], outage["node"]
+        color, what = _OUTAGE_STYLE.get(kind, ("tab:gray", kind))
+        end = outage["end_s"] if outage["end_s"] is not None else result.sim_time
+        label = what if kind == "orchestrator_crash" else f"{node} {what}"
+        start, end = outage["start_s"], max(end, outage["start_s"])
+        # a light band behind the data, and a solid strip along the top that bars cannot hide
+        axes.axvspan(start, end, color=color, alpha=0.10, linewidth=0, zorder=0)
+        axes.axvspan(
+            start,
+            end,
+            ymin=0.95,
+            color=color,
+            alpha=0.85,
+            linewidth=0,
+            zorder=3,
+            label=None if (kind, node) in labelled else label,
+        )
+        labelled.add((kind, node))
+
+
+def _legend_below(figure: Figure, axes: Any) -> None:
+    handles, labels = axes.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)
+
+
+def _full_windows(start: float, window: float, count: int, end: float) -> tuple[int, float]:
+    """How many of ``count`` windows from ``start`` the run covered whole, and how far into the
+    next one it got (0 when every window is whole): the run ends at ``end``."""
+    last_edge = start + count * window
+    covered = end - (last_edge - window)
+    if count and 0 < covered < window * 0.999:
+        return count - 1, covered
+    return count, 0.0
+
+
+def _mark_partial(axes: Any, left: float, covered: float, window: float) -> None:
+    axes.axvspan(
+        left,
+        left + window,
+        facecolor="none",
+        edgecolor="0.45",
+        hatch="//",
+        linewidth=0,
+        zorder=0,
+        label=f"last window, partial (the run ended {covered:.2g} s into it): not drawn",
+    )
+
+
 def throughput_figure(result: RunResult) -> Figure:
-    """Completed sagas per simulated second, window by window, over the run."""
+    """Completed sagas per simulated second, window by window, over the run.
+
+    Outages (orchestrator crashes, participant partitions and crashes) are shaded; a last window
+    the run did not cover whole is hatched and not drawn, since its rate would read low.
+    """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 3.5), layout="constrained")
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
     axes = figure.subplots()
     series = result.metrics["throughput_series"]
     rates = series["per_second"]
     if rates:
-        window = series["window_s"]
-        times = [series["start_s"] + k * window for k in range(len(rates))]
-        axes.step(
-            times,
-            rates,
-            where="post",
-            color="tab:blue",
-            label=f"completed per second ({window:g} s windows)",
-        )
+        window, start = series["window_s"], series["start_s"]
+        whole, covered = _full_windows(start, window, len(rates), result.sim_time)
+        edges = [start + k * window for k in range(whole + 1)]
+        if whole:
+            axes.stairs(
+                rates[:whole],
+                edges,
+                color="tab:blue",
+                linewidth=1.4,
+                label=f"completed per second ({window:g} s windows)",
+            )
+        if covered:
+            _mark_partial(axes, edges[-1], covered, window)
         axes.axhline(
             result.metrics["throughput_per_s"],
             color="tab:gray",
             linestyle="--",
-            label=f"mean {result.metrics['throughput_per_s']:.1f}/s",
+            label=f"mean over the run {result.metrics['throughput_per_s']:.1f}/s",
         )
-        axes.legend(loc="best")
+    _mark_outages(axes, result)
+    _legend_below(figure, axes)
+    axes.set_ylim(bottom=0)
     axes.set_xlabel("simulated time (s)")
     axes.set_ylabel("completed sagas per second")
     axes.set_title(f"Throughput over time: {result.scenario}, seed {result.seed}")
@@ -121,31 +197,49 @@ def throughput_figure(result: RunResult) -> Figure:
 
 
 _STATE_COLORS = {"started": "tab:gray", "pending": "tab:blue", "compensating": "tab:orange"}
+_STATE_LABELS = {
+    "started": "started: requested, not yet begun (waits while the orchestrator is down)",
+    "pending": "pending: running its steps",
+    "compensating": "compensating: undoing its steps",
+}
 
 
 def occupancy_figure(result: RunResult) -> Figure:
-    """Sagas in each running lifecycle state over time (mean per window), stacked."""
+    """Sagas in each running lifecycle state over time (mean per window), stacked.
+
+    Outages are shaded as in :func:`throughput_figure`: sagas requested while the orchestrator
+    is down wait in ``started`` until it restarts, hence the grey peaks in crash windows. A last
+    window the run did not cover whole is hatched and not drawn.
+    """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 3.5), layout="constrained")
+    figure = Figure(figsize=(10, 4.2), layout="constrained")
     axes = figure.subplots()
     occupancy = result.metrics["occupancy"]
     series = occupancy["series"]
     if series:
         window = occupancy["window_s"]
+        start = occupancy.get("start_s", 0.0)
         length = len(next(iter(series.values())))
-        times = [occupancy["start_s"] + k * window for k in range(length)]
+        whole, covered = _full_windows(start, window, length, result.sim_time)
+        edges = [start + k * window for k in range(whole + 1)]
         states = [s for s in ("started", "pending", "compensating") if s in series]
         states += [s for s in series if s not in states]
-        axes.stackplot(
-            times,
-            [series[s] for s in states],
-            labels=states,
-            step="post",
-            colors=[_STATE_COLORS.get(s, "tab:purple") for s in states],
-            alpha=0.8,
-        )
-        axes.legend(loc="upper right")
+        if whole:
+            # stackplot's step="post" gives the last value no width: repeat it at the last edge
+            axes.stackplot(
+                edges,
+                [[*series[s][:whole], series[s][whole - 1]] for s in states],
+                labels=[_STATE_LABELS.get(s, s) for s in states],
+                step="post",
+                colors=[_STATE_COLORS.get(s, "tab:purple") for s in states],
+                alpha=0.8,
+            )
+        if covered:
+            _mark_partial(axes, edges[-1], covered, window)
+    _mark_outages(axes, result)
+    _legend_below(figure, axes)
+    axes.set_ylim(bottom=0)
     axes.set_xlabel("simulated time (s)")
     axes.set_ylabel(f"sagas (mean per {occupancy['window_s']:g} s window)")
     axes.set_title(f"Sagas in flight by lifecycle state: {result.scenario}, seed {result.seed}")
@@ -154,39 +248,64 @@ def occupancy_figure(result: RunResult) -> Figure:
 
 
 def participants_figure(result: RunResult) -> Figure:
-    """Each participant's utilisation (share of its capacity busy) and mean queue length."""
+    """Each participant's utilisation (share of its capacity busy) and mean and longest queue.
+
+    Every bar carries its value, so a participant 1% busy still shows; the utilisation axis
+    stops at 100% only when some participant comes near it.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(10, 3.5), layout="constrained")
     busy, queue = figure.subplots(1, 2)
     participants = result.metrics["participants"]
     names = list(participants)
-    busy.bar(names, [participants[n]["utilisation"] * 100 for n in names], color="tab:blue")
+    shares = [participants[n]["utilisation"] * 100 for n in names]
+    bars = busy.bar(names, shares, color="tab:blue")
+    busy.bar_label(
+        bars, labels=[f"{v:.1f}%" if v < 10 else f"{v:.0f}%" for v in shares], fontsize=8, padding=2
+    )
+    top = max(shares, default=0.0)
+    busy.set_ylim(0, 112 if top > 60 else max(5.0, top * 1.35))  # room for the bars' labels
+    if top > 60:
+        busy.set_yticks(range(0, 101, 20))
     busy.set_ylabel("utilisation (% of capacity busy)")
-    busy.set_ylim(0, 100)
-    busy.set_title("Participant utilisation")
-    queue.bar(
-        names, [participants[n]["mean_queue"] for n in names], color="tab:orange", label="mean"
+    busy.set_title(
+        "Participant utilisation" + ("" if top > 60 else f" (axis to {busy.get_ylim()[1]:.0f}%)")
     )
-    queue.scatter(
-        names,
-        [participants[n]["max_queue"] for n in names],
-        color="tab:red",
-        marker="_",
-        s=400,
-        label="max",
+    means = [participants[n]["mean_queue"] for n in names]
+    longest = [participants[n]["max_queue"] for n in names]
+    bars = queue.bar(names, means, color="tab:orange", label="mean")
+    queue.bar_label(
+        bars, labels=[f"{v:.2g}" if v < 10 else f"{v:.0f}" for v in means], fontsize=8, padding=2
     )
+    queue.scatter(names, longest, color="tab:red", marker="_", s=400, label="max", zorder=3)
+    queue.set_ylim(0, max(1.0, max(longest, default=0) * 1.2, max(means, default=0) * 1.3))
+    queue.yaxis.set_major_locator(MaxNLocator(integer=True))
     queue.set_ylabel("operations waiting")
-    queue.set_title("Participant queue length")
-    queue.legend(loc="best")
+    if not any(longest):
+        queue.set_title("Participant queue length: no operation ever waited")
+    else:
+        queue.set_title("Participant queue length")
+        queue.legend(loc="best")
     for axes in (busy, queue):
         axes.tick_params(axis="x", rotation=20)
         axes.grid(alpha=0.3, axis="y")
     return figure
 
 
-def write_run_figures(result: RunResult, directory: str | Path) -> list[Path]:
-    """Save every figure of ``result`` as PNG in ``directory`` (created if needed)."""
+FORMATS = ("png", "svg")
+"""The file formats :func:`write_figure` writes, chosen by the file name's suffix."""
+
+
+def write_run_figures(
+    result: RunResult, directory: str | Path, formats: Sequence[str] = FORMATS
+) -> list[Path]:
+    """Save every figure of ``result`` in ``directory`` (created if needed), once per format:
+    PNG to look at, SVG to zoom into or put in a page. Returns the paths written, in order."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"formats must be some of {FORMATS}, got {tuple(formats)!r}")
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -197,113 +316,29 @@ def write_run_figures(result: RunResult, directory: str | Path) -> list[Path]:
         ("participants", participants_figure),
     )
     for name, make in figures:
-        path = folder / f"{result.scenario}-{name}.png"
-        write_figure(make(result), path)
-        written.append(path)
+        figure = make(result)
+        for suffix in formats:
+            path = folder / f"{result.scenario}-{name}.{suffix}"
+            write_figure(figure, path)
+            written.append(path)
     return written
 
 
 def write_figure(figure: Figure, path: str | Path) -> None:
-    """Save as PNG through a temporary file, so a failure leaves nothing half-written."""
+    """Save as PNG or SVG (by the name's suffix) through a temporary file, so a failure leaves
+    nothing half-written. An SVG carries no creation date: the same figure, the same file."""
     target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".png.partial")
+    suffix = target.suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise ValueError(f"{target}: a figure is written as .png or .svg, not {target.suffix!r}")
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=f".{suffix}.partial")
     os.close(handle)
     try:
-        figure.savefig(temporary, format="png", dpi=110)
+        if suffix == "svg":
+            figure.savefig(temporary, format="svg", metadata={"Date": None})
+        else:
+            figure.savefig(temporary, format="png", dpi=110)
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
-
-
-def swimlane_figure(
-    records: list[tuple[Any, ...]], saga_id: str, lanes: list[str] | None = None
-) -> Figure:
-    """One saga as a sequence diagram: the orchestrator and its participants as lanes, one row
-    per trace record (time runs down; rows are labelled with simulated time), messages as arrows
-    (a lost one ends in a red cross), ledger effects as green marks, lifecycle changes in purple,
-    crash spans shaded."""
-    from matplotlib.figure import Figure
-
-    from .sim.timeline import saga_timeline
-
-    story = [r for r in saga_timeline(records, saga_id) if r[1] != "forget"]
-    if lanes is None:
-        lanes = ["orchestrator"]
-        for record in story:
-            if record[1] == "send":
-                lanes += [end for end in (record[4], record[5]) if end not in lanes]
-    column = {lane: i for i, lane in enumerate(lanes)}
-    figure = Figure(
-        figsize=(2.4 * len(lanes) + 3, max(4.0, 0.28 * len(story) + 1.5)), layout="constrained"
-    )
-    axes = figure.subplots()
-    for x in column.values():
-        axes.axvline(x, color="0.8", linewidth=1, zorder=0)
-    sends: dict[int, tuple[int, tuple[Any, ...]]] = {}
-    down_since: dict[str, int] = {}
-    for row, record in enumerate(story):
-        kind = record[1]
-        if kind == "send":
-            sends[record[3]] = (row, record)
-        elif kind in ("deliver", "drop") and record[3] in sends:
-            sent_row, send = sends[record[3]]
-            x0, x1 = column.get(send[4]), column.get(send[5])
-            if x0 is None or x1 is None:
-                continue
-            label = f"{send[8]}#{send[9]}" if send[10] is None else f"{send[8]}: {send[10]}"
-            if kind == "deliver":
-                axes.annotate(
-                    "",
-                    xy=(x1, row),
-                    xytext=(x0, sent_row),
-                    arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 1},
-                )
-            else:
-                xm = (x0 + x1) / 2
-                axes.plot([x0, xm], [sent_row, row], color="tab:red", linestyle="--", lw=1)
-                axes.plot([xm], [row], marker="x", color="tab:red", markersize=9)
-                label += f" (lost: {record[4]})"
-            axes.text(
-                (x0 + x1) / 2,
-                (sent_row + row) / 2,
-                label,
-                fontsize=7,
-                ha="center",
-                va="bottom",
-                color="0.3",
-            )
-        elif kind == "effect" and record[3] in column:
-            axes.plot([column[record[3]]], [row], marker="s", color="tab:green", markersize=6)
-            axes.text(
-                column[record[3]] + 0.07, row, record[5], fontsize=7, va="center", color="tab:green"
-            )
-        elif kind == "transition" and record[3] is None:
-            axes.text(
-                -0.07,
-                row,
-                f"saga: {record[6]}",
-                fontsize=7,
-                ha="right",
-                va="center",
-                color="tab:purple",
-            )
-        elif kind == "timer_fired":
-            axes.text(
-                -0.07, row, "timer fired", fontsize=7, ha="right", va="center", color="tab:orange"
-            )
-        elif kind == "crash":
-            down_since[record[3]] = row
-        elif kind == "restart" and record[3] in down_since and record[3] in column:
-            x = column[record[3]]
-            axes.fill_betweenx(
-                [down_since.pop(record[3]), row], x - 0.35, x + 0.35, color="tab:red", alpha=0.15
-            )
-    ticks = list(range(0, len(story), max(1, len(story) // 25)))
-    axes.set_yticks(ticks, [f"{story[i][0]:.4f}" for i in ticks])
-    axes.set_xticks(range(len(lanes)), lanes)
-    axes.set_xlim(-1.4, len(lanes) - 0.2)
-    axes.set_ylim(len(story), -1)
-    axes.set_ylabel("simulated time (s), one row per trace record")
-    axes.set_title(f"Saga {saga_id}")
-    return figure

@@ -62,7 +62,7 @@ def test_plots_and_trace_are_written(tmp_path: Path, capsys: pytest.CaptureFixtu
     lines = trace.read_text().splitlines()
     assert json.loads(lines[0])["kind"] == "start"
     assert {json.loads(line)["kind"] for line in lines} >= {"send", "deliver", "effect", "finish"}
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob("*.partial*"))
 
 
 @pytest.mark.parametrize(

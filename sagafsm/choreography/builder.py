@@ -37,6 +37,7 @@ class _Draft:
 class ChoreographyBuilder:
     """Builds a choreography as one table: on this event, this participant does this.
 
+    ```pycon
     >>> order = (
     ...     ChoreographyBuilder("order", initiator="orders", start="OrderPlaced", deadline=5.0)
     ...     .step("reserve", on="OrderPlaced", participant="inventory", action="reserve",
@@ -50,6 +51,7 @@ class ChoreographyBuilder:
     ... )
     >>> [step.name for step in order.steps]
     ['reserve', 'charge']
+    ```
 
     A reaction with a bad field raises :class:`~sagafsm.InvalidDefinition` at once; rules about
     the whole table (who consumes what, every failure compensated...) are checked by

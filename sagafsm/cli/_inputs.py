@@ -55,12 +55,16 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def check_output_file(path: str, flag: str, suffix: str | None = None) -> Path:
+def check_output_file(
+    path: str, flag: str, suffix: str | tuple[str, ...] | None = None
+) -> Path:
     """The file an output flag names, refused unless it can be written where it is: its
-    directory must exist and take new files; it must not be a directory."""
+    directory must exist and take new files; it must not be a directory. ``suffix``: the
+    endings allowed (one or several)."""
     target = Path(path)
-    if suffix is not None and target.suffix.lower() != suffix:
-        raise InvalidConfig(f"{flag} {path!r}: the file name must end in {suffix}")
+    endings = (suffix,) if isinstance(suffix, str) else suffix
+    if endings is not None and target.suffix.lower() not in endings:
+        raise InvalidConfig(f"{flag} {path!r}: the file name must end in {' or '.join(endings)}")
     if target.is_dir():
         raise InvalidConfig(f"{flag} {path!r} is a directory: name a file in it")
     parent = target.parent
@@ -119,7 +123,8 @@ class StagedOutputs:
     def file(self, target: Path) -> Path:
         """A temporary file to write ``target``'s content into."""
         handle, name = tempfile.mkstemp(
-            dir=target.parent, prefix=f"{_PREFIX}{target.name}.", suffix=_SUFFIX
+            # ends as the target does: a writer choosing its format by the suffix still can
+            dir=target.parent, prefix=f"{_PREFIX}{target.name}.", suffix=_SUFFIX + target.suffix
         )
         os.close(handle)
         self._files.append((Path(name), target))

@@ -28,7 +28,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--saga", metavar="ID", help="the saga to show (e.g. s42)")
     parser.add_argument(
-        "--swimlane", metavar="FILE.png", help="also draw the saga as a swimlane figure"
+        "--swimlane",
+        metavar="FILE.png",
+        help="also draw the saga as a swimlane figure (.png or .svg), its violations in magenta",
     )
     parser.set_defaults(run=run)
 
@@ -99,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     from ..checks import check_history
     from ..sim.timeline import format_timeline, saga_timeline
 
-    swimlane = check_output_file(args.swimlane, "--swimlane", ".png") if args.swimlane else None
+    swimlane = (
+        check_output_file(args.swimlane, "--swimlane", (".png", ".svg")) if args.swimlane else None
+    )
     if args.trace:
         given = [flag for flag in RUN_FLAGS if getattr(args, flag) is not None]
         ignored = [f"--{flag.replace('_', '-')}" for flag in given]
@@ -127,17 +131,17 @@ def run(args: argparse.Namespace) -> int:
     )
     if saga_id is None or not any(r[2] == saga_id for r in records):
         raise InvalidConfig(f"no saga {saga_id!r} in this run")
+    mine = [v for v in violations if v.saga_id == saga_id]
     if swimlane is not None:
         from ..plots import swimlane_figure, write_figure
 
         with staged() as outputs:
-            figure = swimlane_figure(saga_timeline(records, saga_id), saga_id)
+            figure = swimlane_figure(saga_timeline(records, saga_id), saga_id, violations=mine)
             write_figure(figure, outputs.file(swimlane))
             outputs.commit()
     print(format_timeline(records, saga_id))
     if unchecked is not None:
         print(f"not checked: {unchecked}")
-    mine = [v for v in violations if v.saga_id == saga_id]
     for violation in mine:
         print(f"VIOLATION [{violation.property}] {violation.detail}")
     if swimlane is not None:

@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--trace", metavar="FILE.jsonl", help="write every trace record as a JSON line"
     )
-    parser.add_argument("--plots", metavar="DIR", help="write PNG figures into DIR")
+    parser.add_argument("--plots", metavar="DIR", help="write the figures into DIR, as PNG and SVG")
     parser.add_argument(
         "--repeat",
         type=int,

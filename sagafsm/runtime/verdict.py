@@ -312,6 +312,7 @@ def _metrics(
         "faults_per_saga": sum(kills.values()) / sagas,
         "in_flight_mean": sum(every) / span if span > 0 else 0.0,
         "occupancy": None,
+        "outages": None,  # simulated outage windows; a real run's kills are counted in kills
         "orchestrator_crashes": kills.get("orchestrator_kill", 0)
         + kills.get("orchestrator_crash_point", 0),
         "store_writes": None,

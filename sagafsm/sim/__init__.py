@@ -1,6 +1,8 @@
 """The SimPy failure-injection harness. The only part of sagafsm that imports simpy.
 
+```pycon
 >>> from sagafsm.sim import simulate, load_scenario, SimulationConfig
+```
 """
 
 from __future__ import annotations

@@ -157,6 +157,10 @@ def build_result(
                 "series": run.occupancy.series(),
             },
             "orchestrator_crashes": run.orchestrator.crashes,
+            "outages": [
+                {"kind": kind, "node": node, "start_s": start, "end_s": end}
+                for kind, node, start, end in run.down_windows
+            ],
             "store_writes": run.store.writes,
         },
         coverage=coverage.summary(),

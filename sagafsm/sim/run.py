@@ -28,6 +28,7 @@ from ..definition import StepKind
 from ..engine import SagaInstance
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE, SagaState
+from ..messages import ORCHESTRATOR
 from .config import SimulationConfig
 from .coverage import Coverage
 from .internal import InternalError, empty_schedule, original_error
@@ -47,6 +48,9 @@ __all__ = ["simulate", "InternalError"]
 
 Progress = Callable[[int, int], None]
 
+
+_MAX_DOWN_WINDOWS = 10_000
+"""Outage windows kept for the figures; a run with more draws the first ones (they stay cheap)."""
 
 # Pre-drawn (fail, hang, lands) uniforms that force an outcome whatever the rates: a draw below
 # every rate, or above every rate.
@@ -93,6 +97,8 @@ class _Run:
         self.done = env.event()
         self.ended_at = 0.0
         self.outages = 0
+        self.down_windows: list[list[Any]] = []
+        """``[kind, node, start, end]`` per outage (end None while it lasts): for the figures."""
         self.unfinished_reason: str | None = None
         self.error: Exception | None = None
         """The first exception raised inside one of the run's own processes."""
@@ -312,17 +318,20 @@ class _Run:
         self.outages += 1  # overlapping crash windows: down until the last of them ends
         if self.orchestrator.crash():
             self.faults["orchestrator_crash"] += 1
+            self._window_opens("orchestrator_crash", ORCHESTRATOR)
 
     def _restart_orchestrator(self) -> None:
         self.outages -= 1
         if self.outages == 0:
             self.orchestrator.restart()
+            self._window_closes(ORCHESTRATOR)
 
     def _participant_down(self, name: str, kind: str) -> Callable[[], None]:
         def down() -> None:
             self.faults[f"participant_{kind}_window"] += 1
             self.network.set_down(name, f"participant_{kind}")
             self.trace.record(self.env.now, "crash", None, name)
+            self._window_opens(f"participant_{kind}", name)
             if kind == "crash":
                 self.participants[name].crash()
 
@@ -332,8 +341,19 @@ class _Run:
         def up() -> None:
             self.network.set_down(name, None)
             self.trace.record(self.env.now, "restart", None, name, 0)
+            self._window_closes(name)
 
         return up
+
+    def _window_opens(self, kind: str, node: str) -> None:
+        if len(self.down_windows) < _MAX_DOWN_WINDOWS:
+            self.down_windows.append([kind, node, self.env.now, None])
+
+    def _window_closes(self, node: str) -> None:
+        for window in reversed(self.down_windows):
+            if window[1] == node and window[3] is None:
+                window[3] = self.env.now
+                return
 
     def _termination_bound(self, event: simpy.Event) -> None:
         if not self.done.triggered:
