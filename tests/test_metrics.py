@@ -110,3 +110,15 @@ def test_repeat_reports_a_confidence_interval_per_metric(
     assert [run["seed"] for run in report["runs"]] == [1, 2, 3]
     for stats in report["summary"].values():
         assert stats["low"] <= stats["mean"] <= stats["high"] and stats["n"] == 3
+
+
+def test_a_confidence_interval_stays_within_what_the_figure_can_take() -> None:
+    """Two seeds of a share near 1: the t interval alone passes 100%; cut to its bounds it
+    stops there, and the mean is untouched. Sweep summaries cut goodput to [0, 1]."""
+    from sagafsm.sweep.rows import bounds_of
+
+    free = student_t_interval([0.7, 0.99])
+    cut = student_t_interval([0.7, 0.99], bounds=bounds_of("goodput"))
+    assert free["high"] > 1.0 and free["low"] < 0.0
+    assert cut["high"] == 1.0 and cut["low"] == 0.0 and cut["mean"] == free["mean"]
+    assert bounds_of("latency_p99") == (0.0, float("inf"))

@@ -139,7 +139,7 @@ def test_a_sweep_writes_its_table_and_reruns_nothing_the_second_time(
     argv = [*SWEEP, "--param", "faults.loss=0:0.1:2", "--seeds", "2", "--output", str(out)]
     assert main(argv) == 0
     report = capsys.readouterr().out
-    assert "grid of 2 point(s) x 2 seed(s) = 4 run(s), 0 from the cache" in report
+    assert "grid of 2 points x 2 seeds = 4 runs, 0 from the cache" in report
     first = (out / "sweep.csv").read_text()
     with open(out / "sweep.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -141,6 +141,7 @@ def _plan(args: argparse.Namespace) -> SweepPlan:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..sim.report import plural
     from ..sweep import process_pool, run_sweep, useful_workers
     from ..sweep.executors import dask_executor
     from ._inputs import check_output_dir
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidConfig("--plots: nothing varies in this sweep (give a --param two values)")
     output = check_output_dir(args.output, "--output") if args.output else None
     workers = useful_workers(args.jobs, len(plan.runs))
-    where = f"Dask at {args.dask}" if args.dask else f"{workers} process(es)"
+    where = f"Dask at {args.dask}" if args.dask else plural(workers, "process", "processes")
     cache = output / "runs" if output is not None else None
     pool = dask_executor(args.dask, workers) if args.dask else process_pool(workers)
     with pool as executor, runs_progress(not args.json and sys.stderr.isatty(), "sweep") as bar:
@@ -195,10 +196,13 @@ def _report(
     written: list[Path],
     effects: list[dict[str, Any]],
 ) -> str:
+    from ..sim.report import plural
+
     runs = len(plan.runs)
     lines = [
-        f"sagafsm sweep {plan.scenario}: {plan.design} of {len(plan.points)} point(s) x "
-        f"{len(plan.seeds)} seed(s) = {runs} run(s), {table.from_cache} from the cache, "
+        f"sagafsm sweep {plan.scenario}: {plan.design} of {plural(len(plan.points), 'point')} x "
+        f"{plural(len(plan.seeds), 'seed')} = {plural(runs, 'run')}, {table.from_cache} from the "
+        "cache, "
         f"on {where}",
         "",
     ]

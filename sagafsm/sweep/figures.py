@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidConfig
 from ..sim.metrics import student_t_interval
-from .rows import METRICS
+from .rows import METRICS, bounds_of
 from .table import SweepTable
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def _series(
         values = _values(rows, metric)
         if not values:
             continue
-        stats = student_t_interval(values)
+        stats = student_t_interval(values, bounds=bounds_of(metric))
         places.append(value if numeric else position)
         means.append(float(stats["mean"]))
         lows.append(float(stats["low"]))

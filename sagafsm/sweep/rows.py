@@ -10,6 +10,7 @@ and machine boundaries cheaply, and the driver keeps rows, never runs.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,6 +42,13 @@ METRICS: dict[str, Callable[[RunResult], float | int | None]] = {
     "violations": lambda r: sum(r.violation_counts.values()),
 }
 """The per-run figures, as numbers (None where a run has none, e.g. no saga completed)."""
+
+SHARES = frozenset({"goodput", "compensation_rate"})
+
+
+def bounds_of(metric: str) -> tuple[float, float]:
+    """The values a figure can take: a share lies in [0, 1], every other figure is >= 0."""
+    return (0.0, 1.0) if metric in SHARES else (0.0, math.inf)
 
 RESULT_COLUMNS: tuple[str, ...] = (
     *METRICS,

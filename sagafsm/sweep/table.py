@@ -21,7 +21,7 @@ import attrs
 
 from ..errors import InvalidConfig
 from ..sim.metrics import student_t_interval
-from .rows import METRICS, is_result_column
+from .rows import METRICS, bounds_of, is_result_column
 
 __all__ = ["SweepTable", "read_table", "write_csv"]
 
@@ -65,7 +65,7 @@ class SweepTable:
                 values = [float(r[name]) for r in rows if _number(r.get(name))]
                 if not values:
                     continue
-                stats = student_t_interval(values, confidence)
+                stats = student_t_interval(values, confidence, bounds_of(name))
                 for part in ("mean", "low", "high"):
                     entry[f"{name}.{part}"] = float(stats[part])
             summary.append(entry)
