@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from bench_memory import peak_rss_mb
 from workload import harness_config
 
 from sagafsm.sweep import plan_sweep, process_pool, run_sweep
@@ -89,16 +89,6 @@ def overhead(factory: Factory, tasks: int = 200) -> float:
         else:
             list(executor.map(noop, range(tasks)))
         return (time.perf_counter() - began) / tasks
-
-
-def peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def memory_child(runs: int) -> dict[str, Any]:
