@@ -57,6 +57,7 @@ __all__ = [
     "BufferingRecorder",
     "envelope_for",
     "event_for",
+    "timer_record",
     "NO_RUNNING_SAGA",
 ]
 
@@ -273,6 +274,20 @@ class OrchestrationCore:
     ) -> Transaction:
         records = self._recorder.take()
         return Transaction(saga, commands, records, now, started=started, snapshot=self._snapshots)
+
+
+def timer_record(now: float, command: StartTimer) -> RawRecord:
+    """The ``timer`` trace record of an armed timer (:class:`~sagafsm.history.TimerRecord`),
+    written the same by both drivers."""
+    return (
+        now,
+        "timer",
+        command.saga_id,
+        command.timer_id,
+        command.delay,
+        command.purpose.value,
+        command.step,
+    )
 
 
 def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envelope:

@@ -19,9 +19,6 @@ from typing import Any
 
 __all__ = ["register", "run", "format_real_report"]
 
-_REASONS_SHOWN = 8
-
-
 _MUTANTS = ("publish-before-commit", "no-inbox")
 """The names of :data:`sagafsm.runtime.mutants.RUNTIME_MUTANTS`, for the help text: building the
 parser must not import the runtime (every ``sagafsm`` command builds it)."""
@@ -119,19 +116,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if result.violations else 0
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
-
-
 def format_real_report(result: Any, store: str, kill_every: float | None) -> str:
     """The readable report of a real run (a :class:`~sagafsm.runtime.verdict.RealRunResult`),
     laid out as ``simulate``'s."""
-    from ..sim.report import plural, verdict_lines  # the simulator's report ends the same way
+    # laid out by the simulator's report's own pieces
+    from ..sim.report import duration_lines, outcome_lines, plural, verdict_lines
 
     metrics = result.metrics
-    latency = metrics["latency"]
     lines = [
         f"sagafsm run {result.scenario}: {result.sagas} sagas, seed {result.seed}, store {store}"
         + (" (carried on)" if result.resumed else "")
@@ -139,24 +130,14 @@ def format_real_report(result: Any, store: str, kill_every: float | None) -> str
         "",
         "outcomes",
     ]
-    for outcome, count in result.outcomes.items():
-        share = count / result.sagas * 100 if result.sagas else 0.0
-        lines.append(f"  {outcome:<20} {count:>9}  {share:5.1f}%")
-        reasons = list(result.reasons.get(outcome, {}).items())
-        for reason, times in reasons[:_REASONS_SHOWN]:
-            lines.append(f"    {times:>6}  {reason}")
+    lines += outcome_lines(result.outcomes, result.reasons, result.sagas)
     lines += [
         "",
         f"throughput          {metrics['throughput_per_s']:.1f} completed sagas per s",
         f"goodput             {metrics['goodput'] * 100:.1f}% of finished sagas completed",
         "",
-        "saga duration       p50        p95        p99        max",
     ]
-    for name, row in [("all", latency), *latency["by_outcome"].items()]:
-        lines.append(
-            f"  {name:<17} "
-            + " ".join(f"{_seconds(row[k]):>10}" for k in ("p50", "p95", "p99", "max"))
-        )
+    lines += duration_lines(metrics["latency"])
     kills = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in result.faults.items())
     every = f" (--kill-every {kill_every:g} s)" if kill_every else ""
     retries = metrics["retries"]

@@ -14,7 +14,7 @@ from typing import Any
 from ..commands import CancelTimer, StartTimer
 from ..history import RawRecord
 from ..messages import Envelope
-from ..orchestration import Transaction, envelope_for
+from ..orchestration import Transaction, envelope_for, timer_record
 from .codec import envelope_to_dict
 from .store import KEEP, Commit, Keep, TimerRow
 
@@ -34,17 +34,7 @@ def commit_of(
     for command in transaction.commands:
         if isinstance(command, StartTimer):
             timer = TimerRow(transaction.saga_id, command.timer_id, now + command.delay)
-            records.append(
-                (
-                    now,
-                    "timer",
-                    command.saga_id,
-                    command.timer_id,
-                    command.delay,
-                    command.purpose.value,
-                    command.step,
-                )
-            )
+            records.append(timer_record(now, command))
         elif isinstance(command, CancelTimer):
             timer = None
     envelopes = [envelope_for(command, message_id(), cause) for command in transaction.outbound]

@@ -32,7 +32,14 @@ from ..engine import SagaInstance
 from ..events import Event, TimerFired
 from ..lifecycle import SagaState
 from ..messages import ORCHESTRATOR, Envelope
-from ..orchestration import NO_RUNNING_SAGA, OrchestrationCore, Transaction, envelope_for, event_for
+from ..orchestration import (
+    NO_RUNNING_SAGA,
+    OrchestrationCore,
+    Transaction,
+    envelope_for,
+    event_for,
+    timer_record,
+)
 from .network import Network
 from .store import SnapshotStore
 from .timers import Timers
@@ -236,15 +243,7 @@ class SimOrchestrator:
             network = self._network
             network.send(envelope_for(command, network.next_message_id(), cause))
         elif isinstance(command, StartTimer):
-            self._trace.record(
-                self._env.now,
-                "timer",
-                command.saga_id,
-                command.timer_id,
-                command.delay,
-                command.purpose.value,
-                command.step,
-            )
+            self._trace.record(*timer_record(self._env.now, command))
             self.timers.arm(command.saga_id, command.timer_id, command.delay)
         elif isinstance(command, CancelTimer):
             self.timers.cancel(command.saga_id)

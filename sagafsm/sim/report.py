@@ -93,6 +93,36 @@ def judged_violations(result: RunResult, unjudged: str | None) -> list[Violation
     return [v for v in result.violations if v.property != "termination"]
 
 
+def outcome_lines(
+    outcomes: Mapping[str, int], reasons: Mapping[str, Mapping[str, int]], sagas: int
+) -> list[str]:
+    """Each outcome's count and share, with its most frequent reasons (``simulate``'s report and
+    ``run``'s)."""
+    lines = []
+    for outcome, count in outcomes.items():
+        share = count / sagas * 100 if sagas else 0.0
+        lines.append(f"  {outcome:<20} {count:>9}  {share:5.1f}%")
+        listed = list(reasons.get(outcome, {}).items())
+        for reason, times in listed[:_REASONS_SHOWN]:
+            lines.append(f"    {times:>6}  {reason}")
+        if len(listed) > _REASONS_SHOWN:
+            rest = sum(times for _, times in listed[_REASONS_SHOWN:])
+            more = plural(len(listed) - _REASONS_SHOWN, "more reason")
+            lines.append(f"    {rest:>6}  ({more}: see --json)")
+    return lines
+
+
+def duration_lines(latency: Mapping[str, Any]) -> list[str]:
+    """The saga duration table: all sagas, then each outcome."""
+    lines = ["saga duration       p50        p95        p99        max"]
+    for name, row in [("all", latency), *latency["by_outcome"].items()]:
+        lines.append(
+            f"  {name:<17} "
+            + " ".join(f"{_seconds(row[k]):>10}" for k in ("p50", "p95", "p99", "max"))
+        )
+    return lines
+
+
 def format_report(result: RunResult, config: SimulationConfig | None = None) -> str:
     """The text report; with the run's ``config``, a run starved by its own crash plan says so
     instead of listing termination violations (:func:`not_judged`)."""
@@ -103,29 +133,14 @@ def format_report(result: RunResult, config: SimulationConfig | None = None) -> 
         "",
         "outcomes",
     ]
-    for outcome, count in result.outcomes.items():
-        share = count / result.sagas * 100 if result.sagas else 0.0
-        lines.append(f"  {outcome:<20} {count:>9}  {share:5.1f}%")
-        reasons = list(result.reasons.get(outcome, {}).items())
-        for reason, times in reasons[:_REASONS_SHOWN]:
-            lines.append(f"    {times:>6}  {reason}")
-        if len(reasons) > _REASONS_SHOWN:
-            rest = sum(times for _, times in reasons[_REASONS_SHOWN:])
-            more = plural(len(reasons) - _REASONS_SHOWN, "more reason")
-            lines.append(f"    {rest:>6}  ({more}: see --json)")
+    lines += outcome_lines(result.outcomes, result.reasons, result.sagas)
     lines += [
         "",
         f"throughput          {metrics['throughput_per_s']:.1f} completed sagas per simulated s",
         f"goodput             {metrics['goodput'] * 100:.1f}% of finished sagas completed",
         "",
-        "saga duration       p50        p95        p99        max",
     ]
-    rows = [("all", latency), *latency["by_outcome"].items()]
-    for name, row in rows:
-        lines.append(
-            f"  {name:<17} "
-            + " ".join(f"{_seconds(row[k]):>10}" for k in ("p50", "p95", "p99", "max"))
-        )
+    lines += duration_lines(latency)
     messages = result.messages
     lines += [
         "",
