@@ -229,8 +229,11 @@ def test_a_parked_saga_retried_through_the_runtime_ends_failed_with_every_effect
         store, desks = _stores(tmp_path)[kind], Desks()
         async with Service(store, desks) as service:
             saga_id = await service.runtime.start(TRIP, {}, saga_id="t-1")
+            waiting = asyncio.ensure_future(service.runtime.wait(saga_id))
             assert await service.finish(saga_id) == "operator_required"
             parked = await store.status(saga_id)
+            assert (await waiting).retryable  # from the finishing commit, as the store says
+            assert (await service.runtime.wait(saga_id)).retryable  # from the store
             desks.car_desk_down = False
             await service.runtime.retry(saga_id, "the car desk is back")
             compensating = await store.status(saga_id)  # committed before retry() returns
