@@ -45,7 +45,7 @@ from .store_encoding import (
 )
 from .urls import shown_url
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresStore", "migrated"]
 
 DEFAULT_POOL_SIZE: Final = 4
 
@@ -57,6 +57,23 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+async def migrated(
+    url: str, name: str, *, adopt: bool = False, upgrade: bool = True, connect_timeout: int = 10
+) -> None:
+    """Connect once and create, check or migrate the schema (:func:`.postgres_schema.migrate`);
+    :class:`StoreError` in one line naming ``name`` if the database cannot be used."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=connect_timeout)
+    except psycopg.Error as error:
+        raise StoreError(f"{name}: cannot connect ({_one_line(error)})") from None
+    try:
+        await _sql.migrate(conn, name, adopt=adopt, upgrade=upgrade)
+    except psycopg.Error as error:
+        raise StoreError(f"{name}: cannot be opened ({_one_line(error)})") from None
+    finally:
+        await conn.close()
 
 
 class PostgresStore:
@@ -116,16 +133,9 @@ class PostgresStore:
         if self._pool is not None:
             return
         timeout = max(1, round(self.connect_timeout))
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=timeout)
-        except psycopg.Error as error:
-            raise StoreError(f"{self.name}: cannot connect ({_one_line(error)})") from None
-        try:
-            await _sql.migrate(conn, self.name, adopt=self.adopt, upgrade=self.migrate)
-        except psycopg.Error as error:
-            raise StoreError(f"{self.name}: cannot be opened ({_one_line(error)})") from None
-        finally:
-            await conn.close()
+        await migrated(
+            self.url, self.name, adopt=self.adopt, upgrade=self.migrate, connect_timeout=timeout
+        )
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self.url,
             min_size=1,
