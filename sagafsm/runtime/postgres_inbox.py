@@ -32,9 +32,10 @@ from . import postgres_schema as _sql
 from .store import InboxEntry
 from .store_encoding import InboxRow, decode_entry, dumps, encode_entry, encode_records, loads
 
-__all__ = ["Connection", "PostgresBatch", "PostgresSavepoint", "PostgresTransaction"]
+__all__ = ["Connection", "Cursor", "PostgresBatch", "PostgresSavepoint", "PostgresTransaction"]
 
 Connection: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
+Cursor: TypeAlias = psycopg.AsyncCursor[tuple[Any, ...]]
 _At = tuple[str, str]
 """(participant, idempotency key)."""
 
@@ -62,9 +63,11 @@ class PostgresBatch:
     async def __aenter__(self) -> PostgresBatch:
         return self
 
-    async def _hop(self, statements: Sequence[tuple[Any, Sequence[Any]]]) -> list[tuple[Any, ...]]:
-        """The pending savepoint statements, then ``statements``; the last one's rows. The
-        lock and a connection are taken at the first hop."""
+    async def _hop(
+        self, statements: Sequence[tuple[Any, Sequence[Any]]], *, commit: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """The pending savepoint statements, then ``statements`` (then the COMMIT), in one round
+        trip; the last one's rows. The lock and a connection are taken at the first hop."""
         if not self._locked:
             await self._lock.acquire()
             self._locked = True
@@ -72,7 +75,7 @@ class PostgresBatch:
             self._conn = await self._pool.getconn()
         pending, self._pending = self._pending, []
         work = [*((sql, ()) for sql in pending), *statements]
-        hop = asyncio.ensure_future(_run(self._conn, work))
+        hop = asyncio.ensure_future(_run(self._conn, work, commit))
         try:
             return await asyncio.shield(hop)
         except asyncio.CancelledError:
@@ -82,12 +85,8 @@ class PostgresBatch:
     async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         try:
             if exc_type is None:
-                if self._puts or self._records:
-                    await self._hop(self._finish_statements())
-                if self._conn is not None:
-                    if self._pending:
-                        await self._hop([])
-                    await self._conn.commit()
+                if self._puts or self._records or self._conn is not None:
+                    await self._hop(self._finish_statements(), commit=True)
             elif self._conn is not None:
                 # The exception in flight says what happened: a rollback that fails too (the
                 # connection broke, say) is not reported over it.
@@ -209,13 +208,19 @@ class PostgresTransaction(PostgresSavepoint):
 
 
 async def _run(
-    conn: Connection, work: Sequence[tuple[Any, Sequence[Any]]]
+    conn: Connection, work: Sequence[tuple[Any, Sequence[Any]]], commit: bool = False
 ) -> list[tuple[Any, ...]]:
-    rows: list[tuple[Any, ...]] = []
-    for sql, parameters in work:
-        cursor = await conn.execute(sql, parameters)
-        rows = await cursor.fetchall() if cursor.description is not None else []
-    return rows
+    """The statements (and the COMMIT) in one round trip (psycopg's pipeline mode); the last
+    statement's rows."""
+    if len(work) == 1 and not commit:
+        cursor = await conn.execute(*work[0])
+        return await cursor.fetchall() if cursor.description is not None else []
+    async with conn.pipeline():
+        cursors = [await conn.execute(sql, parameters) for sql, parameters in work]
+        if commit:
+            await conn.commit()
+    last = cursors[-1] if cursors else None
+    return await last.fetchall() if last is not None and last.description is not None else []
 
 
 def _retrieve(hop: asyncio.Future[Any]) -> None:

@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..errors import InvalidArgument
 from . import postgres_schema as _sql
 from .errors import StoreError
-from .postgres_inbox import Connection, PostgresBatch, PostgresTransaction
+from .postgres_inbox import Connection, Cursor, PostgresBatch, PostgresTransaction
 from .store import Commit, OutboxRow, SagaStatus, StoredSaga, TimerRow
 from .store_encoding import (
     DEFAULT_RETENTION,
@@ -172,10 +172,17 @@ class PostgresStore:
         return self._pool
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Connection]:
-        """A pooled connection in a transaction: committed on a clean exit, else rolled back."""
-        async with self._open_pool().connection() as conn, conn.transaction():
-            yield conn
+    async def _transaction(self, *, pipeline: bool = False) -> AsyncIterator[Connection]:
+        """A pooled connection in a transaction: committed on a clean exit, else rolled back.
+        ``pipeline``: statements are sent without waiting for their results (psycopg's pipeline
+        mode), so a transaction costs a round trip per result read, plus the COMMIT's."""
+        async with self._open_pool().connection() as conn:
+            if not pipeline:
+                async with conn.transaction():
+                    yield conn
+                return
+            async with conn.pipeline(), conn.transaction():
+                yield conn
 
     async def _fetch(self, sql: Any, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self._transaction() as conn:
@@ -195,25 +202,37 @@ class PostgresStore:
     ) -> list[OutboxRow]:
         batch = EncodedBatch(commits)  # here, while the caller's dicts cannot change
         try:
-            async with self._write_lock, self._transaction() as conn:
+            async with self._write_lock, self._transaction(pipeline=True) as conn:
                 await self._write_sagas(conn, batch)
-                return await self._write_rest(conn, batch, consumed)
+                outbox = await self._write_rest(conn, batch, consumed)
+            # The COMMIT went with the last statements, in one round trip; the ids came back.
+            if outbox is None:
+                return []
+            ids = sorted(row[0] for row in await outbox.fetchall())
         except psycopg.DataError as error:  # what text cannot hold (a NUL in a name, say)
             raise InvalidArgument(f"a commit PostgreSQL cannot keep ({_one_line(error)})") from None
+        return [
+            OutboxRow(id_, saga_id, message)
+            for id_, (saga_id, _), message in zip(ids, batch.outbox, batch.messages, strict=True)
+        ]
 
     @staticmethod
     async def _write_sagas(conn: Connection, batch: EncodedBatch) -> None:
-        """Status rows first: a refused batch draws no outbox id (ids stay as on SQLite)."""
+        """Status rows first, checked before anything else is sent: a refused batch draws no
+        outbox id (ids stay as on SQLite). One round trip, the BEGIN with it."""
+        inserting = updating = None
+        last = {row[5]: row for row in batch.updates}  # each update replaces every column
         if batch.inserts:
-            cursor = await conn.execute(_sql.INSERT_SAGAS, _columns(batch.inserts, 8))
-            inserted = {row[0] for row in await cursor.fetchall()}
+            inserting = await conn.execute(_sql.INSERT_SAGAS, _columns(batch.inserts, 8))
+        if last:
+            updating = await conn.execute(_sql.UPDATE_SAGAS, _columns(list(last.values()), 6))
+        if inserting is not None:
+            inserted = {row[0] for row in await inserting.fetchall()}
             for row in batch.inserts:
                 if row[0] not in inserted:
                     raise InvalidArgument(f"saga {row[0]!r}: started twice (it is already stored)")
-        if batch.updates:
-            last = {row[5]: row for row in batch.updates}  # each update replaces every column
-            cursor = await conn.execute(_sql.UPDATE_SAGAS, _columns(list(last.values()), 6))
-            updated = {row[0] for row in await cursor.fetchall()}
+        if updating is not None:
+            updated = {row[0] for row in await updating.fetchall()}
             for saga_id in last:
                 if saga_id not in updated:
                     raise InvalidArgument(f"saga {saga_id!r}: a commit for a saga never started")
@@ -221,13 +240,12 @@ class PostgresStore:
     @staticmethod
     async def _write_rest(
         conn: Connection, batch: EncodedBatch, consumed: Sequence[int]
-    ) -> list[OutboxRow]:
-        rows: list[OutboxRow] = []
+    ) -> Cursor | None:
+        """The rest of the batch, sent without waiting; the outbox insert's cursor, whose ids
+        are read once the transaction has committed."""
+        outbox = None
         if batch.outbox:
-            cursor = await conn.execute(_sql.INSERT_OUTBOX, _columns(batch.outbox, 2))
-            ids = sorted(row[0] for row in await cursor.fetchall())
-            for id_, (saga_id, _), message in zip(ids, batch.outbox, batch.messages, strict=True):
-                rows.append(OutboxRow(id_, saga_id, message))
+            outbox = await conn.execute(_sql.INSERT_OUTBOX, _columns(batch.outbox, 2))
         cancel = [saga_id for saga_id, timer in batch.timers.items() if timer is None]
         arm = [(t.saga_id, t.timer_id, float(t.due)) for t in batch.timers.values() if t]
         if cancel:
@@ -238,13 +256,13 @@ class PostgresStore:
             await conn.execute(_sql.APPEND, (batch.records,))
         if consumed:
             await conn.execute(_sql.CONSUME, (list(consumed),))
-        return rows
+        return outbox
 
     async def mark_sent(self, ids: Sequence[int], records: Sequence[tuple[Any, ...]] = ()) -> None:
         if not ids and not records:
             return
         encoded = encode_records(records) if records else None
-        async with self._write_lock, self._transaction() as conn:
+        async with self._write_lock, self._transaction(pipeline=True) as conn:
             if ids:
                 await conn.execute(_sql.SENT, (list(ids),))
             if encoded is not None:

@@ -49,7 +49,7 @@ CHANNEL: Final = "sagafsm_messages"
 SEND: Final = """
     WITH sent AS (
         INSERT INTO sagafsm_messages (dest, body)
-        SELECT dest, body FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(dest, body, ord)
+        SELECT dest, body FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY AS u(dest, body, ord)
         ORDER BY ord
         RETURNING dest)
     SELECT pg_notify('sagafsm_messages', dest) FROM (SELECT DISTINCT dest FROM sent) AS d"""
@@ -66,7 +66,7 @@ CLAIM: Final = """
 """SKIP LOCKED: a row another receiver is claiming right now is left to it, not waited for
 (and not handed out twice); the lease hides it from everyone until it runs out."""
 
-ACK: Final = "DELETE FROM sagafsm_messages WHERE id = ANY(%s::bigint[])"
+ACK: Final = "DELETE FROM sagafsm_messages WHERE id = ANY(%b::bigint[])"
 
 
 class PostgresTransport:
