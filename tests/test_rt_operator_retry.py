@@ -32,6 +32,7 @@ from sagafsm.runtime.crashpoints import CrashPointReached
 from sagafsm.runtime.host import ParticipantHost
 from sagafsm.runtime.memory_store import MemoryStore
 from sagafsm.runtime.participant import Participant, Refused
+from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.runtime import Runtime
 from sagafsm.runtime.sqlite_store import SqliteStore
 from sagafsm.runtime.transport import InProcessTransport
@@ -221,12 +222,16 @@ def _stores(tmp_path: Path) -> dict[str, Any]:
     return {"memory": MemoryStore(), "sqlite": SqliteStore(tmp_path / "trips.db")}
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgresql"])
 def test_a_parked_saga_retried_through_the_runtime_ends_failed_with_every_effect_undone_once(
-    kind: str, tmp_path: Path
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     async def main() -> tuple[list[Any], Any, Any]:
-        store, desks = _stores(tmp_path)[kind], Desks()
+        if kind == "postgresql":
+            store: Any = PostgresStore(request.getfixturevalue("pg_url"))
+        else:
+            store = _stores(tmp_path)[kind]
+        desks = Desks()
         async with Service(store, desks) as service:
             saga_id = await service.runtime.start(TRIP, {}, saga_id="t-1")
             waiting = asyncio.ensure_future(service.runtime.wait(saga_id))
