@@ -95,7 +95,7 @@ class Steps:
     """Each step's own lifecycle by index (None: every step follows the step lifecycle)."""
     lifecycle_names: tuple[str, ...] | None = None
     """The lifecycle name of ``step=None`` moves, then of each step's (transition coverage)."""
-    sent_by: tuple[str, str] = attrs.field(factory=lambda: (_SENT_BY[True], _SENT_BY[False]))
+    sent_by: tuple[str, str] = ("executing", "compensating")  # the step lifecycle's _SENT_BY
     """The state an action's effect needs its step to have entered, then a compensation's."""
     choreography: bool = False
     """Two choreography extensions: termination also asks every role that started to have
@@ -309,7 +309,7 @@ _ANNOUNCED = {
     False: frozenset({"compensated"}),
 }
 """Choreography: the role states in which a step's action (True) or compensation (False) was
-already announced by an event (the role states' values, :class:`~sagafsm.choreography.RoleState`)."""
+already announced by an event (values of :class:`~sagafsm.choreography.RoleState`)."""
 
 
 def _check_announced(fold: SagaFold, participant: str, step: str, what: str, state: str) -> None:

@@ -16,8 +16,8 @@ from sagafsm.choreography import (
     order_saga_as_written,
     path_of,
 )
-from sagafsm.errors import InvalidArgument
 from sagafsm.choreography.derive import EVENT_TRIES
+from sagafsm.errors import InvalidArgument
 from simulations.order_fulfillment import scenario as order_fulfillment
 from simulations.travel_booking import scenario as travel_booking
 

@@ -140,7 +140,7 @@ class EventBus:
         timer.callbacks.append(self._redeliver)
 
     def _redeliver(self, timer: simpy.Event) -> None:
-        message: EventMessage = timer.value
+        message: EventMessage = timer.value  # type: ignore[assignment]  # what _send put there
         key = (message.event.event_id, message.dest)
         if self._unacked.get(key) is not message:
             return  # acknowledged (or forgotten) since
@@ -150,4 +150,3 @@ class EventBus:
             return
         self._faults["event_redelivered"] += 1
         self._send(message.event, message.dest, message.attempt + 1)
-

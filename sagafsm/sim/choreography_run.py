@@ -391,7 +391,7 @@ def simulate_choreography(
     config: SimulationConfig,
     *,
     choreography: ChoreographyDefinition | None = None,
-    switches: Switches = Switches(),
+    switches: Switches | None = None,
     trace_path: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     observe: Callable[[Record], None] | None = None,
@@ -404,7 +404,7 @@ def simulate_choreography(
     choreography = choreography or choreography_of(scenario, definition)
     checker = StreamingChecker(definition, steps=choreography_steps(choreography))
     trace = Trace(trace_path, [] if observe is None else [observe], [checker.observe_block])
-    run = ChoreographyRun(scenario, config, trace, choreography, switches, progress)
+    run = ChoreographyRun(scenario, config, trace, choreography, switches or Switches(), progress)
     try:
         run.run()
     except InvalidConfig:

@@ -186,7 +186,7 @@ class Network:
         event.callbacks.append(self._arrive)
 
     def _arrive(self, event: simpy.Event) -> None:
-        message: Carried = event.value
+        message: Carried = event.value  # type: ignore[assignment]  # what _schedule put there
         # A message already on the wire still arrives if its sender crashed meanwhile; not if
         # its receiver is down, or its sender is cut off by a partition.
         reason = self._down.get(message.dest)
