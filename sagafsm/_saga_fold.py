@@ -100,7 +100,10 @@ class Steps:
     choreography: bool = False
     """Two choreography extensions: termination also asks every role that started to have
     finished (quiescence), and ``effect-before-event`` asks each effect to be recorded before
-    its role announced it."""
+    its role announced it (:attr:`announced`)."""
+    announced: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+    """Choreography: the role states in which a step's action, then its compensation, was
+    already announced by an event (an effect recorded in one came after the event)."""
     undo_before: frozenset[tuple[str, str]] | None = None
     """(first, then) step pairs the table orders: ``then``'s compensation runs only after
     ``first``'s. None: the reverse step order, as orchestration implies."""
@@ -210,7 +213,7 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
     names = steps.lifecycle_names or (_SAGA, *[_STEP] * len(steps.names))
     sent_action, sent_compensation = steps.sent_by
     bit = {sent_action: 0, sent_compensation: 1}
-    announced = _ANNOUNCED if steps.choreography else None
+    announced = steps.announced if steps.choreography else None
 
     def start(fold: SagaFold, record: Fields) -> None:
         fold.starts += 1
@@ -243,8 +246,11 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
             fold.read_only_ledger.setdefault(step, []).append(what)
         needed = sent_action if what in _FORWARD else sent_compensation
         at = index.get(step)
-        if announced is not None and at is not None:
-            _check_announced(fold, participant, step, what, fold.step_states[at])
+        if announced is not None and at is not None and what != _E.ACTION_BLOCKED:
+            # a late action stopped by its tombstone has nothing to announce
+            state = fold.step_states[at]
+            if state in announced[0 if what in _FORWARD else 1]:
+                _announced_first(fold, participant, step, what, state)
         if at is not None:
             entered = fold.entered >> (2 * at + bit[needed]) & 1
         else:
@@ -304,28 +310,17 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
     }
 
 
-_ANNOUNCED = {
-    True: frozenset({"done", "failed", "finished"}),
-    False: frozenset({"compensated"}),
-}
-"""Choreography: the role states in which a step's action (True) or compensation (False) was
-already announced by an event (values of :class:`~sagafsm.choreography.RoleState`)."""
-
-
-def _check_announced(fold: SagaFold, participant: str, step: str, what: str, state: str) -> None:
+def _announced_first(fold: SagaFold, participant: str, step: str, what: str, state: str) -> None:
     """effect-before-event: a participant records its effect, then emits the event saying so."""
-    if what == _E.ACTION_BLOCKED:
-        return  # a late action stopped by its tombstone: nothing to announce
-    if state in _ANNOUNCED[what in _FORWARD]:
-        if fold.moves_found is None:
-            fold.moves_found = []
-        fold.moves_found.append(
-            (
-                "effect-before-event",
-                f"participant {participant!r} recorded {what} for step {step!r} after its "
-                f"role had announced it (the role was already {state!r})",
-            )
+    if fold.moves_found is None:
+        fold.moves_found = []
+    fold.moves_found.append(
+        (
+            "effect-before-event",
+            f"participant {participant!r} recorded {what} for step {step!r} after its "
+            f"role had announced it (the role was already {state!r})",
         )
+    )
 
 
 def _bad_move(

@@ -56,5 +56,9 @@ def choreography_steps(
         lifecycle_names=(outcome.name, *(role.name for role in roles)),
         sent_by=(RoleState.ACTING.value, RoleState.COMPENSATING.value),
         choreography=True,
+        announced=(
+            frozenset(s.value for s in (RoleState.DONE, RoleState.FAILED, RoleState.FINISHED)),
+            frozenset({RoleState.COMPENSATED.value}),
+        ),
         undo_before=undo_order(definition),
     )

@@ -32,7 +32,6 @@ from ..choreography import choreography_from, project
 from ..choreography.checking import choreography_steps
 from ..choreography.projection import Role
 from ..choreography.table import ChoreographyDefinition
-from ..commands import action_key, compensation_key
 from ..definition import RetryPolicy, SagaDefinition
 from ..errors import InvalidConfig
 from ..lifecycle import SagaState
@@ -257,14 +256,11 @@ class ChoreographyRun:
     def _evict(self, event: simpy.Event) -> None:
         saga_id = str(event.value)
         del self.records[saga_id]
-        for host in self.hosts.values():
-            host.forget(saga_id)
+        for name, host in self.hosts.items():
+            keys = host.forget(saga_id)
+            if name in self.participants:
+                self.participants[name].forget(keys)
         self.bus.forget(saga_id)
-        for name, participant in self.participants.items():
-            steps = [s for s in self.choreography.steps if s.participant == name]
-            keys = [action_key(saga_id, s.name, g) for s in steps for g in range(50)]
-            keys += [compensation_key(saga_id, s.name) for s in steps]
-            participant.forget(keys)
         self.trace.record(self.env.now, "forget", saga_id)
 
     def arrivals(self) -> Any:
