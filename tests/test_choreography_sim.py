@@ -232,3 +232,25 @@ def test_a_choreography_mutant_run_exits_one(capsys: pytest.CaptureFixture[str])
     args = ["simulate", "order_fulfillment", "--style", "choreography", "--sagas", "200",
             "--step-failure-rate", "0.1", "--mutant", "tutorial-choreography"]  # fmt: skip
     assert main(args) == 1
+
+
+def test_explore_shrinks_the_no_deadline_mutant_to_one_hung_action() -> None:
+    """explore runs a choreography mutant choreographed: one saga, one action that never
+    answers, one try; the saved plan says style = choreography."""
+    from sagafsm.sim.explore import search
+
+    found = search(load_scenario("order_fulfillment"), MUTANTS["no-deadline"], max_examples=200)
+    assert found is not None and found.sagas == 1 and found.faults == 1
+    assert found.data["style"] == "choreography"
+    assert found.data["faults"]["targeted"][0]["fault"] == "hang"
+    assert {v.property for v in found.violations} == {"termination"}
+
+
+def test_exhaustive_exploration_of_the_correct_choreography_finds_nothing() -> None:
+    """Every placement of one fault on one choreographed saga: no violation."""
+    from sagafsm.sim.explore import exhaustive
+
+    report = exhaustive(
+        load_scenario("order_fulfillment"), sagas=1, pairs=False, style="choreography"
+    )
+    assert report.single > 100 and report.violating == 0
