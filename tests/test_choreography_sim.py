@@ -254,3 +254,11 @@ def test_exhaustive_exploration_of_the_correct_choreography_finds_nothing() -> N
         load_scenario("order_fulfillment"), sagas=1, pairs=False, style="choreography"
     )
     assert report.single > 100 and report.violating == 0
+
+
+def test_the_text_report_says_the_run_was_choreographed(capsys: pytest.CaptureFixture[str]) -> None:
+    """The header and the orchestrator line say there was no orchestrator."""
+    assert main(["simulate", "order_fulfillment", "--sagas", "50", "--style", "choreography"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(", choreographed")
+    assert "orchestrator        none: choreographed" in out
