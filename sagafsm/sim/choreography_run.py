@@ -289,13 +289,14 @@ class ChoreographyRun:
         self.faults[f"participant_{kind}_window"] += 1
         self.network.set_down(name, f"participant_{kind}")
         self.trace.record(self.env.now, "crash", None, name)
-        self.down_windows.append([f"participant_{kind}", name, self.env.now, None])
+        window = [f"participant_{kind}", name, self.env.now, None]
+        self.down_windows.append(window)
         if kind == "crash" and name in self.participants:
             self.participants[name].crash()
         yield self.env.timeout(end - start)
         self.network.set_down(name, None)
         self.trace.record(self.env.now, "restart", None, name, 0)
-        self.down_windows[-1][3] = self.env.now
+        window[3] = self.env.now
 
     def _termination_bound(self, event: simpy.Event) -> None:
         if not self.done.triggered:
