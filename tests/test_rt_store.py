@@ -79,6 +79,7 @@ async def observe(store: AnyStore) -> dict[str, Any]:
         "timers": await store.timers(),
         "sagas": await store.sagas(),
         "trace": await store.trace(),
+        "retry_requests": await store.retry_requests(),
     }
 
 

@@ -1,7 +1,7 @@
 """Both stores implement one semantics: a random sequence of operations (commits, sends, trace
-appends, participant transactions that commit or fail, prunes, resolves, boots, restarts) gives
-the same answers and the same observable state on MemoryStore and SqliteStore, after every
-operation.
+appends, participant transactions that commit or fail, prunes, resolves, retry requests, boots,
+restarts) gives the same answers and the same observable state on MemoryStore and SqliteStore,
+after every operation.
 
 The comparison is checked against a broken memory store too, so that it can fail.
 """
@@ -69,6 +69,8 @@ def commits(draw: st.DrawFn) -> tuple[Commit, str]:
         records=draw(records),
         started=draw(st.booleans()),
         now=draw(times),
+        parked=draw(st.none() | data) if finished else None,
+        retried=draw(st.booleans()),
     ), draw(st.sampled_from(["auto", "auto", "auto", "as drawn"]))
 
 
@@ -96,6 +98,9 @@ operations = st.one_of(
     ),
     st.tuples(st.just("prune"), times),
     st.tuples(st.just("resolve"), st.sampled_from(SAGAS), st.sampled_from(["fixed", "x"]), records),
+    st.tuples(
+        st.just("request_retry"), st.sampled_from(SAGAS), st.sampled_from(["back", ""]), times
+    ),
     st.tuples(st.just("boot")),
     st.tuples(st.just("reopen")),
     st.tuples(st.just("sagas"), st.frozensets(st.sampled_from(["running", "succeeded"]))),
@@ -130,6 +135,8 @@ async def apply(store: AnyStore, operation: tuple[Any, ...]) -> Any:
         return await store.sagas(*args)
     if kind == "resolve":
         return await store.resolve(*args)
+    if kind == "request_retry":
+        return await store.request_retry(*args)
     assert kind == "participant"
     participant, key, entry, ledger, fails = args
     seen: list[Any] = []
@@ -220,3 +227,34 @@ def test_the_comparison_catches_a_store_that_keeps_a_finished_sagas_timer() -> N
     ]  # fmt: skip
     assert on_memory(ops) == on_sqlite(ops)
     assert on_memory(ops, KeepsTimersOfFinishedSagas) != on_sqlite(ops)
+
+
+class KeepsAppliedRetryRequests(MemoryStore):
+    """Broken: the commit that applies a retry request leaves the request behind."""
+
+    async def commit(self, commits: Sequence[Commit], consumed: Sequence[int] = ()) -> Any:
+        waiting = dict(self._requests)
+        rows = await super().commit(commits, consumed)
+        self._requests.update(waiting)
+        return rows
+
+
+def test_the_comparison_catches_a_store_that_keeps_an_applied_retry_request() -> None:
+    """Parked, retried, parked again: a request left behind would retry it with nobody asking."""
+
+    def move(state: str, **fields: Any) -> tuple[Any, ...]:
+        return (
+            "commit",
+            [(Commit(saga_id="s0", definition="d", state=state, **fields), "auto")],
+            [],
+        )
+
+    ops: list[tuple[Any, ...]] = [
+        move("running", snapshot={}),
+        move("operator_required", snapshot=None, parked={"at": 1}),
+        ("request_retry", "s0", "back", 2.0),
+        move("compensating", snapshot={}, retried=True),
+        move("operator_required", snapshot=None, parked={"at": 2}),
+    ]
+    assert on_memory(ops) == on_sqlite(ops)
+    assert on_memory(ops, KeepsAppliedRetryRequests) != on_sqlite(ops)
