@@ -84,12 +84,35 @@ STRAGGLERS = frozenset({"send", "deliver", "drop", "duplicate", "delay", "ignore
 
 @attrs.frozen
 class Steps:
-    """What the checks need of a definition, worked out once per definition, not per saga."""
+    """What the checks need of a definition, worked out once per definition, not per saga.
+
+    The lifecycle fields default to the orchestration lifecycles; a choreography's checks
+    (:func:`sagafsm.choreography.checking.choreography_steps`) put each role's own table there
+    and switch on the two choreography extensions (see :attr:`choreography`).
+    """
 
     names: tuple[str, ...]
     index: dict[str, int]
     read_only: frozenset[str]
     pivot: str | None
+    saga_table: _Table = attrs.field(factory=lambda: _SAGA_TABLE)
+    """The lifecycle of ``step=None`` transition records (the saga's, or the initiator's)."""
+    step_tables: tuple[_Table, ...] | None = None
+    """Each step's own lifecycle by index (None: every step follows the step lifecycle)."""
+    lifecycle_names: tuple[str, ...] | None = None
+    """The lifecycle name of ``step=None`` moves, then of each step's (transition coverage)."""
+    sent_by: tuple[str, str] = ("executing", "compensating")  # the step lifecycle's _SENT_BY
+    """The state an action's effect needs its step to have entered, then a compensation's."""
+    choreography: bool = False
+    """Two choreography extensions: termination also asks every role that started to have
+    finished (quiescence), and ``effect-before-event`` asks each effect to be recorded before
+    its role announced it (:attr:`announced`)."""
+    announced: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+    """Choreography: the role states in which a step's action, then its compensation, was
+    already announced by an event (an effect recorded in one came after the event)."""
+    undo_before: frozenset[tuple[str, str]] | None = None
+    """(first, then) step pairs the table orders: ``then``'s compensation runs only after
+    ``first``'s. None: the reverse step order, as orchestration implies."""
 
     @classmethod
     def of(cls, definition: SagaDefinition) -> Steps:
@@ -103,7 +126,14 @@ class Steps:
 
     def new_fold(self) -> SagaFold:
         """An empty fold for one saga of this definition."""
-        return SagaFold([_STEP_TABLE.initial] * len(self.names), _SAGA_TABLE.initial)
+        if self.step_tables is None:
+            initial = [_STEP_TABLE.initial] * len(self.names)
+        else:
+            initial = [table.initial for table in self.step_tables]
+        return SagaFold(initial, self.saga_table.initial)
+
+    def step_table(self, at: int) -> _Table:
+        return _STEP_TABLE if self.step_tables is None else self.step_tables[at]
 
 
 _SENT_BY = {
@@ -188,8 +218,13 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
     committed transition seen, as ``(lifecycle, source, trigger, dest)`` (transition coverage)."""
     read_only, index = steps.read_only, steps.index
     add_move = moves.add
-    saga_table, step_table = _SAGA_TABLE, _STEP_TABLE
+    saga_table = steps.saga_table
     step_initial = _STEP_TABLE.initial
+    tables = [steps.step_table(at) for at in range(len(steps.names))]
+    names = steps.lifecycle_names or (_SAGA, *[_STEP] * len(steps.names))
+    sent_action, sent_compensation = steps.sent_by
+    bit = {sent_action: 0, sent_compensation: 1}
+    announced = steps.announced if steps.choreography else None
 
     def start(fold: SagaFold, record: Fields) -> None:
         fold.starts += 1
@@ -220,10 +255,15 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
             if fold.read_only_ledger is None:
                 fold.read_only_ledger = {}
             fold.read_only_ledger.setdefault(step, []).append(what)
-        needed = _SENT_BY[what in _FORWARD]
+        needed = sent_action if what in _FORWARD else sent_compensation
         at = index.get(step)
+        if announced is not None and at is not None and what != _E.ACTION_BLOCKED:
+            # a late action stopped by its tombstone has nothing to announce
+            state = fold.step_states[at]
+            if state in announced[0 if what in _FORWARD else 1]:
+                _announced_first(fold, participant, step, what, state)
         if at is not None:
-            entered = fold.entered >> (2 * at + _BIT[needed]) & 1
+            entered = fold.entered >> (2 * at + bit[needed]) & 1
         else:
             entered = (step, needed) in (fold.entered_elsewhere or ())
         if not entered:
@@ -242,7 +282,9 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
         if len(record) != _TRANSITION_ARITY:
             as_record(record)
         _, _, _, step, trigger, source, dest = record
-        table = saga_table if step is None else step_table
+        at = None if step is None else index.get(step)
+        # a step of the definition has its own table; the saga, or another step, the default
+        table = tables[at] if at is not None else saga_table if step is None else _STEP_TABLE
         if (trigger, source, dest) in table.operator and fold.granted:
             fold.granted -= 1
             rows = table.operator
@@ -251,25 +293,24 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
             rows = table.rows
         if step is None:
             now = fold.saga_state
-            add_move((_SAGA, source, trigger, dest))
+            add_move((names[0], source, trigger, dest))
             fold.saga_state = dest
+        elif at is not None:
+            add_move((names[at + 1], source, trigger, dest))
+            now = fold.step_states[at]
+            fold.step_states[at] = dest
+            if dest in bit:
+                fold.entered |= 1 << (2 * at + bit[dest])
         else:
             add_move((_STEP, source, trigger, dest))
-            at = index.get(step)
-            if at is not None:
-                now = fold.step_states[at]
-                fold.step_states[at] = dest
-                if dest in _BIT:
-                    fold.entered |= 1 << (2 * at + _BIT[dest])
-            else:
-                others = fold.other_states = fold.other_states or {}
-                now = others.get(step, step_initial)
-                others[step] = dest
-                if dest in _BIT:
-                    elsewhere = fold.entered_elsewhere = fold.entered_elsewhere or set()
-                    elsewhere.add((step, dest))
+            others = fold.other_states = fold.other_states or {}
+            now = others.get(step, step_initial)
+            others[step] = dest
+            if dest in _BIT:
+                elsewhere = fold.entered_elsewhere = fold.entered_elsewhere or set()
+                elsewhere.add((step, dest))
         if source != now or (trigger, source, dest) not in rows:
-            _bad_move(fold, step, trigger, source, dest, now, rows)
+            _bad_move(fold, step, trigger, source, dest, now, rows, table)
 
     def send(fold: SagaFold, record: Fields) -> None:
         if record[_SEND_TYPE] != _COMPENSATE:
@@ -292,6 +333,19 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
     }
 
 
+def _announced_first(fold: SagaFold, participant: str, step: str, what: str, state: str) -> None:
+    """effect-before-event: a participant records its effect, then emits the event saying so."""
+    if fold.moves_found is None:
+        fold.moves_found = []
+    fold.moves_found.append(
+        (
+            "effect-before-event",
+            f"participant {participant!r} recorded {what} for step {step!r} after its "
+            f"role had announced it (the role was already {state!r})",
+        )
+    )
+
+
 def _bad_move(
     fold: SagaFold,
     step: str | None,
@@ -300,9 +354,10 @@ def _bad_move(
     dest: str,
     now: str,
     rows: frozenset[tuple[str, str, str]],
+    table: _Table,
 ) -> None:
-    """Record why a committed move breaks declared-transitions (it may break it twice)."""
-    table = _SAGA_TABLE if step is None else _STEP_TABLE
+    """Record why a committed move breaks declared-transitions (it may break it twice), by
+    ``table``, the lifecycle the move belongs to (``rows``: the rows it was judged by)."""
     where = "the saga" if step is None else f"step {step!r}"
     if fold.moves_found is None:
         fold.moves_found = []
@@ -345,8 +400,10 @@ def findings(fold: SagaFold, steps: Steps) -> list[Finding]:
     final = finishes[-1] if finishes else None
     if final is None:
         found.append(("termination", "the saga never reached a final state"))
-    elif final not in _SAGA_TABLE.final:
+    elif final not in steps.saga_table.final:
         found.append(("termination", f"the saga finished in {final!r}, not a final state"))
+    if steps.choreography:
+        found += _check_quiescence(fold, steps)
     found += _check_ledger(fold, steps, final)
     for step, times in (fold.refused or {}).items():
         found.append(
@@ -401,15 +458,38 @@ def _check_ledger(fold: SagaFold, steps: Steps, final: str | None) -> Iterator[F
                 "compensated-exactly-once",
                 f"step {step!r} was compensated but its action never took effect",
             )
-    positions = [steps.index[step] for step in order if step in steps.index]
-    if positions != sorted(positions, reverse=True):
-        yield "reverse-order", f"steps were compensated in the order {order}"
+    if steps.undo_before is None:
+        positions = [steps.index[step] for step in order if step in steps.index]
+        if positions != sorted(positions, reverse=True):
+            yield "reverse-order", f"steps were compensated in the order {order}"
+    else:
+        at = {step: i for i, step in enumerate(order)}
+        broken = [(a, b) for a, b in steps.undo_before if a in at and b in at and at[b] < at[a]]
+        if broken:
+            first, then = sorted(broken)[0]
+            yield (
+                "reverse-order",
+                f"steps were compensated in the order {order}: the table undoes {then!r} "
+                f"only after {first!r}",
+            )
     pivot = steps.pivot
     if pivot is not None and counts.get((pivot, _E.ACTION), 0):
         if order:
             yield "pivot-rule", f"the pivot {pivot!r} took effect, yet {order} were compensated"
         if final == _FAILED:
             yield "pivot-rule", f"the pivot {pivot!r} took effect, yet the saga failed"
+
+
+def _check_quiescence(fold: SagaFold, steps: Steps) -> Iterator[Finding]:
+    """Choreography: no orchestrator says a saga is over, so once nothing more can happen to it
+    every role that started must stand in a final state (one that never started holds nothing)."""
+    for at, step in enumerate(steps.names):
+        table, state = steps.step_table(at), fold.step_states[at]
+        if state != table.initial and state not in table.final:
+            yield (
+                "termination",
+                f"the role of step {step!r} stopped in {state!r}, not a final state",
+            )
 
 
 def _check_read_only(fold: SagaFold, steps: Steps) -> Iterator[Finding]:

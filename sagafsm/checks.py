@@ -56,6 +56,8 @@ PROPERTIES: dict[str, str] = {
     "outbox-rule": "a participant acts only on a committed decision: each effect comes after "
     "its step's committed move into executing (an action) or compensating (a compensation)",
     "domain-invariants": "the scenario's totals (stock, money...) balance once every saga ended",
+    "effect-before-event": "choreography: a participant records its action's or compensation's "
+    "effect before it emits the event that announces it",
 }
 
 
@@ -102,9 +104,12 @@ def _violations(fold: SagaFold, saga_id: str, steps: Steps) -> list[Violation]:
     return [Violation(saga_id=saga_id, property=p, detail=d, history=lines) for p, d in found]
 
 
-def check_history(records: Iterable[Record], definition: SagaDefinition) -> list[Violation]:
-    """Check a whole run's records (typed or plain; e.g. read back from a trace file) at once."""
-    checker = StreamingChecker(definition)
+def check_history(
+    records: Iterable[Record], definition: SagaDefinition, *, steps: Steps | None = None
+) -> list[Violation]:
+    """Check a whole run's records (typed or plain; e.g. read back from a trace file) at once.
+    ``steps``: see :class:`StreamingChecker`."""
+    checker = StreamingChecker(definition, steps=steps)
     checker.observe_block(records)
     return checker.finish()
 
@@ -125,6 +130,7 @@ class StreamingChecker:
         *,
         max_reported: int = 1000,
         on_checked: Callable[[list[Record]], None] | None = None,
+        steps: Steps | None = None,
     ) -> None:
         self.definition = definition
         self.max_reported = max_reported
@@ -134,7 +140,9 @@ class StreamingChecker:
         self.moves: set[tuple[str, str, str, str]] = set()
         """Every committed transition seen, as ``(lifecycle, source, trigger, dest)``: what
         transition coverage reads."""
-        self._steps = Steps.of(definition)
+        self._steps = Steps.of(definition) if steps is None else steps
+        """What the checks read of the saga: ``steps`` when given (a choreography's roles, see
+        :func:`sagafsm.choreography.checking.choreography_steps`), else ``definition``'s."""
         self._folders = folders(self._steps, self.moves)
         self._open: dict[str, SagaFold] = {}
         self.violations: list[Violation] = []

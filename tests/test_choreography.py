@@ -16,6 +16,7 @@ from sagafsm.choreography import (
     order_saga_as_written,
     path_of,
 )
+from sagafsm.choreography.derive import EVENT_TRIES
 from sagafsm.errors import InvalidArgument
 from simulations.order_fulfillment import scenario as order_fulfillment
 from simulations.travel_booking import scenario as travel_booking
@@ -167,8 +168,8 @@ def test_a_derived_pivot_stops_compensation_and_retriable_steps_cannot_fail() ->
 
 
 def test_derived_deadlines_cover_the_rest_of_the_saga() -> None:
-    """Each deadline is the longest the orchestrator could wait for the later steps; an explicit
-    deadline overrides them all."""
+    """Each deadline is the longest the orchestrator could wait for the later steps, plus
+    EVENT_TRIES deliveries of every event up to the outcome; an explicit deadline overrides them."""
     definition = (
         SagaBuilder("s", timeout=1.0)
         .step("a", participant="p", action="x", compensation="u")
@@ -177,9 +178,11 @@ def test_derived_deadlines_cover_the_rest_of_the_saga() -> None:
     )
     saga = choreography_from(definition)
     # b: 3 tries of 1s with 0.05 + 0.1 backoff; its compensation 5 tries with 0.05..0.4 backoff
-    assert saga.step("a").deadline == pytest.approx(3.15 + 5.75)
-    assert saga.step("b").deadline == 1.0  # nothing after it: its own timeout
-    assert saga.deadline == pytest.approx(2 * (3.15 + 5.75))
+    hop = EVENT_TRIES * 1.0  # each event's deliveries, one per shortest step timeout
+    # a: a's success, b's success, the outcome; b: b's success, the outcome
+    assert saga.step("a").deadline == pytest.approx(3.15 + 5.75 + 3 * hop)
+    assert saga.step("b").deadline == pytest.approx(2 * hop)
+    assert saga.deadline == pytest.approx(2 * (3.15 + 5.75) + 4 * hop)
     fixed = choreography_from(definition, deadline=2.0, initiator="shop")
     assert {s.deadline for s in fixed.steps} == {2.0} and fixed.initiator == "shop"
 

@@ -17,8 +17,11 @@ What each step becomes:
   ``<Saga>Started``.
 
 Each compensatable step's deadline (unless ``deadline`` is given) is the longest the orchestrator
-could take for the rest of the saga: every later step's tries (timeouts and backoffs), then every
-later compensation's. The initiator's covers the whole saga.
+could take for the rest of the saga (every later step's tries, timeouts and backoffs, then every
+later compensation's), plus the time the events on the way may take: from the step's own success
+event to the outcome event that reaches it, each event is allowed :data:`EVENT_TRIES` deliveries,
+one every shortest step timeout (what the simulator's event bus does when an event or its
+acknowledgement is lost). The initiator's covers the whole saga.
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ from .table import (
     check_deadline,
 )
 
-__all__ = ["choreography_from"]
+__all__ = ["EVENT_TRIES", "choreography_from"]
+
+EVENT_TRIES = 6
+"""Deliveries of one event a derived deadline allows for (the event, or its acknowledgement, may
+be lost: the emitter publishes it again after the shortest step timeout)."""
 
 
 def _camel(name: str) -> str:
@@ -94,10 +101,13 @@ def choreography_from(
     undone = [names(stem, "Compensated") for stem in stems]
     completed, failed = names(saga, "Completed"), names(saga, "Failed")
     worst = [_worst(s) for s in definition.steps]
+    hop = EVENT_TRIES * min(s.timeout for s in definition.steps)
+    count = len(definition.steps)
 
     steps = []
     for i, step in enumerate(definition.steps):
-        rest = sum(worst[i + 1 :])
+        # the later steps' worst, and every event from this step's success to its outcome
+        rest = sum(worst[i + 1 :]) + (count - i + 1) * hop
         steps.append(
             ChoreographyStep(
                 name=step.name,
@@ -108,7 +118,7 @@ def choreography_from(
                 failure=failure[i],
                 compensation=step.compensation,
                 kind=step.kind,
-                deadline=fixed if fixed is not None else max(rest, step.timeout),
+                deadline=fixed if fixed is not None else rest,
             )
         )
     compensatable = [i for i, s in enumerate(definition.steps) if s.kind.compensable]
@@ -137,5 +147,5 @@ def choreography_from(
         steps=steps,
         compensations=compensations,
         outcomes=outcomes,
-        deadline=fixed if fixed is not None else sum(worst),
+        deadline=fixed if fixed is not None else sum(worst) + (count + 2) * hop,
     )

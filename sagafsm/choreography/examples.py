@@ -16,9 +16,9 @@ names each of these; :meth:`~sagafsm.choreography.ChoreographyBuilder.build` ref
 from __future__ import annotations
 
 from .builder import ChoreographyBuilder
-from .table import ChoreographyDefinition
+from .table import ChoreographyDefinition, unchecked_definition
 
-__all__ = ["order_saga", "order_saga_as_written"]
+__all__ = ["order_saga", "order_saga_as_written", "order_saga_as_written_unchecked"]
 
 
 def _forward(builder: ChoreographyBuilder) -> ChoreographyBuilder:
@@ -65,6 +65,16 @@ def order_saga_as_written() -> ChoreographyBuilder:
         # on ShipmentFailed: refund and release, side by side; the order is never failed
         .compensate("process_payment", on="ShipmentFailed", emits="PaymentRefunded")
         .compensate("reserve_inventory", on="ShipmentFailed", emits="InventoryReleased")
+    )
+
+
+def order_saga_as_written_unchecked() -> ChoreographyDefinition:
+    """**For the ``tutorial-choreography`` mutant only**: the notes' table as a definition that
+    skipped validation (:func:`~sagafsm.choreography.table.unchecked_definition`), so the
+    simulator can run it and the checkers show what goes wrong."""
+    draft = order_saga_as_written()._draft()
+    return unchecked_definition(
+        draft.name, draft.initiator, draft.start, draft.steps, draft.compensations, draft.outcomes
     )
 
 

@@ -90,9 +90,12 @@ class Role:
     """The step, or None for the initiator's outcome role."""
     spec: LifecycleSpec[enum.Enum]
     deadline: float | None
-    """How long the role may stay in a state of ``deadline_states`` before ``deadline passed``."""
+    """How long the role may stay done before ``deadline passed`` (waiting for the outcome or
+    for the event that starts its compensation)."""
     deadline_states: frozenset[enum.Enum]
-    """The states with a ``deadline passed`` row: the role holds a timer while in one."""
+    """The states with a ``deadline passed`` row: the role holds a timer while in one (in
+    ``acting``, the timer is its action's tries: when they run out with no answer, the action may
+    have landed, and the role compensates it)."""
     machine: LifecycleMachine = attrs.field(eq=False, repr=False)
 
     @property
@@ -172,8 +175,12 @@ def _step_role(definition: ChoreographyDefinition, step: ChoreographyStep) -> Ro
             # a compensation that overtakes its action runs as a no-op and leaves a tombstone
             rows += _rows(event, (_R.DONE, _R.WAITING), _R.COMPENSATING)
         rows.append(Transition(DEADLINE_PASSED, _R.DONE, _R.COMPENSATING))
+        # its action's tries ran out with no answer: it may have landed, so it is undone
+        rows.append(Transition(DEADLINE_PASSED, _R.ACTING, _R.COMPENSATING))
+        # the saga failed while its effect stood (a deadline elsewhere started the undoing)
+        rows += [Transition(event, _R.DONE, _R.COMPENSATING) for event in failed]
         rows.append(Transition(compensation.emits, _R.COMPENSATING, _R.COMPENSATED))
-        deadline_states = frozenset({_R.DONE})
+        deadline_states = frozenset({_R.DONE, _R.ACTING})
     # a read-only step finishes whatever the outcome; a landed effect that can be undone, the
     # pivot and retriable steps only by completion (after them, the saga cannot fail)
     ends = outcomes if step.kind is StepKind.READ_ONLY else completed
@@ -195,6 +202,13 @@ def _step_role(definition: ChoreographyDefinition, step: ChoreographyStep) -> Ro
         )
     for event in outcomes:
         ignored += _ignore(rows, event, _ROLE_TERMINAL, "the role already ended")
+    for event in failed:
+        ignored += _ignore(
+            rows,
+            event,
+            (_R.ACTING, _R.COMPENSATING),
+            "it finishes what it is doing first (what lands is undone by its own deadline)",
+        )
     used = {t.dest for t in rows}
     spec: LifecycleSpec[enum.Enum] = LifecycleSpec(
         name=f"{step.participant}/{step.name}",

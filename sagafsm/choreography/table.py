@@ -21,6 +21,8 @@ Rules for this module:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -273,6 +275,8 @@ class ChoreographyDefinition:
 
         check_fields(self.name, self.initiator, self.start)
         object.__setattr__(self, "deadline", check_deadline(self.deadline, "the initiator"))
+        if _UNCHECKED.get():
+            return  # a broken table on purpose, for a mutant (see unchecked_definition)
         found = problems(self)
         if found:
             raise found[0]
@@ -309,3 +313,45 @@ def check_fields(name: Any, initiator: Any, start: Any) -> None:
     check_text(name, "choreography name")
     check_text(initiator, f"choreography {name!r}: initiator")
     check_event(start, f"choreography {name!r}: start")
+
+
+_UNCHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("unchecked", default=False)
+
+
+def unchecked_definition(
+    name: str,
+    initiator: str,
+    start: str,
+    steps: Iterable[ChoreographyStep],
+    compensations: Iterable[CompensationReaction],
+    outcomes: Iterable[OutcomeReaction],
+) -> ChoreographyDefinition:
+    """**For mutants only** (``sagafsm selfcheck``, ``--mutant``): a definition made *without*
+    the table rules, so that a table validation refuses (the user's notes, as written) can run and
+    be caught by the checkers. Each value still checks its own fields. Two compensations of one
+    step (the notes release the inventory on two events) become one, on both events. Never use it
+    for a saga of your own: :class:`ChoreographyBuilder` refuses such a table for good reasons."""
+    merged: dict[str, CompensationReaction] = {}
+    for reaction in compensations:
+        known = merged.get(reaction.step)
+        if known is not None:
+            reaction = attrs.evolve(known, on=(*known.on, *reaction.on))
+        merged[reaction.step] = reaction
+    with _unchecked():
+        return ChoreographyDefinition(
+            name=name,
+            initiator=initiator,
+            start=start,
+            steps=tuple(steps),
+            compensations=tuple(merged.values()),
+            outcomes=tuple(outcomes),
+        )
+
+
+@contextlib.contextmanager
+def _unchecked() -> Iterator[None]:
+    token = _UNCHECKED.set(True)
+    try:
+        yield
+    finally:
+        _UNCHECKED.reset(token)

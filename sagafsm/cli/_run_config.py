@@ -33,6 +33,7 @@ _FLAG_KEYS = {
     "timeout": "step_timeout",
     "crash_orchestrator": "faults.orchestrator_crash_rate",
     "crash_downtime": "faults.orchestrator_downtime",
+    "style": "style",
 }
 
 
@@ -95,6 +96,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--crash-downtime",
         metavar="DIST",
         help="how long the orchestrator stays down (default const:0.5)",
+    )
+    parser.add_argument(
+        "--style",
+        choices=("orchestration", "choreography"),
+        help="run the saga orchestrated (default) or choreographed: the scenario's declared "
+        "choreography, or the one derived from its steps (no orchestrator: orchestrator "
+        "crashes do not apply)",
     )
     parser.add_argument(
         "--mutant",

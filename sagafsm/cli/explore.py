@@ -63,6 +63,12 @@ def register(subparsers: Any) -> None:
         help="stop after this much wall time: the search returns the smallest violating plan "
         "found so far (maybe not fully shrunk), exhaustive the placements run so far",
     )
+    parser.add_argument(
+        "--style",
+        choices=("orchestration", "choreography"),
+        help="explore the saga orchestrated (default) or choreographed (a choreography mutant "
+        "always runs choreographed)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the search's own seed")
     parser.add_argument(
         "--output",
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             coverage=coverage,
             scenario_ref=args.scenario,
             max_seconds=budget,
+            style=args.style,
             progress=(lambda d, t: print(f"\r{d}/{t} plans", end="", file=sys.stderr))
             if tty
             else None,
@@ -160,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             coverage=coverage,
             scenario_ref=args.scenario,
             max_seconds=budget,
+            style=args.style,
         )
         report.update(mode="search", max_examples=args.max_examples, time_budget=budget)
         if found is None:

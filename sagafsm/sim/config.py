@@ -174,6 +174,9 @@ class SimulationConfig:
     """The scenario this configuration was written for (``sagafsm simulate`` may omit it then)."""
     mutant: str | None = None
     """Run this deliberately broken variant (saved counterexamples name theirs)."""
+    style: Literal["orchestration", "choreography"] = "orchestration"
+    """Run the saga orchestrated, or choreographed (the scenario's declared or derived
+    choreography, :mod:`sagafsm.sim.choreography_run`)."""
     sagas: int = attrs.field(default=1000, validator=_at_least_one)
     seed: int = 0
     load: LoadConfig = LoadConfig()

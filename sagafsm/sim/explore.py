@@ -97,9 +97,11 @@ def plan_data(
     *,
     seed: int = 0,
     scenario_ref: str | None = None,
+    style: str | None = None,
 ) -> dict[str, Any]:
     """Configuration data for a small burst of ``sagas`` with exactly these faults (and, if
-    given, that many tries per action)."""
+    given, that many tries per action), run in ``style`` (a choreography mutant's always runs
+    choreographed; an orchestrator crash placement does nothing to a choreography)."""
     timeout = max(step.timeout for step in scenario.definition.steps)
     targeted = []
     crashes = []
@@ -129,6 +131,10 @@ def plan_data(
         data["retry_attempts"] = retry_attempts
     if mutant is not None:
         data["mutant"] = mutant.name
+        if mutant.style == "choreography":
+            style = mutant.style
+    if style is not None:
+        data["style"] = style
     return data
 
 
@@ -155,6 +161,7 @@ def search(
     coverage: Coverage | None = None,
     scenario_ref: str | None = None,
     max_seconds: float | None = None,
+    style: str | None = None,
 ) -> Counterexample | None:
     """Hypothesis search for a violating plan, shrunk to a minimal one; None if none found.
 
@@ -206,7 +213,7 @@ def search(
         if deadline is not None and time.perf_counter() >= deadline:
             raise _OutOfTime
         runs += 1
-        data = plan_data(scenario, mutant, *plan, scenario_ref=scenario_ref)
+        data = plan_data(scenario, mutant, *plan, scenario_ref=scenario_ref, style=style)
         found = bool(_run(scenario, mutant, data, coverage))
         if found:  # while shrinking, each plan that still violates is smaller than the last
             smallest[:] = [plan]
@@ -234,7 +241,9 @@ def search(
         if not smallest:
             return None
         (sagas, placements, attempts), shrunk = smallest[0], False
-    data = plan_data(scenario, mutant, sagas, placements, attempts, scenario_ref=scenario_ref)
+    data = plan_data(
+        scenario, mutant, sagas, placements, attempts, scenario_ref=scenario_ref, style=style
+    )
     return Counterexample(
         data=data,
         violations=_run(scenario, mutant, data),
@@ -290,6 +299,7 @@ def exhaustive(
     coverage: Coverage | None = None,
     scenario_ref: str | None = None,
     max_seconds: float | None = None,
+    style: str | None = None,
 ) -> ExhaustiveReport:
     """Run every placement of one fault (and of two, with ``pairs``) on ``sagas`` sagas.
 
@@ -299,7 +309,7 @@ def exhaustive(
     """
     started = time.perf_counter()
     deadline = started + max_seconds if max_seconds is not None else None
-    baseline = plan_data(scenario, mutant, sagas, [], retry_attempts)
+    baseline = plan_data(scenario, mutant, sagas, [], retry_attempts, style=style)
     records: list[tuple[Any, ...]] = []
     simulate(scenario, scenario.config(baseline), observe=records.append)
     sends = [r for r in records if r[1] == "send"]
@@ -317,7 +327,13 @@ def exhaustive(
             break
         ran = done
         data = plan_data(
-            scenario, mutant, sagas, placements, retry_attempts, scenario_ref=scenario_ref
+            scenario,
+            mutant,
+            sagas,
+            placements,
+            retry_attempts,
+            scenario_ref=scenario_ref,
+            style=style,
         )
         found = _run(scenario, mutant, data, coverage)
         if found:

@@ -17,9 +17,12 @@ from typing import Any
 
 import attrs
 
+from ..choreography.examples import order_saga_as_written_unchecked
+from ..choreography.table import ChoreographyDefinition
 from ..definition import SagaDefinition, StepKind
 from ..engine import SagaInstance
 from ..errors import InvalidConfig
+from .choreography_node import Switches
 from .mutant_engines import (
     CompensateAfterPivot,
     CompensateReadOnly,
@@ -85,6 +88,12 @@ class Mutant:
     participant_dedup: bool = True
     participant_tombstones: bool = True
     send_before_save: bool = False
+    style: str = "orchestration"
+    """``"choreography"``: a broken choreographed participant (:attr:`switches`) or table
+    (:attr:`choreography`); it always runs choreographed."""
+    switches: Switches = attrs.field(factory=Switches)
+    choreography: Callable[[], ChoreographyDefinition] | None = None
+    """The table it runs in place of the scenario's (None: the scenario's own)."""
 
     @property
     def expected_set(self) -> frozenset[str]:
@@ -107,10 +116,22 @@ class Mutant:
             )
 
 
+def _order_services(definition: SagaDefinition) -> str | None:
+    have = {step.participant for step in definition.steps}
+    missing = sorted({"inventory", "payment", "shipping"} - have)
+    if not missing:
+        return None
+    return (
+        f"it runs the notes' order saga, whose participants {', '.join(missing)} "
+        f"saga {definition.name!r} does not have"
+    )
+
+
 # -- the catalogue -----------------------------------------------------------------------------
 
 _STRESS = {"sagas": 400, "seed": 11}
 _FAILING = {**_STRESS, "participant": {"failure_rate": 0.2}}
+_CHOREOGRAPHED = {**_STRESS, "style": "choreography"}
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -202,6 +223,46 @@ MUTANTS: dict[str, Mutant] = {
             requires=_compensatable(2),
             catches=("compensation-input",),
             exposing=_FAILING,
+        ),
+        Mutant(
+            name="tutorial-choreography",
+            description="the notes' choreographed order saga as written (validation refuses "
+            "it): nothing handles a failed reservation, no deadline anywhere, a failed shipment "
+            "refunds and releases side by side and never fails the order",
+            style="choreography",
+            choreography=order_saga_as_written_unchecked,
+            requires=_order_services,
+            catches=("termination",),
+            exposing={**_CHOREOGRAPHED, "participant": {"failure_rate": 0.2}},
+        ),
+        Mutant(
+            name="no-dedup-events",
+            description="choreographed participants do not deduplicate by event id: a "
+            "redelivered event runs its step again",
+            style="choreography",
+            switches=Switches(dedup=False),
+            catches=("no-duplicate-effect",),
+            exposing={**_CHOREOGRAPHED, "faults": {"duplicate": 0.2}},
+        ),
+        Mutant(
+            name="no-deadline",
+            description="choreographed participants hold no deadline: a step whose action "
+            "never answers strands the saga, and the steps before it wait for ever",
+            style="choreography",
+            switches=Switches(deadlines=False),
+            requires=_compensatable(1),
+            catches=("termination",),
+            exposing={**_CHOREOGRAPHED, "participant": {"hang_rate": 0.5}},
+        ),
+        Mutant(
+            name="emit-before-compensating",
+            description="a choreographed participant emits its compensation's event before "
+            "the compensation's effect is recorded",
+            style="choreography",
+            switches=Switches(effect_before_event=False),
+            requires=_compensatable(1),
+            catches=("effect-before-event",),
+            exposing={**_CHOREOGRAPHED, "participant": {"failure_rate": 0.2}},
         ),
         Mutant(
             name="compensate-read-only",

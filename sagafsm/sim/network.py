@@ -8,9 +8,11 @@ come from streams of their own. So turning one knob up does not reshuffle the ot
 
 from __future__ import annotations
 
+import enum
 import random
 from collections import Counter
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 import simpy
@@ -20,7 +22,31 @@ from .config import SimulationConfig, TargetedFault
 from .distributions import Distribution
 from .trace import Trace
 
-__all__ = ["Network", "NetworkStatistics", "ORCHESTRATOR"]
+__all__ = ["Carried", "Network", "NetworkStatistics", "ORCHESTRATOR"]
+
+
+class Carried(Protocol):
+    """What the network reads of a message: an :class:`~sagafsm.messages.Envelope`, or a
+    choreography event (:mod:`sagafsm.sim.choreography_node`)."""
+
+    @property
+    def message_id(self) -> int: ...
+    @property
+    def kind(self) -> enum.Enum: ...
+    @property
+    def saga_id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def dest(self) -> str: ...
+    @property
+    def step(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def outcome(self) -> enum.Enum | None: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -62,7 +88,7 @@ class Network:
         self._link_specs = dict(config.links)
         self._latency: dict[str, tuple[Callable[[], float], Callable[[], float]]] = {}
         """Per link: (first copy's latency, a duplicate's latency)."""
-        self._receivers: dict[str, Callable[[Envelope], None]] = {}
+        self._receivers: dict[str, Callable[[Any], None]] = {}
         self._down: dict[str, str] = {}
         """Endpoint -> why it cannot send or receive right now (partition, crash)."""
         self._next_id = 0
@@ -73,7 +99,7 @@ class Network:
                 self._targets.setdefault(fault.saga, {})[fault.message] = fault
         self.sent = self.delivered = self.dropped = self.duplicated = self.delayed = 0
 
-    def register(self, name: str, receiver: Callable[[Envelope], None]) -> None:
+    def register(self, name: str, receiver: Callable[[Any], None]) -> None:
         self._receivers[name] = receiver
         spec: Distribution | None = self._link_specs.get(name)
         self._latency[name] = (
@@ -93,7 +119,7 @@ class Network:
         self._next_id += 1
         return self._next_id
 
-    def send(self, message: Envelope) -> None:
+    def send(self, message: Envelope | Carried) -> None:
         env, trace = self._env, self._trace
         now = env.now
         self.sent += 1
@@ -155,13 +181,12 @@ class Network:
             trace.record(now, "duplicate", message.saga_id, message.message_id)
             self._schedule(message, duplicate_latency())
 
-    def _schedule(self, message: Envelope, delay: float) -> None:
+    def _schedule(self, message: Carried, delay: float) -> None:
         event = self._env.timeout(delay, message)
         event.callbacks.append(self._arrive)
 
     def _arrive(self, event: simpy.Event) -> None:
-        message = event.value
-        assert isinstance(message, Envelope)
+        message: Carried = event.value  # type: ignore[assignment]  # what _schedule put there
         # A message already on the wire still arrives if its sender crashed meanwhile; not if
         # its receiver is down, or its sender is cut off by a partition.
         reason = self._down.get(message.dest)
@@ -176,7 +201,7 @@ class Network:
         )
         self._receivers[message.dest](message)
 
-    def _drop(self, message: Envelope, reason: str, *, count: bool = True) -> None:
+    def _drop(self, message: Carried, reason: str, *, count: bool = True) -> None:
         self.dropped += 1
         if count:
             self._faults[reason] += 1

@@ -81,8 +81,12 @@ class SimParticipant:
         *,
         dedup: bool = True,
         tombstones: bool = True,
+        answer: Callable[[Envelope, Reply], None] | None = None,
     ) -> None:
         self.name = name
+        self._answer_to = answer
+        """Who hears the outcome of each operation: None, the orchestrator (a reply message);
+        in a choreography, the participant's own roles (no message: it is local)."""
         self._env = env
         self._config = config
         self._service = service
@@ -180,7 +184,10 @@ class SimParticipant:
         else:
             reply = self._compensate(message, fate)
         if reply is not None:
-            self._reply(message, reply)
+            if self._answer_to is not None:
+                self._answer_to(message, reply)
+            else:
+                self._reply(message, reply)
 
     # -- the ledger ----------------------------------------------------------------------------
 

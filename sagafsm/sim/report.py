@@ -128,8 +128,10 @@ def format_report(result: RunResult, config: SimulationConfig | None = None) -> 
     instead of listing termination violations (:func:`not_judged`)."""
     metrics = result.metrics
     latency = metrics["latency"]
+    choreographed = config is not None and config.style == "choreography"
     lines = [
-        f"sagafsm simulate {result.scenario}: {result.sagas} sagas, seed {result.seed}",
+        f"sagafsm simulate {result.scenario}: {result.sagas} sagas, seed {result.seed}"
+        + (", choreographed" if choreographed else ""),
         "",
         "outcomes",
     ]
@@ -149,7 +151,9 @@ def format_report(result: RunResult, config: SimulationConfig | None = None) -> 
         f"{messages['delayed']} delayed",
         "faults injected     "
         + (", ".join(f"{k} {v}" for k, v in result.faults.items()) or "none"),
-        f"orchestrator        {plural(metrics['orchestrator_crashes'], 'crash', 'crashes')}, "
+        "orchestrator        none: choreographed (orchestrator crashes do not apply)"
+        if choreographed
+        else f"orchestrator        {plural(metrics['orchestrator_crashes'], 'crash', 'crashes')}, "
         f"{plural(metrics['store_writes'], 'store write')}",
         "participants        "
         + ", ".join(

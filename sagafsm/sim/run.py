@@ -406,6 +406,24 @@ def simulate(
         mutant = get_mutant(config.mutant)
     if mutant is not None:
         mutant.check_applies(scenario.name, scenario.definition)
+    if config.style == "choreography" or (mutant is not None and mutant.style == "choreography"):
+        from .choreography_run import simulate_choreography
+
+        if mutant is not None and mutant.style != "choreography":
+            raise InvalidConfig(
+                f"mutant {mutant.name!r} breaks the orchestrator: it runs with the "
+                "orchestration style, not --style choreography"
+            )
+        return simulate_choreography(
+            scenario,
+            config,
+            choreography=mutant.choreography() if mutant and mutant.choreography else None,
+            switches=mutant.switches if mutant else None,
+            trace_path=trace_path,
+            progress=progress,
+            observe=observe,
+            mutant=mutant.name if mutant else None,
+        )
     wall_start = time.perf_counter()
     definition = effective_definition(scenario, config)
     coverage = Coverage()

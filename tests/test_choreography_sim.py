@@ -1,0 +1,264 @@
+"""Choreographed sagas under faults: the same network, ledgers and checkers as orchestration, and
+the checkers' choreography extensions each shown catching a broken variant."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sagafsm.checks import check_history
+from sagafsm.choreography import order_saga, order_saga_as_written
+from sagafsm.choreography.checking import choreography_steps, undo_order
+from sagafsm.choreography.examples import order_saga_as_written_unchecked
+from sagafsm.cli import main
+from sagafsm.errors import InvalidDefinition
+from sagafsm.sim import load_scenario, simulate
+from sagafsm.sim.mutants import MUTANTS
+from sagafsm.sim.selfcheck import check_mutant
+
+CHOREOGRAPHY_MUTANTS = [m.name for m in MUTANTS.values() if m.style == "choreography"]
+
+
+def _run(sagas: int = 300, seed: int = 3, **overrides: object):  # type: ignore[no-untyped-def]
+    scenario = load_scenario("order_fulfillment")
+    return simulate(
+        scenario, scenario.config(sagas=sagas, seed=seed, style="choreography", **overrides)
+    )
+
+
+def test_the_choreographed_order_saga_is_clean_under_every_message_fault() -> None:
+    """The Done-when plan (loss, duplicates, reordering, failing steps) leaves no violation, and
+    both outcomes and redeliveries really happened."""
+    result = _run(
+        sagas=600,
+        faults__loss=0.05,
+        faults__duplicate=0.2,
+        faults__reorder=0.2,
+        participant__failure_rate=0.1,
+    )
+    assert result.violations == ()
+    assert result.outcomes["completed"] > 0 and result.outcomes["failed"] > 0
+    assert result.faults["loss"] > 0 and result.faults["event_redelivered"] > 0
+    assert sum(result.outcomes.values()) == 600
+
+
+def test_a_choreographed_run_is_a_function_of_its_seed() -> None:
+    """Same seed, same digest; another seed, another trace."""
+    assert _run(sagas=80, seed=5).digest == _run(sagas=80, seed=5).digest
+    assert _run(sagas=80, seed=5).digest != _run(sagas=80, seed=6).digest
+
+
+@settings(max_examples=6)
+@given(
+    seed=st.integers(0, 10_000),
+    loss=st.sampled_from([0.0, 0.1, 0.3]),
+    duplicate=st.sampled_from([0.0, 0.3]),
+    hang=st.sampled_from([0.0, 0.3]),
+)
+def test_the_correct_choreography_stays_clean_whatever_the_faults(
+    seed: int, loss: float, duplicate: float, hang: float
+) -> None:
+    """Lost, duplicated events and actions that never answer: deadlines and deduplication keep
+    every saga correct."""
+    result = _run(
+        sagas=60,
+        seed=seed,
+        faults__loss=loss,
+        faults__duplicate=duplicate,
+        participant__hang_rate=hang,
+    )
+    assert result.violations == (), result.violations[0]
+
+
+@pytest.mark.parametrize("name", CHOREOGRAPHY_MUTANTS)
+def test_each_choreography_mutant_is_caught_and_the_correct_system_stays_clean(name: str) -> None:
+    """selfcheck's row: the expected property fires on the mutant, nothing on the correct run."""
+    row = check_mutant(MUTANTS[name], load_scenario("order_fulfillment"))
+    assert row.caught, row.caught_by
+    assert row.correct_violations == {}
+
+
+def test_selfcheck_lists_at_least_four_choreography_mutants() -> None:
+    """The notes' table as written and three broken participants."""
+    assert {"tutorial-choreography", "no-dedup-events", "no-deadline",
+            "emit-before-compensating"} <= set(CHOREOGRAPHY_MUTANTS)  # fmt: skip
+
+
+def test_the_bypass_is_only_for_mutants_the_builder_still_refuses_the_notes_table() -> None:
+    """order_saga_as_written() does not build; the unchecked definition exists, and merges the
+    two releases of the inventory into one compensation on both events."""
+    with pytest.raises(InvalidDefinition):
+        order_saga_as_written().build()
+    table = order_saga_as_written_unchecked()
+    release = table.compensation_of("reserve_inventory")
+    assert release is not None and set(release.on) == {"PaymentFailed", "ShipmentFailed"}
+
+
+# -- the checkers' choreography extensions, on hand-made histories ------------------------------
+
+DEFINITION = load_scenario("order_fulfillment").definition
+
+
+def _history(*moves: tuple[str | None, str, str, str], effects: tuple[int, str, str] = ()):  # type: ignore[no-untyped-def,assignment]
+    """A saga of order_saga(): start, the given moves, then ledger effects inserted at indexes."""
+    records: list[tuple[object, ...]] = [(0.0, "start", "s0", "order_saga")]
+    for step, trigger, source, dest in moves:
+        records.append((0.0, "transition", "s0", step, trigger, source, dest))
+    for at, step, what in sorted(effects, reverse=True):  # type: ignore[misc]
+        records.insert(at, (0.0, "effect", "s0", "p", step, what))
+    return records
+
+
+_COMPLETED = [
+    (None, "OrderCreated", "started", "pending"),
+    ("reserve_inventory", "OrderCreated", "waiting", "acting"),
+    ("reserve_inventory", "InventoryReserved", "acting", "done"),
+    ("process_payment", "InventoryReserved", "waiting", "acting"),
+    ("process_payment", "PaymentProcessed", "acting", "done"),
+    ("create_shipment", "PaymentProcessed", "waiting", "acting"),
+    ("create_shipment", "ShipmentCreated", "acting", "done"),
+    (None, "ShipmentCreated", "pending", "completed"),
+    ("reserve_inventory", "OrderFulfilled", "done", "finished"),
+    ("process_payment", "OrderFulfilled", "done", "finished"),
+    ("create_shipment", "OrderFulfilled", "done", "finished"),
+]
+
+
+def _check(records: list[tuple[object, ...]]) -> dict[str, list[str]]:
+    records.append((1.0, "finish", "s0", records_state(records), None))
+    found: dict[str, list[str]] = {}
+    for v in check_history(records, DEFINITION, steps=choreography_steps(order_saga())):
+        found.setdefault(v.property, []).append(v.detail)
+    return found
+
+
+def records_state(records: list[tuple[object, ...]]) -> str:
+    saga = [r for r in records if r[1] == "transition" and r[3] is None]
+    return str(saga[-1][6])
+
+
+def test_a_completed_choreography_with_effects_before_events_is_clean() -> None:
+    """Each action recorded while its role acts (after the move into acting, before done)."""
+    effects = ((3, "reserve_inventory", "action"), (5, "process_payment", "action"),
+               (7, "create_shipment", "action"))  # fmt: skip
+    assert _check(_history(*_COMPLETED, effects=effects)) == {}
+
+
+def test_effect_before_event_catches_an_effect_recorded_after_its_announcement() -> None:
+    """The inventory's action recorded after its role moved to done (it emitted first)."""
+    effects = ((4, "reserve_inventory", "action"), (5, "process_payment", "action"),
+               (7, "create_shipment", "action"))  # fmt: skip
+    found = _check(_history(*_COMPLETED, effects=effects))
+    assert list(found) == ["effect-before-event"]
+    assert "'reserve_inventory'" in found["effect-before-event"][0]
+
+
+def test_termination_by_quiescence_catches_a_role_left_done() -> None:
+    """The saga completed, but the shipping role never heard it: it stands in 'done'."""
+    effects = ((3, "reserve_inventory", "action"), (5, "process_payment", "action"),
+               (7, "create_shipment", "action"))  # fmt: skip
+    found = _check(_history(*_COMPLETED[:-1], effects=effects))
+    assert found == {"termination": ["the role of step 'create_shipment' stopped in 'done', "
+                                     "not a final state"]}  # fmt: skip
+
+
+def test_declared_transitions_reads_the_roles_tables() -> None:
+    """A move the shipping role's table does not have (waiting straight to done) is reported."""
+    moves = [*_COMPLETED]
+    moves[5] = ("create_shipment", "PaymentProcessed", "waiting", "done")
+    del moves[6]
+    effects = ((3, "reserve_inventory", "action"), (5, "process_payment", "action"))
+    found = _check(_history(*moves, effects=effects))
+    assert "declared-transitions" in found
+
+
+def test_reverse_order_is_the_order_the_table_implies() -> None:
+    """order_saga() releases the inventory on PaymentRefunded: refund first. The notes' table
+    undoes both side by side, so it implies no order."""
+    assert undo_order(order_saga()) == {("process_payment", "reserve_inventory")}
+    assert undo_order(order_saga_as_written_unchecked()) == frozenset()
+    failed = [
+        (None, "OrderCreated", "started", "pending"),
+        ("reserve_inventory", "OrderCreated", "waiting", "acting"),
+        ("reserve_inventory", "InventoryReserved", "acting", "done"),
+        ("process_payment", "InventoryReserved", "waiting", "acting"),
+        ("process_payment", "PaymentProcessed", "acting", "done"),
+        ("create_shipment", "PaymentProcessed", "waiting", "acting"),
+        ("create_shipment", "ShipmentFailed", "acting", "failed"),
+        ("reserve_inventory", "deadline passed", "done", "compensating"),
+        ("reserve_inventory", "InventoryReleased", "compensating", "compensated"),
+        ("process_payment", "ShipmentFailed", "done", "compensating"),
+        ("process_payment", "PaymentRefunded", "compensating", "compensated"),
+        (None, "InventoryReleased", "pending", "failed"),
+    ]
+    effects = ((3, "reserve_inventory", "action"), (5, "process_payment", "action"),
+               (7, "create_shipment", "action_failed"), (9, "reserve_inventory", "compensation"),
+               (11, "process_payment", "compensation"))  # fmt: skip
+    found = _check(_history(*failed, effects=effects))
+    assert list(found) == ["reverse-order"]
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_simulate_style_choreography_prints_the_same_json_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--style choreography: the keys of an orchestrated run, style recorded in the config."""
+    small = ["simulate", "order_fulfillment", "--sagas", "100", "--seed", "2", "--json"]
+    assert main(small) == 0
+    orchestrated = json.loads(capsys.readouterr().out)
+    assert main([*small, "--style", "choreography"]) == 0
+    choreographed = json.loads(capsys.readouterr().out)
+    assert choreographed.keys() == orchestrated.keys()
+    assert choreographed["config"]["style"] == "choreography"
+    assert choreographed["metrics"]["messages_per_saga"] > 0
+
+
+def test_an_orchestrator_mutant_with_style_choreography_is_bad_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One line, exit 2, before the run."""
+    args = ["simulate", "order_fulfillment", "--sagas", "10", "--style", "choreography"]
+    assert main([*args, "--mutant", "send-before-save"]) == 2
+    assert "orchestration style" in capsys.readouterr().err
+
+
+def test_a_choreography_mutant_run_exits_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Done-when faults on the notes' table as written: violations, exit 1."""
+    args = ["simulate", "order_fulfillment", "--style", "choreography", "--sagas", "200",
+            "--step-failure-rate", "0.1", "--mutant", "tutorial-choreography"]  # fmt: skip
+    assert main(args) == 1
+
+
+def test_explore_shrinks_the_no_deadline_mutant_to_one_hung_action() -> None:
+    """explore runs a choreography mutant choreographed: one saga, one action that never
+    answers, one try; the saved plan says style = choreography."""
+    from sagafsm.sim.explore import search
+
+    found = search(load_scenario("order_fulfillment"), MUTANTS["no-deadline"], max_examples=200)
+    assert found is not None and found.sagas == 1 and found.faults == 1
+    assert found.data["style"] == "choreography"
+    assert found.data["faults"]["targeted"][0]["fault"] == "hang"
+    assert {v.property for v in found.violations} == {"termination"}
+
+
+def test_exhaustive_exploration_of_the_correct_choreography_finds_nothing() -> None:
+    """Every placement of one fault on one choreographed saga: no violation."""
+    from sagafsm.sim.explore import exhaustive
+
+    report = exhaustive(
+        load_scenario("order_fulfillment"), sagas=1, pairs=False, style="choreography"
+    )
+    assert report.single > 100 and report.violating == 0
+
+
+def test_the_text_report_says_the_run_was_choreographed(capsys: pytest.CaptureFixture[str]) -> None:
+    """The header and the orchestrator line say there was no orchestrator."""
+    assert main(["simulate", "order_fulfillment", "--sagas", "50", "--style", "choreography"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(", choreographed")
+    assert "orchestrator        none: choreographed" in out
