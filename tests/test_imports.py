@@ -84,3 +84,12 @@ def test_every_public_name_exists() -> None:
     """Everything in __all__ is importable from the package."""
     missing = [name for name in sagafsm.__all__ if not hasattr(sagafsm, name)]
     assert missing == []
+
+
+def test_the_parsers_mutant_names_are_the_simulators() -> None:
+    """The help text lists mutants from a copy (building the parser imports no simulator): the
+    copy names every mutant there is, in the same order."""
+    from sagafsm.cli._run_config import MUTANT_NAMES
+    from sagafsm.sim.mutants import MUTANTS
+
+    assert tuple(MUTANTS) == MUTANT_NAMES

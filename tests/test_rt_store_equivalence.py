@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_rt_store import AnyStore, observe
@@ -191,6 +192,7 @@ def on_sqlite(ops: Sequence[tuple[Any, ...]]) -> list[Any]:
         return asyncio.run(play(lambda: SqliteStore(path), ops))
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.lists(operations, max_size=10))
 def test_memory_and_sqlite_stores_agree_on_every_sequence(ops: list[tuple[Any, ...]]) -> None:
