@@ -98,8 +98,11 @@ def dask_executor(address: str, workers: int) -> Iterator[Executor]:
         # simulates; nobody reads its profiles here. Nannies hand this config to their workers.
         with dask.config.set({"distributed.worker.profile.enabled": False}):
             cluster = distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                # its HTTP routes on a free port, not 8787: a second cluster (another sweep,
+                # another test worker) found that taken and leaked a socket warning
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            )  # fmt: skip
         client = distributed.Client(cluster)
     else:
         cluster = None
