@@ -118,6 +118,20 @@ def section(spec: LifecycleSpec[Any]) -> list[str]:
         "|---|---|---|",
     ]
     out += [f"| `{t.trigger}` | `{t.source.value}` | `{t.dest.value}` |" for t in spec.transitions]
+    if spec.operator:
+        out += [
+            "",
+            f"The operator's rows (`{name.upper()}_LIFECYCLE.operator`, dashed in the diagram) "
+            "are the only ways out of a final state: the engine never takes them on its own; "
+            "an operator's retry request does (`sagafsm retry`), and the checkers accept such a "
+            "move only right after the `operator` record of that retry.",
+            "",
+            "| trigger | from | to |",
+            "|---|---|---|",
+        ]
+        out += [
+            f"| `{t.trigger}` | `{t.source.value}` | `{t.dest.value}` |" for t in spec.operator
+        ]
     return out
 
 

@@ -149,7 +149,7 @@ def render_matplotlib(table: LifecycleTable, *, format: Literal["png", "svg"] = 
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     ordered = _ordered_layers(table)
-    longest = max(len(row.trigger) for row in table.transitions)
+    longest = max(len(row.trigger) for row in table.rows)
     places = _positions(ordered, max(_NODE_GAP, 0.075 * longest))  # room for labels between
     level = {s: i for i, layer in enumerate(ordered) for s in layer}
     left = min(x - _box(s)[0] / 2 for s, (x, _) in places.items()) - 1.2
@@ -219,21 +219,23 @@ def render_matplotlib(table: LifecycleTable, *, format: Literal["png", "svg"] = 
         )
     )
 
-    pairs = {(t.source, t.dest) for t in table.transitions}
+    pairs = {(t.source, t.dest) for t in table.rows}
     # each arrow: its two ends, its bend (arc3's rad), and whether it is clipped to the boxes
     routes: list[tuple[tuple[float, float], tuple[float, float], float, bool]] = []
-    for row in table.transitions:
+    for row in table.rows:
         a, b = places[row.source], places[row.dest]
         if row.source is row.dest:  # a loop under the box, where no edge leaves from
             w, h = _box(row.source)
             routes.append(((a[0] + w / 5, a[1] - h / 2), (a[0] - w / 5, a[1] - h / 2), -1.2, False))
             continue
-        rad = 0.25 if (row.dest, row.source) in pairs else 0.0  # opposite arrows bow apart
+        rad = 0.0
         if level[row.source] == level[row.dest]:
             layer = ordered[level[row.source]]
             rad = 0.0 if abs(layer.index(row.source) - layer.index(row.dest)) == 1 else 0.35
         elif abs(level[row.source] - level[row.dest]) > 1:
             rad = 0.3
+        if rad == 0.0 and (row.dest, row.source) in pairs:
+            rad = 0.25  # opposite arrows bow apart
         routes.append((a, b, rad, True))
     nodes: list[_Rect] = [
         (x - _box(s)[0] / 2, y - _box(s)[1] / 2, x + _box(s)[0] / 2, y + _box(s)[1] / 2)
@@ -250,7 +252,8 @@ def render_matplotlib(table: LifecycleTable, *, format: Literal["png", "svg"] = 
     ]
     labels: list[_Rect] = []
     label_places: list[tuple[str, tuple[float, float]]] = []
-    for i, (row, (a, b, rad, clipped)) in enumerate(zip(table.transitions, routes, strict=True)):
+    operator = set(table.operator)
+    for i, (row, (a, b, rad, clipped)) in enumerate(zip(table.rows, routes, strict=True)):
         axes.add_patch(
             FancyArrowPatch(
                 a,
@@ -261,6 +264,7 @@ def render_matplotlib(table: LifecycleTable, *, format: Literal["png", "svg"] = 
                 arrowstyle="-|>",
                 mutation_scale=14,
                 linewidth=1.1,
+                linestyle="--" if row in operator else "-",
                 color="#444444",
                 shrinkA=2,
                 shrinkB=2,
@@ -296,7 +300,8 @@ def render_matplotlib(table: LifecycleTable, *, format: Literal["png", "svg"] = 
     axes.text(
         (left + right) / 2,
         bottom + 0.25,
-        "● initial state    double border: terminal state    arrow label: trigger",
+        "● initial state    double border: terminal state    arrow label: trigger"
+        + ("    dashed: only an operator's command" if operator else ""),
         ha="center",
         va="bottom",
         fontsize=8.5,

@@ -22,6 +22,7 @@ EXTRAS: Mapping[str, tuple[str, ...]] = {
     "explore": ("hypothesis", "tomli_w"),
     "dask": ("distributed",),
     "sensitivity": ("SALib",),
+    "postgres": ("psycopg", "psycopg_pool"),
 }
 """Each extra's top-level modules, as ``pyproject.toml``'s optional dependencies install them
 (``tests/test_extras.py`` keeps the two in step)."""

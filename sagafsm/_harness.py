@@ -213,14 +213,19 @@ class Driver:
         self._host_task = asyncio.ensure_future(host.run())
 
     async def _kill(self) -> None:
-        """Stop the runtime and the host at once, as SIGKILL would; the store keeps its data."""
+        """Stop the runtime and the host at once, as SIGKILL would; the store keeps its data.
+        The host goes first: it shares the store object, which the runtime's teardown closes,
+        and a real participant process never sees the orchestrator's connection close."""
+        host = self._host_task
+        if host is not None:
+            host.cancel()
+            await asyncio.gather(host, return_exceptions=True)
         if self._runtime is not None:
             await self._runtime.abandon()
         self._note_start()  # acknowledged before the crash: accepted, even if nobody looked yet
-        for task in (self._host_task, self._start_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._start_task is not None:
+            self._start_task.cancel()
+            await asyncio.gather(self._start_task, return_exceptions=True)
         self._runtime = self._host = self._host_task = self._start_task = None
 
     async def close(self) -> None:

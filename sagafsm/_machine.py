@@ -136,7 +136,7 @@ class LifecycleMachine:
             states=spec.states,
             initial=spec.initial,
             transitions=[
-                {"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in spec.transitions
+                {"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in spec.rows
             ],
             auto_transitions=False,
             ignore_invalid_triggers=False,

@@ -115,9 +115,16 @@ class SagaMoves:
         out.append(self._execute_command(index))
         self._arm(index, _P.ACTION_TIMEOUT, self.definition.steps[index].timeout, now, out)
 
-    def _send_compensation(self, index: int, now: float, out: list[Command]) -> None:
+    def _send_compensation(
+        self, index: int, now: float, out: list[Command], *, trigger: str | None = None
+    ) -> None:
+        """Send step ``index``'s compensation: by the row that leads into compensating, or by
+        ``trigger`` (an operator's row, which :meth:`_step_into` never picks)."""
         run = self.steps[index]
-        self._step_into(index, _COMPENSATING, now)
+        if trigger is None:
+            self._step_into(index, _COMPENSATING, now)
+        else:
+            self._step(index, trigger, None, now)
         run.compensation_attempt += 1
         out.append(self._compensate_command(index))
         delay = self.definition.steps[index].effective_compensation_timeout

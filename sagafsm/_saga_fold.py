@@ -18,9 +18,11 @@ import attrs
 
 from .definition import SagaDefinition, StepKind
 from .history import (
+    RETRY_ACTION,
     EffectRecord,
     FinishRecord,
     LedgerEffect,
+    OperatorRecord,
     SendRecord,
     TransitionRecord,
     as_record,
@@ -42,6 +44,8 @@ class _Table:
     """What the transition check needs of one lifecycle, as the plain strings records carry."""
 
     rows: frozenset[tuple[str, str, str]]
+    operator: frozenset[tuple[str, str, str]]
+    """The rows only an operator's command takes (declared once an operator asked for it)."""
     initial: str
     final: frozenset[str]
 
@@ -49,6 +53,7 @@ class _Table:
     def of(cls, spec: LifecycleSpec[Any]) -> _Table:
         return cls(
             rows=frozenset((t.trigger, t.source.value, t.dest.value) for t in spec.transitions),
+            operator=frozenset((t.trigger, t.source.value, t.dest.value) for t in spec.operator),
             initial=spec.initial.value,
             final=frozenset(s.value for s in spec.terminal),
         )
@@ -69,7 +74,8 @@ _SEND_ARITY = len(SendRecord._fields)
 _EFFECT_ARITY = len(EffectRecord._fields)
 _TRANSITION_ARITY = len(TransitionRecord._fields)
 _FINISH_ARITY = len(FinishRecord._fields)
-READ = frozenset({"start", "finish", "effect", "transition", "send"})
+_OPERATOR_ARITY = len(OperatorRecord._fields)
+READ = frozenset({"start", "finish", "effect", "transition", "send", "operator"})
 """The record kinds a check reads (the rest of a history is kept only to be shown)."""
 _SAGA, _STEP = SAGA_LIFECYCLE.name, STEP_LIFECYCLE.name
 STRAGGLERS = frozenset({"send", "deliver", "drop", "duplicate", "delay", "ignored"})
@@ -126,6 +132,7 @@ class SagaFold:
         "entered",
         "entered_elsewhere",
         "finishes",
+        "granted",
         "history",
         "late",
         "moves_found",
@@ -133,6 +140,7 @@ class SagaFold:
         "read_only_ledger",
         "read_only_sends",
         "refused",
+        "retries",
         "saga_state",
         "starts",
         "step_states",
@@ -143,6 +151,10 @@ class SagaFold:
         self.history: list[Any] = []
         self.starts = 0
         self.finishes: list[str] = []
+        self.retries = 0
+        """Operators' retries: each reopens the finish before it."""
+        self.granted = 0
+        """Moves along operator rows that the last operator's retry allows (saga and step)."""
         self.counts: dict[tuple[str, str], int] = {}
         """(step, effect) -> times the participants' ledgers show it."""
         self.undone: dict[str, None] = {}
@@ -176,7 +188,7 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
     committed transition seen, as ``(lifecycle, source, trigger, dest)`` (transition coverage)."""
     read_only, index = steps.read_only, steps.index
     add_move = moves.add
-    saga_rows, step_rows = _SAGA_TABLE.rows, _STEP_TABLE.rows
+    saga_table, step_table = _SAGA_TABLE, _STEP_TABLE
     step_initial = _STEP_TABLE.initial
 
     def start(fold: SagaFold, record: Fields) -> None:
@@ -219,16 +231,29 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
                 fold.early = []
             fold.early.append((participant, what, step))
 
+    def operator(fold: SagaFold, record: Fields) -> None:
+        if len(record) != _OPERATOR_ARITY:
+            as_record(record)
+        if record[3] == RETRY_ACTION:
+            fold.retries += 1
+            fold.granted = 2  # the saga's move, then its failed step's
+
     def transition(fold: SagaFold, record: Fields) -> None:
         if len(record) != _TRANSITION_ARITY:
             as_record(record)
         _, _, _, step, trigger, source, dest = record
+        table = saga_table if step is None else step_table
+        if (trigger, source, dest) in table.operator and fold.granted:
+            fold.granted -= 1
+            rows = table.operator
+        else:
+            fold.granted = 0
+            rows = table.rows
         if step is None:
-            rows, now = saga_rows, fold.saga_state
+            now = fold.saga_state
             add_move((_SAGA, source, trigger, dest))
             fold.saga_state = dest
         else:
-            rows = step_rows
             add_move((_STEP, source, trigger, dest))
             at = index.get(step)
             if at is not None:
@@ -244,7 +269,7 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
                     elsewhere = fold.entered_elsewhere = fold.entered_elsewhere or set()
                     elsewhere.add((step, dest))
         if source != now or (trigger, source, dest) not in rows:
-            _bad_move(fold, step, trigger, source, dest, now)
+            _bad_move(fold, step, trigger, source, dest, now, rows)
 
     def send(fold: SagaFold, record: Fields) -> None:
         if record[_SEND_TYPE] != _COMPENSATE:
@@ -263,11 +288,18 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
         "effect": effect,
         "transition": transition,
         "send": send,
+        "operator": operator,
     }
 
 
 def _bad_move(
-    fold: SagaFold, step: str | None, trigger: str, source: str, dest: str, now: str
+    fold: SagaFold,
+    step: str | None,
+    trigger: str,
+    source: str,
+    dest: str,
+    now: str,
+    rows: frozenset[tuple[str, str, str]],
 ) -> None:
     """Record why a committed move breaks declared-transitions (it may break it twice)."""
     table = _SAGA_TABLE if step is None else _STEP_TABLE
@@ -282,7 +314,15 @@ def _bad_move(
                 f"{where} moved from {source!r} while it was in {now!r}{final}",
             )
         )
-    if (trigger, source, dest) not in table.rows:
+    if (trigger, source, dest) in table.operator and rows is not table.operator:
+        fold.moves_found.append(
+            (
+                "declared-transitions",
+                f"{where} took the operator's transition {trigger!r}: {source} -> {dest}, "
+                "with no operator's retry before it",
+            )
+        )
+    elif (trigger, source, dest) not in rows:
         fold.moves_found.append(
             (
                 "declared-transitions",
@@ -297,8 +337,11 @@ def findings(fold: SagaFold, steps: Steps) -> list[Finding]:
     finishes = fold.finishes
     if fold.starts != 1:
         found.append(("single-run", f"the saga was started {fold.starts} times"))
-    if len(finishes) > 1:
-        found.append(("single-run", f"the saga finished {len(finishes)} times: {finishes}"))
+    if len(finishes) > 1 + fold.retries:
+        retried = f" ({fold.retries} retried by an operator)" if fold.retries else ""
+        found.append(
+            ("single-run", f"the saga finished {len(finishes)} times{retried}: {finishes}")
+        )
     final = finishes[-1] if finishes else None
     if final is None:
         found.append(("termination", "the saga never reached a final state"))

@@ -48,7 +48,7 @@ PROPERTIES: dict[str, str] = {
     "no-effect-after-compensation": "no action takes effect after its compensation",
     "no-duplicate-effect": "no action or compensation takes effect twice",
     "declared-transitions": "every lifecycle change is a declared transition from the current "
-    "state, and nothing leaves a final state",
+    "state, and nothing leaves a final state but an operator's retry",
     "pivot-rule": "once the pivot landed, nothing is compensated and the saga does not fail",
     "read-only-untouched": "no compensation is ever sent to a read-only step",
     "compensation-input": "every compensation is handed its own action's result "

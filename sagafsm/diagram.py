@@ -63,15 +63,17 @@ def _node(state: enum.Enum) -> str:
 
 
 def mermaid(table: LifecycleTable) -> str:
-    """Mermaid ``stateDiagram-v2`` text for ``table``: one edge per row, in table order."""
+    """Mermaid ``stateDiagram-v2`` text for ``table``: one edge per row, in table order (the
+    operator's rows last)."""
     lines = ["stateDiagram-v2", f"    [*] --> {_node(table.initial)}"]
-    lines += [f"    {_node(t.source)} --> {_node(t.dest)} : {t.trigger}" for t in table.transitions]
+    lines += [f"    {_node(t.source)} --> {_node(t.dest)} : {t.trigger}" for t in table.rows]
     lines += [f"    {_node(s)} --> [*]" for s in table.states if s in table.terminal]
     return "\n".join(lines) + "\n"
 
 
 def dot_source(table: LifecycleTable) -> str:
-    """Graphviz DOT text for ``table``: one edge per row; terminal states double-bordered."""
+    """Graphviz DOT text for ``table``: one edge per row (an operator's dashed); terminal states
+    double-bordered."""
     lines = [
         f'digraph "{table.name}" {{',
         f'    label="{table.name} lifecycle"; labelloc=t; fontname="Helvetica";',
@@ -84,8 +86,10 @@ def dot_source(table: LifecycleTable) -> str:
         lines.append(f'    "{_node(state)}" [label="{_node(state)}"{extra}];')
     lines.append(f'    "__start__" -> "{_node(table.initial)}";')
     lines += [
-        f'    "{_node(t.source)}" -> "{_node(t.dest)}" [label=" {t.trigger} "];'
-        for t in table.transitions
+        f'    "{_node(t.source)}" -> "{_node(t.dest)}" [label=" {t.trigger} "'
+        + (", style=dashed" if t in table.operator else "")
+        + "];"
+        for t in table.rows
     ]
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -50,13 +50,14 @@ from .events import (
     StepTimedOut,
     TimerFired,
 )
-from .lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, StepState, TimerPurpose
+from .lifecycle import OPERATOR_RETRY, SAGA_LIFECYCLE, STEP_LIFECYCLE, StepState, TimerPurpose
 
 __all__ = ["SagaInstance", "Recorder", "SNAPSHOT_VERSION", "refuse_event"]
 
 SNAPSHOT_VERSION = _snapshot.VERSION
 
 _P = TimerPurpose
+_BECAUSE = " (compensating because "
 
 
 class SagaInstance(SagaMoves):
@@ -173,6 +174,52 @@ class SagaInstance(SagaMoves):
             delay = step.effective_compensation_timeout
         self._arm(index, purpose, delay, now, out)
         return out
+
+    def retry_compensation(self, now: float) -> list[Command]:
+        """An operator's retry of the compensation that gave up: the saga goes back to
+        compensating (the lifecycles' ``operator_retry`` rows), that step's compensation is sent
+        again under the same idempotency key with a fresh budget of tries, and on success the
+        earlier steps are compensated as usual.
+
+        Refused with :class:`~sagafsm.IllegalTransition`, before anything changes, unless the
+        saga is ``operator_required`` because a compensation gave up (a retriable step or a pivot
+        whose outcome is unknown has no compensation to retry: an operator resolves those).
+        """
+        now = check_now(now)
+        self._check_usable()
+        index = self._parked_step()
+        if index is None:
+            raise IllegalTransition(
+                "saga",
+                OPERATOR_RETRY,
+                self.state.value,
+                f"saga {self.saga_id}, whose compensations did not give up",
+            )
+        out: list[Command] = []
+        try:
+            self._saga(OPERATOR_RETRY, now)
+            # Back to the reason it was compensating for: the escalation's text wraps it.
+            self.reason = (self.reason or "").partition(_BECAUSE)[2][:-1] or self.reason
+            self.steps[index].compensation_attempt = 0
+            self._send_compensation(index, now, out, trigger=OPERATOR_RETRY)
+        except IllegalTransition as error:
+            self._broken = error
+            raise
+        return out
+
+    @property
+    def retryable(self) -> bool:
+        """Whether :meth:`retry_compensation` would take this saga (a compensation gave up)."""
+        return self._parked_step() is not None
+
+    def _parked_step(self) -> int | None:
+        """The step whose compensation gave up, if the operator's rows can retry this saga."""
+        if not SAGA_LIFECYCLE.allows_operator(OPERATOR_RETRY, self.state):
+            return None
+        for index, run in enumerate(self.steps):
+            if STEP_LIFECYCLE.allows_operator(OPERATOR_RETRY, run.state):
+                return index
+        return None
 
     # -- snapshots (the format lives in sagafsm._snapshot) -------------------------------------
 
@@ -306,7 +353,7 @@ class SagaInstance(SagaMoves):
             self._finish(
                 "escalate",
                 f"compensation of step {definition.name!r} failed {run.compensation_attempt} "
-                f"times (compensating because {self.reason})",
+                f"times{_BECAUSE}{self.reason})",
                 now,
                 out,
             )

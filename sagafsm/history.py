@@ -32,6 +32,7 @@ __all__ = [
     "RestartRecord",
     "ForgetRecord",
     "OperatorRecord",
+    "RETRY_ACTION",
     "TraceRecord",
     "RawRecord",
     "RECORD_TYPES",
@@ -201,10 +202,15 @@ class ForgetRecord(NamedTuple):
     saga: str
 
 
+RETRY_ACTION: Final = "retry"
+"""An :class:`OperatorRecord` action: the saga's compensation that gave up is tried again."""
+
+
 class OperatorRecord(NamedTuple):
-    """A person acted on a finished saga (``action`` is ``"resolve"``: an ``operator_required``
-    saga marked resolved), with their ``note``. It changes no lifecycle and no ledger: the
-    checkers read nothing from it."""
+    """A person acted on a finished saga, with their ``note``: ``action`` ``"resolve"`` marks an
+    ``operator_required`` saga resolved (no lifecycle or ledger changes); :data:`RETRY_ACTION`
+    sends a saga parked by a compensation that gave up back to compensating (the checkers then
+    accept the lifecycles' ``operator_retry`` rows, and judge the saga by its last finish)."""
 
     t: float
     kind: Literal["operator"]

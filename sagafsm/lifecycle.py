@@ -13,6 +13,10 @@ Rules for this module (it is the single source of truth for both lifecycles):
 - Replies that a real network delivers late, twice, or for a step that is no longer running are
   declared in ``ignored`` with the reason they are dropped. The engine records them and changes
   nothing; anything neither declared nor ignored is an :class:`~sagafsm.IllegalTransition`.
+- A final state can be *parked*: the engine's own moves never leave it, but an operator's
+  command may, by one of the rows in ``operator`` (an ``operator_required`` saga whose
+  compensation gave up is sent back to compensating when a person asks for a retry). Those rows
+  are declared like any other, and the checkers accept them only after an operator's record.
 - This module knows nothing of the ``transitions`` library (``_machine`` builds machines from these
   specs), of time, of messages, or of any driver. The engine decides *which* trigger an event
   means; the specs decide whether that trigger may fire.
@@ -36,6 +40,7 @@ __all__ = [
     "SAGA_LIFECYCLE",
     "STEP_LIFECYCLE",
     "LIFECYCLES",
+    "OPERATOR_RETRY",
 ]
 
 
@@ -120,7 +125,8 @@ class LifecycleSpec(Generic[S]):
 
     Built once, at import; the checks in ``__attrs_post_init__`` catch a table bug then (a row,
     an ignored reply or a role naming a state of another lifecycle, an ignored trigger the rows
-    do not have, a row that is also ignored, a final state with a way out or a timer to wait on):
+    do not have, a row that is also ignored, a final state with a way out or a timer to wait on,
+    an operator's row that does not leave a final state for a running one):
     a ``ValueError`` naming the lifecycle.
     """
 
@@ -136,6 +142,9 @@ class LifecycleSpec(Generic[S]):
     waiting: Mapping[S, TimerPurpose] = attrs.field(factory=dict)
     """The states in which a step is active (waiting for a reply or a backoff), each with the
     purpose of the timer that must be armed meanwhile. At most one step of a saga is in one."""
+    operator: tuple[Transition, ...] = attrs.field(converter=_frozen_rows, default=())
+    """Rows only an operator's command takes, each from a final (parked) state back to a running
+    one; the engine's own moves never take them, and ``allows``/``trigger_into`` ignore them."""
     _into: Mapping[tuple[enum.Enum, enum.Enum], str] = attrs.field(init=False, repr=False)
     _rows: frozenset[tuple[str, enum.Enum]] = attrs.field(init=False, repr=False)
     _reasons: Mapping[tuple[str, enum.Enum], str] = attrs.field(init=False, repr=False)
@@ -148,6 +157,18 @@ class LifecycleSpec(Generic[S]):
             if row.source in self.terminal:
                 raise ValueError(f"{self.name}: row {row} leaves a final state")
         triggers = {row.trigger for row in self.transitions}
+        for row in self.operator:
+            if row.source not in members or row.dest not in members:
+                raise ValueError(
+                    f"{self.name}: operator row {row} names a state of another lifecycle"
+                )
+            if row.source not in self.terminal or row.dest in self.terminal:
+                raise ValueError(
+                    f"{self.name}: operator row {row} does not lead from a final state to a "
+                    "running one"
+                )
+            if row.trigger in triggers:
+                raise ValueError(f"{self.name}: operator row {row} reuses an engine trigger")
         for entry in self.ignored:
             if entry.source not in members or entry.trigger not in triggers:
                 raise ValueError(
@@ -173,12 +194,21 @@ class LifecycleSpec(Generic[S]):
         object.__setattr__(self, "_reasons", reasons)
 
     @property
+    def rows(self) -> tuple[Transition, ...]:
+        """Every declared row: the engine's, then the operator's."""
+        return self.transitions + self.operator
+
+    @property
     def triggers(self) -> tuple[str, ...]:
-        """Every trigger, in the order of first appearance in the table."""
-        return tuple(dict.fromkeys(t.trigger for t in self.transitions))
+        """Every trigger, in the order of first appearance in the table (operator's rows last)."""
+        return tuple(dict.fromkeys(t.trigger for t in self.rows))
 
     def allows(self, trigger: str, state: enum.Enum) -> bool:
         return (trigger, state) in self._rows
+
+    def allows_operator(self, trigger: str, state: enum.Enum) -> bool:
+        """Whether an operator's command may fire ``trigger`` in ``state`` (an operator row)."""
+        return any(row.trigger == trigger and row.source is state for row in self.operator)
 
     def ignored_reason(self, trigger: str, state: enum.Enum) -> str | None:
         """Why ``trigger`` is dropped in ``state``, if the table declares it dropped."""
@@ -214,6 +244,9 @@ _SAGA_ROWS = (
     Transition("compensated", _S.COMPENSATING, _S.FAILED),
     *_rows("escalate", (_S.PENDING, _S.COMPENSATING), _S.OPERATOR_REQUIRED),
 )
+OPERATOR_RETRY = "operator_retry"
+"""The trigger of an operator's retry of a compensation that gave up (saga and step alike)."""
+_SAGA_OPERATOR_ROWS = (Transition(OPERATOR_RETRY, _S.OPERATOR_REQUIRED, _S.COMPENSATING),)
 
 _T = StepState
 _STEP_ROWS = (
@@ -233,6 +266,7 @@ _STEP_ROWS = (
     Transition("compensation_retry", _T.WAITING_COMPENSATION_RETRY, _T.COMPENSATING),
     Transition("compensation_give_up", _T.COMPENSATING, _T.COMPENSATION_FAILED),
 )
+_STEP_OPERATOR_ROWS = (Transition(OPERATOR_RETRY, _T.COMPENSATION_FAILED, _T.COMPENSATING),)
 
 # Triggers a participant's reply can ask for. The engine picks one by the step's kind and the tries
 # left (a failure backs off while tries remain); whichever it picks, a reply that reaches a step
@@ -296,6 +330,7 @@ SAGA_LIFECYCLE: LifecycleSpec[SagaState] = LifecycleSpec(
     initial=_S.STARTED,
     terminal=frozenset({_S.COMPLETED, _S.FAILED, _S.OPERATOR_REQUIRED}),
     transitions=_SAGA_ROWS,
+    operator=_SAGA_OPERATOR_ROWS,
 )
 """The saga lifecycle."""
 
@@ -305,6 +340,7 @@ STEP_LIFECYCLE: LifecycleSpec[StepState] = LifecycleSpec(
     initial=_T.PENDING,
     terminal=frozenset({_T.FAILED, _T.COMPENSATED, _T.COMPENSATION_FAILED}),
     transitions=_STEP_ROWS,
+    operator=_STEP_OPERATOR_ROWS,
     ignored=_STEP_IGNORED,
     landed=frozenset({_T.SUCCEEDED, _T.TIMED_OUT}),
     waiting={

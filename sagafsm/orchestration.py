@@ -260,6 +260,17 @@ class OrchestrationCore:
                 transactions.append(self._move(saga, saga.resume(now), now))
         return transactions
 
+    def retry(self, name: str, parked: Mapping[str, Any], now: float) -> Transaction:
+        """An operator's retry of a parked saga's compensation (``SagaInstance
+        .retry_compensation``), from its stored snapshot; the saga runs here again. Raises
+        (InvalidSnapshot, IllegalTransition, InvalidConfig) before it is held."""
+        saga = self._engine.restore(self.definition(name), parked, recorder=self._recorder)
+        if saga.saga_id in self._sagas:
+            raise IllegalTransition("saga", "operator_retry", "running", f"saga {saga.saga_id}")
+        commands = saga.retry_compensation(now)
+        self._sagas[saga.saga_id] = saga
+        return self._move(saga, commands, now)
+
     def drop(self, saga_id: str) -> None:
         """Forget a finished saga (once its last commit is durable)."""
         self._sagas.pop(saga_id, None)

@@ -15,6 +15,8 @@ from hypothesis import settings
 settings.register_profile("sagafsm", deadline=None)
 settings.load_profile("sagafsm")
 
+from pg_support import pg_server, pg_url  # noqa: E402, F401  (the PostgreSQL test server)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

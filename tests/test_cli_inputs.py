@@ -508,6 +508,7 @@ EVERY_COMMAND = {
     "run": ["run", "order_fulfillment", "--store", "memory://"],
     "status": ["status", "sqlite:///{tmp}/missing.db"],
     "resolve": ["resolve", "sqlite:///{tmp}/missing.db", "s1", "--note", "by hand"],
+    "retry": ["retry", "sqlite:///{tmp}/missing.db", "s1"],
 }
 
 

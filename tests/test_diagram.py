@@ -16,7 +16,7 @@ from sagafsm import SagaError, SagaState, StepState, diagram
 from sagafsm.diagram import DiagramUnavailable
 from sagafsm.lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec, Transition
 
-SAGA_TRANSITIONS, STEP_TRANSITIONS = SAGA_LIFECYCLE.transitions, STEP_LIFECYCLE.transitions
+SAGA_TRANSITIONS, STEP_TRANSITIONS = SAGA_LIFECYCLE.rows, STEP_LIFECYCLE.rows
 SAGA_TERMINAL, STEP_TERMINAL = SAGA_LIFECYCLE.terminal, STEP_LIFECYCLE.terminal
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -94,8 +94,12 @@ def test_dot_source_has_one_edge_per_row_and_double_borders_terminals() -> None:
     """The Graphviz text follows the same table, terminal states with two peripheries."""
     table = diagram.lifecycle("step")
     text = diagram.dot_source(table)
-    dot_edges = re.findall(r'^    "(\w+)" -> "(\w+)" \[label=" (\w+) "\];$', text, re.M)
-    assert Counter(dot_edges) == rows(STEP_TRANSITIONS)
+    dot_edges = re.findall(
+        r'^    "(\w+)" -> "(\w+)" \[label=" (\w+) "(, style=dashed)?\];$', text, re.M
+    )
+    assert Counter(edge[:3] for edge in dot_edges) == rows(STEP_TRANSITIONS)
+    dashed = {edge[:3] for edge in dot_edges if edge[3]}
+    assert dashed == set(rows(STEP_LIFECYCLE.operator))  # the operator's rows, and only they
     doubled = set(re.findall(r'^    "(\w+)" \[.*peripheries=2', text, re.M))
     assert doubled == {state.value for state in STEP_TERMINAL}
 

@@ -164,7 +164,7 @@ def test_the_generated_page_lists_every_transition_row() -> None:
 
     text = load_generator().render()
     for spec in LIFECYCLES.values():
-        for row in spec.transitions:
+        for row in spec.rows:
             assert f"| `{row.trigger}` | `{row.source.value}` | `{row.dest.value}` |" in text
 
 

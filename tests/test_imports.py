@@ -10,7 +10,7 @@ import sagafsm
 
 HEAVY = (
     "simpy", "matplotlib", "scipy", "numpy", "hypothesis", "cattrs", "rich", "msgpack", "tomli_w",
-    "distributed", "SALib",
+    "distributed", "SALib", "psycopg",
 )  # fmt: skip
 """The libraries the extras install, and numpy, which two of them bring."""
 

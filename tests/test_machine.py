@@ -51,14 +51,14 @@ def test_every_trigger_in_every_state_lands_where_trigger_lands(spec: LifecycleS
         expected = outcome(slow, trigger, state)
         assert outcome(fast, trigger, state) == expected, (trigger, state)
         moved += expected[0] == "moved"
-    assert moved == len(spec.transitions)  # every row moved, every other pair raised
+    assert moved == len(spec.rows)  # every row moved, every other pair raised
 
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_the_table_read_from_the_machine_is_the_specs_rows(spec: LifecycleSpec[Any]) -> None:
     """What the adapter reads back out of ``transitions`` is the table it handed in."""
     machine = LifecycleMachine(spec)
-    assert read_table(machine._machine) == {(t.trigger, t.source): t.dest for t in spec.transitions}
+    assert read_table(machine._machine) == {(t.trigger, t.source): t.dest for t in spec.rows}
 
 
 def test_the_shared_machines_take_the_fast_path() -> None:

@@ -126,7 +126,7 @@ def test_the_duplicate_check_bites_a_batch_that_reads_past_its_own_writes(
     kind: str, tmp_path: Path
 ) -> None:
     """The same check fails on a store whose savepoints do not see the batch's earlier writes."""
-    memory, sqlite = BROKEN["blind"]
+    memory, sqlite, _ = BROKEN["blind"]
 
     async def main() -> None:
         store: Any = memory() if kind == "memory" else sqlite(tmp_path / "saga.db")
@@ -411,7 +411,7 @@ def test_the_batched_comparison_bites_a_store_that_reads_past_the_batch(
     script: list[Op] = [("execute", "s0", 0, "none", 0)] * 2
     compare_in_batches(script, [2], MemoryStore() if kind == "memory" else SqliteStore(
         tmp_path / "ok.db"))  # fmt: skip
-    memory, sqlite = BROKEN["blind"]
+    memory, sqlite, _ = BROKEN["blind"]
     with pytest.raises(AssertionError):
         compare_in_batches(script, [2], memory() if kind == "memory" else sqlite(
             tmp_path / "blind.db"))  # fmt: skip

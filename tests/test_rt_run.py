@@ -254,7 +254,7 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_created(
     ("url", "message"),
     [
         ("memory://", "needs a SQLite store"),
-        ("postgresql://u:secret@host/db", "not available in this version"),
+        ("postgresql://u:secret@host/db", "a real run needs a SQLite store"),
         ("ftp://orders", "not a store URL"),
         ("sqlite:///{tmp}/missing/orders.db", "does not exist"),
         ("sqlite:///{tmp}/notes.db", "not a SQLite database"),

@@ -1,9 +1,10 @@
-"""The store protocol's semantics, run on both stores (MemoryStore and SqliteStore).
+"""The store protocol's semantics, run on every store (MemoryStore, SqliteStore, PostgresStore).
 
 Each test gets a ``place``: where a store lives. ``place.store()`` is a store object on it as a
-restarted process would make one (a new SqliteStore on the same file; the same MemoryStore
-object, whose data outlives close/open). The checks that matter most are functions, run once on
-the real stores and once on a broken variant that they must catch.
+restarted process would make one (a new SqliteStore on the same file, a new PostgresStore on the
+same database; the same MemoryStore object, whose data outlives close/open). The checks that
+matter most are functions, run once on the real stores and once on a broken variant that they
+must catch.
 """
 
 from __future__ import annotations
@@ -18,26 +19,35 @@ import pytest
 from sagafsm.errors import InvalidArgument, InvalidConfig
 from sagafsm.runtime.errors import StoreError
 from sagafsm.runtime.memory_store import MemoryStore, _MemoryTransaction
+from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.sqlite_store import SqliteStore
 from sagafsm.runtime.store import KEEP, Commit, InboxEntry, Keep, OutboxRow, TimerRow
 
-AnyStore = MemoryStore | SqliteStore
+AnyStore = MemoryStore | SqliteStore | PostgresStore
 
 
 class Place:
     """Where one test's store lives (see the module docstring)."""
 
-    def __init__(self, kind: str, directory: Path) -> None:
+    def __init__(self, kind: str, directory: Path, url: str = "") -> None:
         self.kind = kind
         self.path = directory / "store.db"
+        self.url = url
         self._memory = MemoryStore()
 
-    def store(self) -> AnyStore:
-        return self._memory if self.kind == "memory" else SqliteStore(self.path)
+    def store(self, cls: type[Any] | None = None, **options: Any) -> AnyStore:
+        """A store object on this place (of ``cls``, a broken subclass, if given)."""
+        if self.kind == "memory":
+            return (cls or MemoryStore)(**options) if cls or options else self._memory
+        if self.kind == "postgres":
+            return (cls or PostgresStore)(self.url, **options)  # type: ignore[no-any-return]
+        return (cls or SqliteStore)(self.path, **options)  # type: ignore[no-any-return]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
+    if request.param == "postgres":
+        return Place("postgres", tmp_path, request.getfixturevalue("pg_url"))
     return Place(request.param, tmp_path)
 
 
@@ -79,6 +89,7 @@ async def observe(store: AnyStore) -> dict[str, Any]:
         "timers": await store.timers(),
         "sagas": await store.sagas(),
         "trace": await store.trace(),
+        "retry_requests": await store.retry_requests(),
     }
 
 
@@ -492,12 +503,8 @@ def test_the_atomicity_check_catches_a_store_that_commits_saga_by_saga(
     """The check above fails on a store whose batch is not one transaction."""
 
     async def body() -> None:
-        broken = (
-            saga_by_saga(MemoryStore)()
-            if place.kind == "memory"
-            else saga_by_saga(SqliteStore)(place.path)
-        )
-        async with broken as store:
+        cls = {"memory": MemoryStore, "sqlite": SqliteStore, "postgres": PostgresStore}[place.kind]
+        async with place.store(saga_by_saga(cls)) as store:
             with pytest.raises(AssertionError):
                 await check_a_refused_batch_changes_nothing(store, bad)
 
@@ -637,10 +644,7 @@ def test_memory_execute_says_it_needs_a_sql_store() -> None:
 def test_retention_is_kept_for_the_runtime_and_checked(place: Place) -> None:
     """Stores carry their retention (seconds); a negative or infinite one is refused."""
     assert place.store().retention == 7 * 86400
-    assert MemoryStore(retention=60).retention == 60.0
-    assert SqliteStore(place.path, retention=60).retention == 60.0
+    assert place.store(retention=60).retention == 60.0
     for bad in (-1, float("inf"), float("nan"), "1"):
         with pytest.raises(InvalidArgument):
-            MemoryStore(retention=bad)  # type: ignore[arg-type]
-        with pytest.raises(InvalidArgument):
-            SqliteStore(place.path, retention=bad)  # type: ignore[arg-type]
+            place.store(retention=bad)

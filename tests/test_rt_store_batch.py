@@ -1,5 +1,5 @@
-"""Participant batches (group commit) on both stores: one transaction for several commands, each in
-a savepoint of its own. A savepoint that fails undoes its own writes alone (on SQLite its SQL too),
+"""Participant batches (group commit) on every store: one transaction for several commands, each in
+a savepoint of its own. A savepoint that fails undoes its own writes alone (in SQL its SQL too),
 a later savepoint sees what the earlier ones released, and the batch commits or rolls back whole.
 The rules that a naive store would break are also run against one, so the checks are known to
 bite; and on SQLite the hops a batch costs are counted."""
@@ -17,14 +17,17 @@ import pytest
 
 from sagafsm.runtime.errors import StoreError
 from sagafsm.runtime.memory_store import MemoryStore, _MemoryBatch, _MemorySavepoint
+from sagafsm.runtime.postgres_inbox import PostgresBatch, PostgresSavepoint
+from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.sqlite_inbox import SqliteBatch, SqliteSavepoint, read, statement
 from sagafsm.runtime.sqlite_store import SqliteStore
 from sagafsm.runtime.store import InboxEntry
 from sagafsm.runtime.store_encoding import decode_entry
 
 _T = TypeVar("_T")
-AnyStore = MemoryStore | SqliteStore
-STORES = ["memory", "sqlite"]
+AnyStore = MemoryStore | SqliteStore | PostgresStore
+STORES = ["memory", "sqlite", "postgres"]
+SQL_STORES = (SqliteStore, PostgresStore)
 DONE = InboxEntry("action", "succeeded", {"n": 1})
 
 
@@ -89,9 +92,50 @@ def _sqlite_with(savepoint: type[SqliteSavepoint]) -> type[SqliteStore]:
     return Broken
 
 
-BROKEN: dict[str, tuple[type[MemoryStore], type[SqliteStore]]] = {
-    "leaky": (_memory_with(_LeakySavepoint), _sqlite_with(_NoSqlSavepoint)),
-    "blind": (_memory_with(_BlindSavepoint), _sqlite_with(_BlindSqlSavepoint)),
+class _NoSqlPgSavepoint(PostgresSavepoint):
+    """PostgreSQL: runs the handler's SQL without a SAVEPOINT."""
+
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._batch._hop([(sql, parameters)])
+
+
+class _BlindPgSavepoint(PostgresSavepoint):
+    """PostgreSQL: skips the batch's staged writes when it reads."""
+
+    async def inbox_get(self, key: str) -> InboxEntry | None:
+        row, at = self._puts.get(key), (self._participant, key)
+        if row is None:
+            batch = self._batch
+            if at not in batch._cache:
+                await batch._read([at])
+            row = batch._cache[at]
+        return None if row is None else decode_entry(row)
+
+
+def _postgres_with(savepoint: type[PostgresSavepoint]) -> type[PostgresStore]:
+    class Batch(PostgresBatch):
+        def savepoint(self, participant: str) -> PostgresSavepoint:
+            self._count += 1
+            return savepoint(self, participant, f"sagafsm_{self._count}")
+
+    class Broken(PostgresStore):
+        def batch(self) -> Batch:
+            return Batch(self._participant_lock, self._open_pool())
+
+    return Broken
+
+
+BROKEN: dict[str, tuple[type[MemoryStore], type[SqliteStore], type[PostgresStore]]] = {
+    "leaky": (
+        _memory_with(_LeakySavepoint),
+        _sqlite_with(_NoSqlSavepoint),
+        _postgres_with(_NoSqlPgSavepoint),
+    ),
+    "blind": (
+        _memory_with(_BlindSavepoint),
+        _sqlite_with(_BlindSqlSavepoint),
+        _postgres_with(_BlindPgSavepoint),
+    ),
 }
 
 
@@ -108,30 +152,40 @@ class CountingStore(SqliteStore):
 # -- the rig ------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Where a test's store lives: a SQLite path, or (for kind "postgres") a fresh database."""
+    if request.node.callspec.params.get("kind") == "postgres":
+        return request.getfixturevalue("pg_url")
+    return tmp_path / "saga.db"
+
+
 @asynccontextmanager
-async def opened(kind: str, tmp_path: Path, broken: str | None = None) -> AsyncIterator[Any]:
-    """A store of ``kind`` (SQLite: with a ``stock`` table), or its broken variant."""
-    memory, sqlite = BROKEN[broken] if broken else (MemoryStore, SqliteStore)
-    store: Any = memory() if kind == "memory" else sqlite(tmp_path / "saga.db")
+async def opened(kind: str, where: Any, broken: str | None = None) -> AsyncIterator[Any]:
+    """A store of ``kind`` (SQL stores: with a ``stock`` table), or its broken variant."""
+    memory, sqlite, postgres = BROKEN[broken] if broken else (MemoryStore, SqliteStore,
+                                                                PostgresStore)  # fmt: skip
+    classes: dict[str, Any] = {"sqlite": sqlite, "postgres": postgres}
+    store: Any = memory() if kind == "memory" else classes[kind](where)
     async with store:
-        if kind == "sqlite":
+        if kind != "memory":
             async with store.transaction("setup") as tx:
                 await tx.execute("CREATE TABLE stock (item TEXT)")
         yield store
 
 
 def play(
-    kind: str, tmp_path: Path, check: Callable[[Any], Coroutine[Any, Any, None]], **how: Any
+    kind: str, where: Any, check: Callable[[Any], Coroutine[Any, Any, None]], **how: Any
 ) -> None:
     async def main() -> None:
-        async with opened(kind, tmp_path, **how) as store:
+        async with opened(kind, where, **how) as store:
             await check(store)
 
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
 async def stock(store: Any) -> list[str]:
-    if not isinstance(store, SqliteStore):
+    if not isinstance(store, SQL_STORES):
         return []
     async with store.transaction("observer") as tx:
         return [item for (item,) in await tx.execute("SELECT item FROM stock ORDER BY item")]
@@ -148,6 +202,8 @@ async def command(tx: Any, store: Any, key: str, *, fail: bool = False) -> None:
     await tx.append_trace([(1.0, "effect", key, "inv", "step", "action")])
     if isinstance(store, SqliteStore):
         await tx.execute("INSERT INTO stock VALUES (?)", (key,))
+    elif isinstance(store, PostgresStore):
+        await tx.execute("INSERT INTO stock VALUES (%s)", (key,))
     if fail:
         raise RuntimeError(f"{key} broke")
 
@@ -168,26 +224,26 @@ async def a_failed_savepoint_undoes_only_its_own(store: Any) -> None:
             await command(tx, store, "c")
     assert await entries(store, "inv", "a", "b", "c") == [DONE, None, DONE]
     assert [r[2] for r in await store.trace()] == ["a", "c"]
-    assert await stock(store) == (["a", "c"] if isinstance(store, SqliteStore) else [])
+    assert await stock(store) == (["a", "c"] if isinstance(store, SQL_STORES) else [])
 
 
 @pytest.mark.parametrize("kind", STORES)
 def test_a_failed_savepoint_undoes_its_own_writes_and_the_batch_commits_the_rest(
-    kind: str, tmp_path: Path
+    kind: str, where: Any
 ) -> None:
     """Three commands, the middle one raises: its inbox entry, ledger record and (SQLite) table
     row are gone; the other two commit, in one transaction."""
-    play(kind, tmp_path, a_failed_savepoint_undoes_only_its_own)
+    play(kind, where, a_failed_savepoint_undoes_only_its_own)
 
 
 @pytest.mark.parametrize("kind", STORES)
 def test_the_savepoint_check_bites_a_store_that_keeps_a_failed_commands_writes(
-    kind: str, tmp_path: Path
+    kind: str, where: Any
 ) -> None:
     """The same check fails on a store whose savepoints do not undo (SQLite: no SAVEPOINT, so
     the failed handler's row leaks into the batch's commit)."""
     with pytest.raises(AssertionError):
-        play(kind, tmp_path, a_failed_savepoint_undoes_only_its_own, broken="leaky")
+        play(kind, where, a_failed_savepoint_undoes_only_its_own, broken="leaky")
 
 
 async def later_savepoints_see_earlier_ones(store: Any) -> None:
@@ -210,26 +266,24 @@ async def later_savepoints_see_earlier_ones(store: Any) -> None:
 
 @pytest.mark.parametrize("kind", STORES)
 def test_a_savepoint_reads_what_earlier_savepoints_of_its_batch_wrote(
-    kind: str, tmp_path: Path
+    kind: str, where: Any
 ) -> None:
     """Reads see the savepoint's own writes, then those the batch's earlier savepoints released
     (over what was read ahead), then the store; each participant its own inbox."""
-    play(kind, tmp_path, later_savepoints_see_earlier_ones)
+    play(kind, where, later_savepoints_see_earlier_ones)
 
 
 @pytest.mark.parametrize("kind", STORES)
 def test_the_visibility_check_bites_a_store_whose_savepoints_read_past_the_batch(
-    kind: str, tmp_path: Path
+    kind: str, where: Any
 ) -> None:
     """The same check fails on a store whose savepoints do not consult the batch's writes."""
     with pytest.raises(AssertionError):
-        play(kind, tmp_path, later_savepoints_see_earlier_ones, broken="blind")
+        play(kind, where, later_savepoints_see_earlier_ones, broken="blind")
 
 
 @pytest.mark.parametrize("kind", STORES)
-def test_an_exception_out_of_the_batch_rolls_every_savepoint_back(
-    kind: str, tmp_path: Path
-) -> None:
+def test_an_exception_out_of_the_batch_rolls_every_savepoint_back(kind: str, where: Any) -> None:
     """Released savepoints are part of the batch: a batch that fails keeps none of them."""
 
     async def check(store: Any) -> None:
@@ -242,11 +296,11 @@ def test_an_exception_out_of_the_batch_rolls_every_savepoint_back(
         assert await store.trace() == []
         assert await stock(store) == []
 
-    play(kind, tmp_path, check)
+    play(kind, where, check)
 
 
 @pytest.mark.parametrize("kind", STORES)
-def test_batches_and_transactions_of_one_store_run_one_at_a_time(kind: str, tmp_path: Path) -> None:
+def test_batches_and_transactions_of_one_store_run_one_at_a_time(kind: str, where: Any) -> None:
     """A transaction begun while a batch holds the store waits for it, and sees its writes."""
 
     async def check(store: Any) -> None:
@@ -266,7 +320,7 @@ def test_batches_and_transactions_of_one_store_run_one_at_a_time(kind: str, tmp_
         await waiting
         assert seen == [DONE]
 
-    play(kind, tmp_path, check)
+    play(kind, where, check)
 
 
 def test_a_batch_without_sql_of_its_own_costs_two_hops(tmp_path: Path) -> None:

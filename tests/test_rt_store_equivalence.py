@@ -1,7 +1,7 @@
-"""Both stores implement one semantics: a random sequence of operations (commits, sends, trace
-appends, participant transactions that commit or fail, prunes, resolves, boots, restarts) gives
-the same answers and the same observable state on MemoryStore and SqliteStore, after every
-operation.
+"""Every store implements one semantics: a random sequence of operations (commits, sends, trace
+appends, participant transactions that commit or fail, prunes, resolves, retry requests, boots,
+restarts) gives the same answers and the same observable state on MemoryStore, SqliteStore and
+PostgresStore, after every operation.
 
 The comparison is checked against a broken memory store too, so that it can fail.
 """
@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pg_support import PostgresServerForTests
 from test_rt_store import AnyStore, observe
 
 from sagafsm.errors import InvalidArgument
 from sagafsm.runtime.memory_store import MemoryStore
+from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.sqlite_store import SqliteStore
 from sagafsm.runtime.store import KEEP, Commit, InboxEntry, TimerRow
 
@@ -70,6 +73,8 @@ def commits(draw: st.DrawFn) -> tuple[Commit, str]:
         records=draw(records),
         started=draw(st.booleans()),
         now=draw(times),
+        parked=draw(st.none() | data) if finished else None,
+        retried=draw(st.booleans()),
     ), draw(st.sampled_from(["auto", "auto", "auto", "as drawn"]))
 
 
@@ -97,6 +102,9 @@ operations = st.one_of(
     ),
     st.tuples(st.just("prune"), times),
     st.tuples(st.just("resolve"), st.sampled_from(SAGAS), st.sampled_from(["fixed", "x"]), records),
+    st.tuples(
+        st.just("request_retry"), st.sampled_from(SAGAS), st.sampled_from(["back", ""]), times
+    ),
     st.tuples(st.just("boot")),
     st.tuples(st.just("reopen")),
     st.tuples(st.just("sagas"), st.frozensets(st.sampled_from(["running", "succeeded"]))),
@@ -131,6 +139,8 @@ async def apply(store: AnyStore, operation: tuple[Any, ...]) -> Any:
         return await store.sagas(*args)
     if kind == "resolve":
         return await store.resolve(*args)
+    if kind == "request_retry":
+        return await store.request_retry(*args)
     assert kind == "participant"
     participant, key, entry, ledger, fails = args
     seen: list[Any] = []
@@ -192,12 +202,37 @@ def on_sqlite(ops: Sequence[tuple[Any, ...]]) -> list[Any]:
         return asyncio.run(play(lambda: SqliteStore(path), ops))
 
 
+def on_postgres(url: str, ops: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """On the database at ``url``, emptied first (a new database per example costs more)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return asyncio.run(play(lambda: PostgresStore(url), ops))
+
+
 @pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.lists(operations, max_size=10))
 def test_memory_and_sqlite_stores_agree_on_every_sequence(ops: list[tuple[Any, ...]]) -> None:
     """Same answers, same refusals, same state after each operation, on both stores."""
     assert on_memory(ops) == on_sqlite(ops)
+
+
+def test_memory_and_postgres_stores_agree_on_every_sequence(
+    pg_server: PostgresServerForTests,
+) -> None:
+    """The same comparison on PostgreSQL, on one database of the test's own."""
+    url = pg_server.new_database()
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.lists(operations, max_size=10))
+    def agree(ops: list[tuple[Any, ...]]) -> None:
+        assert on_memory(ops) == on_postgres(url, ops)
+
+    try:
+        agree()
+    finally:
+        pg_server.drop_database(url)
 
 
 class KeepsTimersOfFinishedSagas(MemoryStore):
@@ -222,3 +257,58 @@ def test_the_comparison_catches_a_store_that_keeps_a_finished_sagas_timer() -> N
     ]  # fmt: skip
     assert on_memory(ops) == on_sqlite(ops)
     assert on_memory(ops, KeepsTimersOfFinishedSagas) != on_sqlite(ops)
+
+
+class KeepsAppliedRetryRequests(MemoryStore):
+    """Broken: the commit that applies a retry request leaves the request behind."""
+
+    async def commit(self, commits: Sequence[Commit], consumed: Sequence[int] = ()) -> Any:
+        waiting = dict(self._requests)
+        rows = await super().commit(commits, consumed)
+        self._requests.update(waiting)
+        return rows
+
+
+def test_the_comparison_catches_a_store_that_keeps_an_applied_retry_request() -> None:
+    """Parked, retried, parked again: a request left behind would retry it with nobody asking."""
+
+    def move(state: str, **fields: Any) -> tuple[Any, ...]:
+        return (
+            "commit",
+            [(Commit(saga_id="s0", definition="d", state=state, **fields), "auto")],
+            [],
+        )
+
+    ops: list[tuple[Any, ...]] = [
+        move("running", snapshot={}),
+        move("operator_required", snapshot=None, parked={"at": 1}),
+        ("request_retry", "s0", "back", 2.0),
+        move("compensating", snapshot={}, retried=True),
+        move("operator_required", snapshot=None, parked={"at": 2}),
+    ]
+    assert on_memory(ops) == on_sqlite(ops)
+    assert on_memory(ops, KeepsAppliedRetryRequests) != on_sqlite(ops)
+
+
+def test_the_postgres_comparison_catches_a_broken_postgres_store(pg_url: str) -> None:
+    """On PostgreSQL too the comparison bites: a store whose prune also drops running sagas."""
+
+    class PrunesRunningSagas(PostgresStore):
+        async def prune(self, finished_before: float) -> int:
+            async with self._transaction() as conn:
+                await conn.execute("DELETE FROM sagafsm_sagas WHERE updated_at < %s",
+                                   (finished_before,))  # fmt: skip
+            return 0
+
+    ops: list[tuple[Any, ...]] = [
+        ("commit", [(Commit(saga_id="s0", definition="d", state="running", snapshot={},
+                            now=1.0), "auto")], []),
+        ("prune", 5.0),
+    ]  # fmt: skip
+    assert on_memory(ops) == on_postgres(pg_url, ops)
+
+    def broken() -> list[Any]:
+        return asyncio.run(play(lambda: PrunesRunningSagas(pg_url), ops))
+
+    on_postgres(pg_url, [])  # empty again
+    assert on_memory(ops) != broken()

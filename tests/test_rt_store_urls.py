@@ -10,6 +10,7 @@ import pytest
 
 from sagafsm.runtime.errors import StoreError
 from sagafsm.runtime.memory_store import MemoryStore
+from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.sqlite_store import SqliteStore
 from sagafsm.runtime.urls import open_store
 
@@ -54,17 +55,16 @@ def test_a_relative_sqlite_url_opens_in_the_working_directory(
     assert os.listdir(tmp_path) == ["orders.db"]
 
 
-def test_postgresql_is_refused_with_the_url_and_its_password_masked() -> None:
-    """Not in this version: the message says so and how to name a SQLite store."""
-    with pytest.raises(StoreError) as raised:
-        open_store("postgresql://saga:s3cret@db.example/orders")
-    message = str(raised.value)
-    assert message == (
-        "postgresql://saga:***@db.example/orders: postgresql:// stores are not available in "
-        "this version; use sqlite:///PATH"
-    )
-    with pytest.raises(StoreError, match="postgresql:// stores are not available"):
-        open_store("postgres://db/orders")
+def test_postgresql_urls_name_a_postgres_store_not_connected_yet() -> None:
+    """postgresql:// and postgres:// give a PostgresStore with the options passed on; nothing
+    connects before open()."""
+    store = open_store("postgresql://saga:s3cret@db.example/orders", pool_size=8)
+    assert isinstance(store, PostgresStore)
+    assert (store.url, store.pool_size) == ("postgresql://saga:s3cret@db.example/orders", 8)
+    assert store.name == "postgresql://saga:***@db.example/orders"
+    assert isinstance(open_store("postgres://db/orders"), PostgresStore)
+    with pytest.raises(StoreError, match="not a store URL"):
+        open_store("postgresqlx://db/orders")
 
 
 @pytest.mark.parametrize(

@@ -21,12 +21,24 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import SagaError
-from . import diagram, explore, plot, replay, resolve, run, selfcheck, simulate, status, sweep
+from . import (
+    diagram,
+    explore,
+    plot,
+    replay,
+    resolve,
+    retry,
+    run,
+    selfcheck,
+    simulate,
+    status,
+    sweep,
+)
 
 __all__ = ["main", "INTERNAL_ERROR"]
 
 _SUBCOMMANDS: tuple[ModuleType, ...] = (
-    simulate, run, status, resolve, replay, explore, selfcheck, diagram, sweep, plot
+    simulate, run, status, resolve, retry, replay, explore, selfcheck, diagram, sweep, plot
 )  # fmt: skip
 
 INTERNAL_ERROR = 3

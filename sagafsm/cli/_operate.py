@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..definition import SagaDefinition, StepDefinition
 from ..engine import SagaInstance
@@ -22,6 +22,9 @@ from ..runtime.memory_store import MemoryStore
 from ..runtime.sqlite_store import SqliteStore
 from ..runtime.store import SagaStatus
 from ..runtime.urls import open_store
+
+if TYPE_CHECKING:
+    from ..runtime.postgres_store import PostgresStore
 
 __all__ = [
     "RUNNING_STATES",
@@ -49,15 +52,18 @@ def add_store_argument(parser: Any) -> None:
     )
 
 
-def existing_store(url: str) -> SqliteStore | MemoryStore:
+def existing_store(url: str) -> SqliteStore | MemoryStore | PostgresStore:
     """The store a URL names, not opened yet; StoreError for a SQLite file that is not there (an
-    operator's typo must not create an empty store and report it all quiet). A SQLite store is
-    opened without migrating: an older schema is refused, not upgraded under its runtime."""
+    operator's typo must not create an empty store and report it all quiet). A SQL store is
+    opened without migrating: an older schema (or none) is refused, not upgraded under its
+    runtime."""
     store = open_store(url)
     if isinstance(store, SqliteStore):
         if not os.path.isfile(store.path):
             raise StoreError(f"{url}: no store there ({store.path} does not exist)")
         store = SqliteStore(store.path, migrate=False)
+    elif not isinstance(store, MemoryStore):
+        store = open_store(url, migrate=False)
     return store
 
 

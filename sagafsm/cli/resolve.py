@@ -1,10 +1,11 @@
 """``sagafsm resolve``: an operator marks an ``operator_required`` saga resolved.
 
-The saga itself does not move: ``operator_required`` is a final state, and no lifecycle row
-leaves it (:mod:`sagafsm.lifecycle`), so whatever the operator did by hand (refunded, released,
-shipped) is theirs to say in the note. What changes is the record: the saga's status row gets the
-note as its resolution and the trace an ``operator`` record, in one store transaction, so that
-``sagafsm status`` stops listing it as unresolved and the trace tells who closed it and how.
+The saga itself does not move: ``operator_required`` is a final state that only an operator's
+retry leaves (``sagafsm retry``, for a compensation that gave up), so whatever the operator did by
+hand instead (refunded, released, shipped) is theirs to say in the note. What changes is the
+record: the saga's status row gets the note as its resolution and the trace an ``operator``
+record, in one store transaction, so that ``sagafsm status`` stops listing it as unresolved and
+the trace tells who closed it and how.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def register(subparsers: Any) -> None:
         help="mark an operator_required saga resolved, with a note (recorded in the trace)",
         description="Mark a saga that ended operator_required resolved: its status keeps NOTE "
         "as its resolution and the trace gets an operator record, in one transaction. The saga "
-        "does not run again (operator_required is final). Exit status 0, or 2 with nothing "
-        "changed: no such saga, a saga in another state, one already resolved, an empty note.",
+        "does not run again (to try a compensation that gave up again instead: sagafsm retry). "
+        "Exit status 0, or 2 with nothing changed: no such saga, a saga in another state, one "
+        "already resolved, an empty note.",
     )
     add_store_argument(parser)
     parser.add_argument("saga_id", metavar="SAGA_ID", help="the saga to mark resolved")

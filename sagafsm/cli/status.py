@@ -60,6 +60,7 @@ async def _read(url: str, scenarios: list[str]) -> dict[str, Any]:
                 "reason": saga.reason,
                 "updated_at": saga.updated_at,
                 "resolution": saga.resolution,
+                "retryable": saga.retryable,
             }
             for saga in stuck
         ],
@@ -103,9 +104,10 @@ def format_status(report: dict[str, Any], now: float) -> str:
     for saga in stuck:
         lines.append(f"  {saga['saga_id']}  {saga['reason']}")
         if saga["resolution"] is None:
-            lines.append(
-                f"      unresolved: sagafsm resolve {report['store']} {saga['saga_id']} --note TEXT"
-            )
+            where = f"{report['store']} {saga['saga_id']}"
+            if saga["retryable"]:
+                lines.append(f"      retry its compensation: sagafsm retry {where} --note TEXT")
+            lines.append(f"      unresolved: sagafsm resolve {where} --note TEXT")
         else:
             lines.append(f"      resolved: {saga['resolution']}")
     return "\n".join(lines)

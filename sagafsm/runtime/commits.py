@@ -22,12 +22,18 @@ __all__ = ["commit_of", "send_record"]
 
 
 def commit_of(
-    transaction: Transaction, cause: int | None, message_id: Callable[[], int]
+    transaction: Transaction,
+    cause: int | None,
+    message_id: Callable[[], int],
+    *,
+    retried: bool = False,
 ) -> tuple[Commit, list[Envelope]]:
     """The commit of one move, and the envelopes of its outbox rows (in row order).
 
     ``cause`` is the id of the message that set the move off (the commands' causation id);
-    ``message_id`` hands out the id of each new envelope."""
+    ``message_id`` hands out the id of each new envelope; ``retried``: the move applies an
+    operator's retry request. A saga parked by a compensation that gave up keeps its snapshot
+    (``parked``) for an operator's retry."""
     now = transaction.now
     records = transaction.records
     timer: TimerRow | Keep | None = KEEP
@@ -40,9 +46,12 @@ def commit_of(
     envelopes = [envelope_for(command, message_id(), cause) for command in transaction.outbound]
     outbox: list[dict[str, Any]] = [envelope_to_dict(envelope) for envelope in envelopes]
     finished = transaction.finished
-    reason = results = None
-    state = transaction.saga.state.value
+    reason = results = parked = None
+    saga = transaction.saga
+    state = saga.state.value
     if finished is not None:
+        if saga.retryable:
+            parked = saga.snapshot()
         reason = finished.reason
         results = {name: dict(result) for name, result in finished.results.items()}
         records.append((now, "finish", transaction.saga_id, state, reason))
@@ -58,6 +67,8 @@ def commit_of(
         records=records,
         started=transaction.started,
         now=now,
+        parked=parked,
+        retried=retried,
     )
     return commit, envelopes
 

@@ -18,7 +18,15 @@ from typing import Any, Final
 
 from ..errors import InvalidArgument, InvalidConfig
 from .errors import StoreError
-from .store import Commit, InboxEntry, OutboxRow, SagaStatus, StoredSaga, TimerRow
+from .store import (
+    Commit,
+    InboxEntry,
+    OutboxRow,
+    RetryRequest,
+    SagaStatus,
+    StoredSaga,
+    TimerRow,
+)
 from .store_encoding import (
     DEFAULT_RETENTION,
     RESOLVABLE,
@@ -53,12 +61,13 @@ class MemoryStore:
         self._open = False
         self._boot = 0
         # saga_id -> [definition, state, reason, results, snapshot, started_at, updated_at,
-        # resolution];
+        # resolution, parked];
         # a dict keeps insertion order, which is start order.
         self._sagas: dict[str, list[Any]] = {}
         self._outbox: dict[int, tuple[str, str]] = {}
         self._next_outbox_id = 1
         self._timers: dict[str, TimerRow] = {}
+        self._requests: dict[str, tuple[str, float]] = {}  # saga_id -> (note, requested_at)
         self._trace: list[str] = []  # one JSON list of records per append
         self._inbox: dict[tuple[str, str], tuple[str, str | None, str | None, str]] = {}
         self._participant_lock = asyncio.Lock()
@@ -102,14 +111,16 @@ class MemoryStore:
                 raise InvalidArgument(f"saga {row[0]!r}: started twice (it is already stored)")
         started = {row[0] for row in batch.inserts}
         for row in batch.updates:
-            if row[5] not in sagas and row[5] not in started:
-                raise InvalidArgument(f"saga {row[5]!r}: a commit for a saga never started")
+            if row[-1] not in sagas and row[-1] not in started:
+                raise InvalidArgument(f"saga {row[-1]!r}: a commit for a saga never started")
         for saga_id, definition, state, reason, results, snapshot, now, _ in batch.inserts:
-            sagas[saga_id] = [definition, state, reason, results, snapshot, now, now, None]
-        for state, reason, results, snapshot, now, saga_id in batch.updates:
+            sagas[saga_id] = [definition, state, reason, results, snapshot, now, now, None, None]
+        for state, reason, results, snapshot, parked, now, saga_id in batch.updates:
             saga = sagas[saga_id]
             saga[1:5] = state, reason, results, snapshot
-            saga[6] = now
+            saga[6], saga[8] = now, parked
+        for (saga_id,) in batch.retried:
+            self._requests.pop(saga_id, None)
         rows = []
         next_id = self._next_outbox_id
         for (saga_id, message), original in zip(batch.outbox, batch.messages, strict=True):
@@ -205,6 +216,23 @@ class MemoryStore:
         if encoded is not None:
             self._trace.append(encoded)
         return True
+
+    async def request_retry(self, saga_id: str, note: str, now: float) -> bool:
+        self._check_open()
+        saga = self._sagas.get(saga_id)
+        if saga is None or saga[8] is None or saga[7] is not None or saga_id in self._requests:
+            return False
+        self._requests[saga_id] = (str(note), float(now))
+        return True
+
+    async def retry_requests(self) -> list[RetryRequest]:
+        self._check_open()
+        waiting = sorted(self._requests.items(), key=lambda item: (item[1][1], item[0]))
+        return [
+            RetryRequest(saga_id, self._sagas[saga_id][0], loads(self._sagas[saga_id][8]), note)
+            for saga_id, (note, _) in waiting
+            if self._sagas.get(saga_id, [None] * 9)[8] is not None
+        ]
 
     def transaction(self, participant: str) -> _MemoryTransaction:
         self._check_open()

@@ -12,6 +12,10 @@ re-armed from the timer rows, and every unsent outbox row published again. A com
 published but not marked sent before a crash goes out twice; the participant's inbox makes the
 second a no-op. A command that never committed never happened: its saga's timer retries it.
 
+An operator's retry of a saga parked ``operator_required`` by a compensation that gave up is a
+request row in the store (:mod:`.retries`): those waiting are applied at open, later ones by the
+loop like any other move (the store is asked every ``retry_poll`` seconds).
+
 Time is epoch seconds from the injected clock (:mod:`sagafsm.runtime.clock`), never the event
 loop's: snapshots hold absolute due times, and a restarted process must agree with them.
 """
@@ -21,14 +25,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from typing import Any
 
 from ..commands import CancelTimer, StartTimer
 from ..definition import SagaDefinition
 from ..errors import InvalidArgument, InvalidConfig, SagaError
 from ..events import Event, TimerFired
-from ..history import RawRecord
+from ..history import RETRY_ACTION, RawRecord
 from ..lifecycle import SAGA_LIFECYCLE
 from ..messages import ORCHESTRATOR, Envelope
 from ..orchestration import NO_RUNNING_SAGA, OrchestrationCore, Transaction, event_for
@@ -36,6 +40,7 @@ from . import crashpoints
 from .clock import Clock, WallClock
 from .codec import envelope_from_dict
 from .commits import commit_of, send_record
+from .retries import RetryItem, poll_requests, retry_refusal
 from .store import Commit, OutboxRow, SagaStatus, Store
 from .timer_table import TimerTable
 from .transport import Transport, TransportClosed
@@ -94,7 +99,8 @@ class Runtime:
     ``store`` must not be open yet (the runtime opens and closes it); ``transport`` carries
     commands to the participants and their replies back (the caller closes it). ``clock`` is the
     wall clock unless given (tests pass a :class:`~sagafsm.runtime.clock.VirtualClock`).
-    ``batch_size`` caps how many events one store transaction commits.
+    ``batch_size`` caps how many events one store transaction commits. ``retry_poll`` is how
+    often, in seconds, the store is asked for operators' retry requests (``sagafsm retry``).
     """
 
     def __init__(
@@ -105,15 +111,22 @@ class Runtime:
         *,
         clock: Clock | None = None,
         batch_size: int = 256,
+        retry_poll: float = 1.0,
     ) -> None:
         if batch_size < 1:
             raise InvalidArgument(f"batch_size must be at least 1, got {batch_size!r}")
+        if not retry_poll > 0:
+            raise InvalidArgument(f"retry_poll must be a positive number, got {retry_poll!r}")
+        self._retry_poll = retry_poll
+        self._retry_wake = asyncio.Event()
+        self._retries_queued: set[str] = set()
+        self._retried: dict[str, asyncio.Future[None]] = {}
         self._store = store
         self._transport = transport
         self._core = OrchestrationCore(definitions)
         self._clock: Clock = clock if clock is not None else WallClock()
         self._batch_size = batch_size
-        self._queue: asyncio.Queue[_Start | _Inbound] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Start | _Inbound | RetryItem] = asyncio.Queue()
         self._timers = TimerTable()
         self._waiters = FinishWaiters()
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,11 +195,26 @@ class Runtime:
         await self._publish(await self._store.unsent(), [])
         if first_moves:
             await self._commit_and_publish(first_moves, [], [], [])
+        # Retries asked for while no runtime ran: applied before open() returns, so a caller
+        # can wait() on them at once.
+        waiting = await self._store.retry_requests()
+        if waiting:
+            await self._apply([RetryItem(request) for request in waiting])
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._run_loop(), name="sagafsm-loop"),
             loop.create_task(self._timers.run(self._clock, self.fire_due), name="sagafsm-timers"),
             loop.create_task(self._run_receiver(), name="sagafsm-receiver"),
+            loop.create_task(
+                poll_requests(
+                    self._store,
+                    self._queue,
+                    self._retry_poll,
+                    self._retry_wake,
+                    self._retries_queued,
+                ),
+                name="sagafsm-retries",
+            ),
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_ended)
@@ -208,6 +236,10 @@ class Runtime:
             if isinstance(item, _Start) and not item.accepted.done():
                 item.accepted.set_exception(stopped)
         self._waiters.fail(stopped)
+        for done in self._retried.values():
+            if not done.done():
+                done.set_exception(stopped)
+        self._retried.clear()
 
     async def abandon(self) -> None:
         """Stop at once, as a killed process would: no batch is finished, nothing is flushed.
@@ -263,6 +295,19 @@ class Runtime:
         accepted: asyncio.Future[str] = quiet_future()
         self._queue.put_nowait(_Start(definition, saga_id, data, accepted))
         return await accepted
+
+    async def retry(self, saga_id: str, note: str = "") -> None:
+        """An operator's retry of a parked saga's compensation (one that gave up): returns once
+        the saga is compensating again, committed with an ``operator`` record carrying ``note``.
+        :class:`~sagafsm.InvalidArgument`, with nothing changed, if the saga is not parked
+        (see :attr:`SagaStatus.retryable`) or has a retry waiting already."""
+        if not self._open or self._closing:
+            raise InvalidArgument("the runtime is not open")
+        if not await self._store.request_retry(saga_id, note, self._clock.now()):
+            raise InvalidArgument(retry_refusal(saga_id, await self._store.status(saga_id)))
+        done = self._retried.setdefault(saga_id, quiet_future())
+        self._retry_wake.set()
+        await asyncio.shield(done)
 
     async def status(self, saga_id: str) -> SagaStatus | None:
         return await self._store.status(saga_id)
@@ -328,7 +373,7 @@ class Runtime:
             finally:
                 self._busy -= 1
 
-    async def _apply(self, batch: list[_Start | _Inbound]) -> None:
+    async def _apply(self, batch: list[_Start | _Inbound | RetryItem]) -> None:
         now = self._clock.now()
         core = self._core
         transactions: list[Transaction] = []
@@ -336,7 +381,21 @@ class Runtime:
         accepted: list[_Start] = []
         loose: list[RawRecord] = []
         receipts: list[int] = []
+        retried: set[str] = set()
         for item in batch:
+            if isinstance(item, RetryItem):
+                request = item.request
+                try:
+                    transaction = core.retry(request.definition, request.snapshot, now)
+                except SagaError as error:  # left in the store, for the next start to log
+                    log.warning("the retry of saga %r cannot run: %s", request.saga_id, error)
+                    continue
+                record = (now, "operator", request.saga_id, RETRY_ACTION, request.note)
+                transaction.records.insert(0, record)
+                retried.add(request.saga_id)
+                transactions.append(transaction)
+                causes.append(None)
+                continue
             if isinstance(item, _Start):
                 if item.saga_id in core:
                     item.accepted.set_exception(
@@ -370,10 +429,15 @@ class Runtime:
                 loose.append((now, "ignored", event.saga_id, type(event).__name__, NO_RUNNING_SAGA))
             else:
                 loose.extend(found.records)
-        await self._commit_and_publish(transactions, causes, loose, receipts)
+        await self._commit_and_publish(transactions, causes, loose, receipts, retried)
         for item in accepted:
             if not item.accepted.done():
                 item.accepted.set_result(item.saga_id)
+        for saga_id in retried:
+            self._retries_queued.discard(saga_id)
+            done = self._retried.pop(saga_id, None)
+            if done is not None and not done.done():
+                done.set_result(None)
 
     async def _commit_and_publish(
         self,
@@ -381,6 +445,7 @@ class Runtime:
         causes: list[int | None],
         loose: list[RawRecord],
         receipts: list[int],
+        retried: Set[str] = frozenset(),
     ) -> None:
         commits: list[Commit] = []
         envelopes: list[Envelope] = []
@@ -388,7 +453,8 @@ class Runtime:
         message_id = self._message_ids.__next__
         for at, transaction in enumerate(transactions):
             cause = causes[at] if at < len(causes) else None
-            commit, sent = commit_of(transaction, cause, message_id)
+            saga_id = transaction.saga_id
+            commit, sent = commit_of(transaction, cause, message_id, retried=saga_id in retried)
             commits.append(commit)
             envelopes += sent
             if transaction.finished is not None:

@@ -85,7 +85,19 @@ _V2: Final = (
     "ALTER TABLE sagafsm_sagas ADD COLUMN resolution TEXT",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+_V3: Final = (
+    # The snapshot of a saga parked operator_required by a compensation that gave up, kept for
+    # an operator's retry (recovery reads only ``snapshot``); NULL otherwise.
+    "ALTER TABLE sagafsm_sagas ADD COLUMN parked TEXT",
+    # Operators' retry requests (sagafsm retry), one per saga; the runtime's commit that applies
+    # one deletes it.
+    """CREATE TABLE sagafsm_requests (
+        saga_id TEXT PRIMARY KEY,
+        note TEXT NOT NULL,
+        requested_at REAL NOT NULL)""",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 """Migration ``n`` (from 1) brings a store from schema ``n - 1`` to ``n``: a tuple of statements,
 run one by one inside the writer's transaction (``executescript`` would commit first). Append
 only; never edit a released one."""
@@ -196,8 +208,8 @@ INSERT_SAGA: Final = (
     "started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE_SAGA: Final = (
-    "UPDATE sagafsm_sagas SET state = ?, reason = ?, results = ?, snapshot = ?, updated_at = ? "
-    "WHERE saga_id = ?"
+    "UPDATE sagafsm_sagas SET state = ?, reason = ?, results = ?, snapshot = ?, parked = ?, "
+    "updated_at = ? WHERE saga_id = ?"
 )
 SAGA_EXISTS: Final = "SELECT 1 FROM sagafsm_sagas WHERE saga_id = ?"
 INSERT_OUTBOX: Final = "INSERT INTO sagafsm_outbox (saga_id, message) VALUES (?, ?)"
@@ -218,7 +230,7 @@ RUNNING: Final = (
 TIMERS: Final = "SELECT saga_id, timer_id, due FROM sagafsm_timers ORDER BY due, saga_id"
 STATUS_COLUMNS: Final = (
     "SELECT saga_id, definition, state, reason, results, snapshot, started_at, updated_at, "
-    "resolution FROM sagafsm_sagas"
+    "resolution, CASE WHEN parked IS NULL THEN NULL ELSE 1 END FROM sagafsm_sagas"
 )
 STATUS: Final = STATUS_COLUMNS + " WHERE saga_id = ?"
 SAGAS: Final = STATUS_COLUMNS + " ORDER BY start_seq"
@@ -232,6 +244,17 @@ PRUNE: Final = (
 RESOLVE: Final = (
     "UPDATE sagafsm_sagas SET resolution = ? WHERE saga_id = ? AND state = ? AND resolution IS NULL"
 )
+# A request only for a parked saga nobody resolved, and one at a time (the primary key).
+REQUEST_RETRY: Final = (
+    "INSERT OR IGNORE INTO sagafsm_requests (saga_id, note, requested_at) SELECT saga_id, ?, ? "
+    "FROM sagafsm_sagas WHERE saga_id = ? AND parked IS NOT NULL AND resolution IS NULL"
+)
+RETRY_REQUESTS: Final = (
+    "SELECT r.saga_id, s.definition, s.parked, r.note FROM sagafsm_requests r "
+    "JOIN sagafsm_sagas s ON s.saga_id = r.saga_id WHERE s.parked IS NOT NULL "
+    "ORDER BY r.requested_at, r.saga_id"
+)
+RETRIED: Final = "DELETE FROM sagafsm_requests WHERE saga_id = ?"
 
 
 def rollback(conn: sqlite3.Connection) -> None:
@@ -271,8 +294,8 @@ def commit(
         updates = batch.updates
         if updates and conn.executemany(UPDATE_SAGA, updates).rowcount != len(updates):
             for row in updates:
-                if not conn.execute(SAGA_EXISTS, (row[5],)).fetchone():
-                    raise InvalidArgument(f"saga {row[5]!r}: a commit for a saga never started")
+                if not conn.execute(SAGA_EXISTS, (row[-1],)).fetchone():
+                    raise InvalidArgument(f"saga {row[-1]!r}: a commit for a saga never started")
         rows = []
         if batch.outbox:
             conn.executemany(INSERT_OUTBOX, batch.outbox)
@@ -295,6 +318,8 @@ def commit(
                 conn.executemany(ARM, arm)
         if batch.records is not None:
             conn.execute(APPEND, (batch.records,))
+        if batch.retried:
+            conn.executemany(RETRIED, batch.retried)
         if consumed:
             conn.executemany(CONSUME, [(id_,) for id_ in consumed])
         conn.execute(COMMIT)
@@ -346,6 +371,17 @@ def prune(conn: sqlite3.Connection, finished_before: float) -> int:
         rollback(conn)
         raise
     return count
+
+
+def request_retry(conn: sqlite3.Connection, row: tuple[str, float, str]) -> bool:
+    conn.execute(BEGIN)
+    try:
+        changed = conn.execute(REQUEST_RETRY, row).rowcount == 1
+        conn.execute(COMMIT)
+    except BaseException:
+        rollback(conn)
+        raise
+    return changed
 
 
 def resolve(conn: sqlite3.Connection, row: tuple[str, str, str], records: str | None) -> bool:

@@ -34,7 +34,7 @@ from ..errors import InvalidArgument
 from . import sqlite_schema as _sql
 from .errors import StoreError
 from .sqlite_inbox import SqliteBatch, SqliteTransaction
-from .store import Commit, OutboxRow, SagaStatus, StoredSaga, TimerRow
+from .store import Commit, OutboxRow, RetryRequest, SagaStatus, StoredSaga, TimerRow
 from .store_encoding import (
     DEFAULT_RETENTION,
     RESOLVABLE,
@@ -284,6 +284,16 @@ class SqliteStore:
         encoded = encode_records(records) if records else None
         async with self._write_lock:
             return await self._call(_sql.resolve, (str(resolution), saga_id, RESOLVABLE), encoded)
+
+    async def request_retry(self, saga_id: str, note: str, now: float) -> bool:
+        async with self._write_lock:
+            return await self._call(_sql.request_retry, (str(note), float(now), saga_id))
+
+    async def retry_requests(self) -> list[RetryRequest]:
+        rows = await self._call(_sql.fetch, _sql.RETRY_REQUESTS, ())
+        return [
+            RetryRequest(saga_id, name, loads(parked), note) for saga_id, name, parked, note in rows
+        ]
 
     # -- the participants' side ---------------------------------------------------------------
 

@@ -26,6 +26,7 @@ __all__ = [
     "StoredSaga",
     "SagaStatus",
     "Commit",
+    "RetryRequest",
     "InboxEntry",
     "Store",
     "ParticipantStore",
@@ -87,6 +88,9 @@ class SagaStatus:
     resolution: str | None = None
     """What an operator wrote when marking an ``operator_required`` saga resolved
     (``sagafsm resolve``); None until then."""
+    retryable: bool = False
+    """Parked ``operator_required`` by a compensation that gave up, its snapshot kept: an
+    operator can retry it (``sagafsm retry``)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -97,6 +101,9 @@ class Commit:
     results) and drops the snapshot and any timer. ``timer`` is a row to arm (replacing the armed
     one), None to cancel, or :data:`KEEP`. ``records`` are trace records (plain tuples in the
     formats of :mod:`sagafsm.history`) appended in order. ``outbox`` holds envelopes as JSON data.
+    ``parked`` is the snapshot of a saga that finished ``operator_required`` because a
+    compensation gave up, kept apart (recovery does not run it) for an operator's retry; every
+    other commit clears it.
     """
 
     saga_id: str
@@ -112,6 +119,20 @@ class Commit:
     """The saga's first commit (its status row is inserted, with ``started_at``)."""
     now: float = 0.0
     """The clock's time of the move (``started_at``/``updated_at``)."""
+    parked: dict[str, Any] | None = None
+    retried: bool = False
+    """This commit applies the operator's retry request of the saga: the request goes with it."""
+
+
+@attrs.frozen
+class RetryRequest:
+    """An operator's request to retry a saga's compensation that gave up (``sagafsm retry``),
+    with the parked snapshot it applies to."""
+
+    saga_id: str
+    definition: str
+    snapshot: dict[str, Any]
+    note: str
 
 
 @attrs.frozen
@@ -178,6 +199,14 @@ class Store(Protocol):
         """Mark a saga that ended ``operator_required`` resolved, and append ``records``, in one
         transaction; False, and nothing changed, if the saga is not ``operator_required`` or
         already has a resolution."""
+
+    async def request_retry(self, saga_id: str, note: str, now: float) -> bool:
+        """Ask for a retry of the saga's compensation that gave up (the runtime applies it);
+        False, and nothing changed, unless the saga is parked (``operator_required`` with its
+        snapshot kept, not resolved) and has no request waiting."""
+
+    async def retry_requests(self) -> list[RetryRequest]:
+        """The requests waiting, oldest first, each with its saga's parked snapshot."""
 
 
 class ParticipantTx(Protocol):

@@ -81,14 +81,15 @@ class EncodedBatch:
     """A batch of :class:`Commit` checked and encoded once, before any store changes.
 
     ``inserts`` rows are ``(saga_id, definition, state, reason, results, snapshot, now, now)``,
-    ``updates`` rows ``(state, reason, results, snapshot, now, saga_id)`` in commit order;
+    ``updates`` rows ``(state, reason, results, snapshot, parked, now, saga_id)`` in commit
+    order; ``retried`` the sagas whose retry request goes with the batch;
     ``timers`` maps a saga to the timer it ends the batch with (None: cancelled), the last
     non-KEEP word of its commits (finishing cancels); ``outbox`` rows are ``(saga_id, message)``
     beside the caller's ``messages``; ``records`` is every trace record of the batch, in order,
     as one JSON list (None if there are none). JSON values are text.
     """
 
-    __slots__ = ("inserts", "messages", "outbox", "records", "timers", "updates")
+    __slots__ = ("inserts", "messages", "outbox", "records", "retried", "timers", "updates")
 
     def __init__(self, commits: Sequence[Commit]) -> None:
         inserts: list[tuple[Any, ...]] = []
@@ -97,14 +98,17 @@ class EncodedBatch:
         messages: list[dict[str, Any]] = []
         timers: dict[str, TimerRow | None] = {}
         records: list[tuple[Any, ...]] = []
+        retried: list[tuple[str]] = []
         seen: set[str] = set()
         encode = dumps
         for commit in commits:
             saga_id = commit.saga_id
             snapshot = commit.snapshot
             results = commit.results
+            parked = commit.parked
             try:
                 snapshot_json = None if snapshot is None else encode(snapshot)
+                parked_json = None if parked is None else encode(parked)
                 results_json = None if results is None else encode(results)
                 for message in commit.outbox:
                     outbox.append((saga_id, encode(message)))
@@ -121,9 +125,10 @@ class EncodedBatch:
                 row = (saga_id, commit.definition, commit.state, commit.reason)
                 inserts.append((*row, results_json, snapshot_json, now, now))
             else:
-                updates.append(
-                    (commit.state, commit.reason, results_json, snapshot_json, now, saga_id)
-                )
+                columns = (commit.state, commit.reason, results_json, snapshot_json, parked_json)
+                updates.append((*columns, now, saga_id))
+            if commit.retried:
+                retried.append((saga_id,))
             seen.add(saga_id)
             timer = commit.timer
             if snapshot is None:
@@ -139,6 +144,7 @@ class EncodedBatch:
         self.outbox = outbox
         self.messages = messages
         self.timers = timers
+        self.retried = retried
         self.records = encode_records(records) if records else None
 
 
@@ -197,8 +203,10 @@ def check_retention(retention: float) -> float:
 def status_from_row(row: Sequence[Any]) -> SagaStatus:
     """A saga's status from its stored columns, in the order both stores keep them:
     ``(saga_id, definition, state, reason, results, snapshot, started_at, updated_at,
-    resolution)``, results and snapshot as encoded JSON (or None)."""
-    saga_id, definition, state, reason, results, snapshot, started_at, updated_at, resolution = row
+    resolution, parked)``, results and snapshot as encoded JSON (or None), ``parked`` anything
+    that is None when the saga is not parked."""
+    saga_id, definition, state, reason, results, snapshot, started_at, updated_at = row[:8]
+    resolution, parked = row[8:]
     return SagaStatus(
         saga_id=saga_id,
         definition=definition,
@@ -209,4 +217,5 @@ def status_from_row(row: Sequence[Any]) -> SagaStatus:
         started_at=started_at,
         updated_at=updated_at,
         resolution=resolution,
+        retryable=parked is not None,
     )

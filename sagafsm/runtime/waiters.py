@@ -72,6 +72,7 @@ class FinishWaiters:
             snapshot=None,
             started_at=started_at,
             updated_at=commit.now,
+            retryable=commit.parked is not None,
         )
         waiter.set_result(status)
 

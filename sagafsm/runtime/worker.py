@@ -39,7 +39,7 @@ from .runtime import Runtime
 from .scenario import RuntimeScenario, install_schema, load_runtime_scenario, saga_ids
 from .sqlite_store import SqliteStore
 from .sqlite_transport import SqliteTransport
-from .urls import open_store
+from .urls import open_store, shown_url
 
 __all__ = ["main", "sqlite_store", "STOPPED", "BAD_INPUT", "READY_LINE"]
 
@@ -60,7 +60,8 @@ def sqlite_store(url: str) -> SqliteStore:
     store = open_store(url)
     if not isinstance(store, SqliteStore):
         raise StoreError(
-            f"{url}: a real run needs a SQLite store (its processes share the file); "
+            f"{shown_url(url)}: a real run needs a SQLite store (its processes share the file; "
+            "postgresql:// serves status, resolve and the Python API in this version); "
             "use sqlite:///PATH"
         )
     return store
