@@ -56,7 +56,25 @@ def assert_refused(done: subprocess.CompletedProcess[str], command: str, extra: 
     assert f"pip install 'sagafsm[{extra}]'" in done.stderr
 
 
-SMALL = ["order_fulfillment", "--sagas", "5"]
+PROBE = """\
+from pathlib import Path
+
+import attrs
+
+from simulations.order_fulfillment import scenario as order_fulfillment
+
+
+def scenario():
+    def make_domain(rng):
+        Path("ran").touch()  # a run started: the refusal came too late
+        return base.make_domain(rng)
+
+    base = order_fulfillment()
+    return attrs.evolve(base, make_domain=make_domain)
+"""
+"""order_fulfillment, leaving a file named ``ran`` behind when a run starts."""
+
+SMALL = ["probe.py", "--sagas", "5"]
 SWEEP = ["sweep", *SMALL, "--jobs", "1", "--param", "faults.loss=0,0.1"]
 
 # (what is missing, command line, the extra it must name)
@@ -89,10 +107,11 @@ REFUSALS = [
 def test_a_command_without_its_extra_refuses_in_one_line_naming_it(
     blocked: tuple[str, ...], argv: list[str], extra: str, tmp_path: Path
 ) -> None:
-    """Before anything runs or is written: the working directory stays empty."""
+    """Before anything runs or is written: the working directory keeps only the scenario."""
+    (tmp_path / "probe.py").write_text(PROBE)
     done = sagafsm_without(blocked, argv, tmp_path)
     assert_refused(done, argv[0], extra)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["probe.py"]
 
 
 def test_a_lifecycle_png_without_graphviz_or_matplotlib_names_the_plots_extra(
@@ -113,7 +132,8 @@ def test_the_commands_of_the_core_run_without_any_extra(tmp_path: Path) -> None:
         assert done.returncode == 0 and done.stdout, (argv, done.stderr)
     missing_store = sagafsm_without(everything, ["status", "sqlite:///none.db"], tmp_path)
     assert missing_store.returncode == 2 and "no store there" in missing_store.stderr
-    assert_refused(sagafsm_without(everything, ["simulate", *SMALL], tmp_path), "simulate", "sim")
+    refused = sagafsm_without(everything, ["simulate", "order_fulfillment"], tmp_path)
+    assert_refused(refused, "simulate", "sim")
 
 
 IMPORTS = [
