@@ -1,7 +1,9 @@
 """sagafsm: sagas as explicit state machines, and the tools to prove their compensations correct.
 
-The public API is listed in ``__all__``; everything else is private. Importing this package imports
-neither simpy, matplotlib nor hypothesis: simulation and plotting load only when asked for.
+The public API is listed in ``__all__``; everything else is private. This package, the engine and
+the runtime need only ``transitions`` and ``attrs``: the simulator, plots and exploration are
+extras (``pip install 'sagafsm[sim]'``...), loaded only when asked for; without its extra, each
+raises :class:`MissingExtra`, naming it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .errors import (
     InvalidConfig,
     InvalidDefinition,
     InvalidSnapshot,
+    MissingExtra,
     SagaError,
     UnknownSaga,
     UnknownStep,
@@ -84,6 +87,7 @@ __all__ = [
     "InvalidSnapshot",
     "LIFECYCLES",
     "LifecycleSpec",
+    "MissingExtra",
     "Orchestrator",
     "OrchestratorStatistics",
     "OutcomeReaction",

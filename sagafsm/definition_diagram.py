@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 
+from ._extras import require
 from .definition import SagaDefinition, StepDefinition, StepKind
 from .errors import InvalidArgument
 
@@ -73,8 +74,11 @@ _KIND_STYLE: dict[StepKind, tuple[str, str]] = {
 
 
 def render_definition_png(definition: SagaDefinition) -> bytes:
-    """The flow as a PNG, drawn with matplotlib (imported here, not at module import)."""
+    """The flow as a PNG, drawn with matplotlib (imported here, not at module import).
+
+    :class:`~sagafsm.MissingExtra` without matplotlib (the ``plots`` extra)."""
     definition = _checked(definition)
+    require("plots", "render_definition_png")
     import matplotlib
 
     matplotlib.use("Agg")

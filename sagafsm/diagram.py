@@ -138,7 +138,7 @@ def render_png(table: LifecycleTable, *, backend: Backend = "auto") -> bytes:
     except ImportError:
         raise DiagramUnavailable(
             "cannot draw a PNG: Graphviz 'dot' is not on PATH and matplotlib is not installed "
-            "(install one of them, or use the Mermaid text)"
+            "(pip install 'sagafsm[plots]', or install Graphviz, or use the Mermaid text)"
         ) from None
 
 

@@ -7,6 +7,8 @@ library (``transitions.MachineError``, SimPy's) ever crosses the public API.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "SagaError",
     "InvalidArgument",
@@ -16,6 +18,7 @@ __all__ = [
     "UnknownStep",
     "InvalidSnapshot",
     "InvalidConfig",
+    "MissingExtra",
 ]
 
 
@@ -93,3 +96,23 @@ class InvalidSnapshot(SagaError, ValueError):
 
 class InvalidConfig(SagaError, ValueError):
     """A simulation configuration, fault plan or command-line value is out of range or unknown."""
+
+
+class MissingExtra(SagaError, ImportError):
+    """An optional part of sagafsm was asked for without the extra that installs its libraries.
+
+    Raised when the part is imported (``import sagafsm.sim`` without simpy) or, by a command,
+    before it does any work. The message names the part, the missing libraries and the extra:
+    ``sagafsm.sim needs simpy (not installed): pip install 'sagafsm[sim]'``. An ``ImportError``
+    too, so ``except ImportError`` around an optional import keeps working. Never raised by
+    ``import sagafsm``, the engine or the runtime: they need no extra.
+    """
+
+    def __init__(self, extra: str, what: str, missing: Sequence[str]) -> None:
+        names = ", ".join(missing)
+        super().__init__(
+            f"{what} needs {names} (not installed): pip install 'sagafsm[{extra}]'",
+            name=missing[0],
+        )
+        self.extra = extra
+        self.missing = tuple(missing)

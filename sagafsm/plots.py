@@ -3,7 +3,8 @@
 
 Every function returns a :class:`matplotlib.figure.Figure` (shown inline in a notebook);
 :func:`write_run_figures` saves them as PNG and SVG files, :func:`write_figure` one figure as
-either. No pyplot global state is touched.
+either. No pyplot global state is touched. Needs the ``plots`` extra: without matplotlib,
+importing this module raises :class:`~sagafsm.MissingExtra`, naming it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._extras import require
 from ._swimlane import swimlane_figure
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ __all__ = [
     "write_figure",
     "write_run_figures",
 ]
+
+require("plots", "sagafsm.plots")  # matplotlib loads when a figure is drawn
 
 _COLORS = {"completed": "tab:green", "failed": "tab:orange", "operator_required": "tab:red"}
 

@@ -13,6 +13,7 @@ from collections import deque
 from typing import Any, NamedTuple
 
 import attrs
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -227,6 +228,7 @@ def failable(table: Table) -> list[str]:
     return [s.name for s in table.steps if s.failure is not None]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_every_accepted_table_keeps_its_guarantees_on_every_run(table: Table) -> None:
@@ -268,6 +270,7 @@ def test_every_derived_table_is_accepted_and_every_dropped_compensation_refused(
                 assert problems(table._replace(**{kind: changed})), f"{kind} {i} without {gone}"
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(definitions())
 def test_the_projected_roles_follow_every_path_to_a_final_state(definition: Any) -> None:

@@ -308,6 +308,7 @@ def test_outputs_are_moved_into_place_only_once_every_one_was_produced(
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_every_output_is_written_when_the_run_succeeds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -63,6 +63,7 @@ def test_the_repeat_summary_uses_one_unit_per_figure(capsys: pytest.CaptureFixtu
     assert all(re.search(r"\]\s+\S", line) for line in means)  # every figure names its unit
 
 
+@pytest.mark.slow
 def test_explore_speaks_english(capsys: pytest.CaptureFixture[str]) -> None:
     """'1 tr(ies) per action', 'saga(s)', 'fault(s)': each count in its own number."""
     assert main(["explore", "order_fulfillment", "--mutant", "no-tombstone", "--seed", "3"]) == 1

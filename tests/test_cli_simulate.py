@@ -50,6 +50,7 @@ def test_the_readable_report_names_outcomes_and_faults(capsys: pytest.CaptureFix
     assert "completed" in out and "trace digest" in out and "faults injected" in out
 
 
+@pytest.mark.slow
 def test_plots_and_trace_are_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--plots writes PNG figures; --trace writes one JSON record per line."""
     trace = tmp_path / "run.jsonl"

@@ -11,6 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# one pytest-xdist worker takes them all, so the site is built once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("docs-site")
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:

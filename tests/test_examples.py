@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -36,6 +38,7 @@ def test_the_order_service_runs_its_sagas_and_a_second_run_carries_on(tmp_path: 
     assert "0 violations" in second.stdout
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_order_service_and_the_next_run_carries_on(tmp_path: Path) -> None:
     """Whenever SIGTERM lands (during start-up, the run, or after), the service stops cleanly
     and a second run on the same file finishes every order, judged clean."""

@@ -14,6 +14,7 @@ from sagafsm.sim.mutants import MUTANTS
 from sagafsm.sim.trace import Record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
     [

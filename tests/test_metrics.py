@@ -69,6 +69,7 @@ def test_student_t_interval_of_a_known_sample() -> None:
     assert interval["high"] - 2.0 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store_latency", [0.0, 0.01])
 def test_littles_law_holds_on_a_simulated_run_with_crashes(store_latency: float) -> None:
     """Mean sagas in flight = sagas finished per second x mean duration."""

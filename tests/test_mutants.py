@@ -109,6 +109,7 @@ def test_simulate_refuses_a_mutant_that_does_not_apply() -> None:
         simulate(scenario, scenario.config(sagas=5), mutant=MUTANTS["compensate-read-only"])
 
 
+@pytest.mark.slow
 def test_selfcheck_json_covers_every_mutant_on_every_scenario(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -286,6 +287,7 @@ def test_the_acceptance_run_is_clean(capsys: pytest.CaptureFixture[str]) -> None
     assert faults["loss"] > 0 and faults["duplicate"] > 0 and faults["step_failure"] > 0
 
 
+@pytest.mark.slow
 def test_the_acceptance_run_catches_the_tutorial_orchestrator(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -16,6 +16,7 @@ def test_there_are_notebooks() -> None:
     assert NOTEBOOKS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_and_has_no_committed_outputs(path: Path) -> None:
     """The notebook executes without error; the committed file carries no outputs."""

@@ -56,6 +56,7 @@ def test_swimlane_has_one_lane_per_party(simulated) -> None:
     assert labels[0] == "orchestrator" and "inventory" in labels
 
 
+@pytest.mark.slow
 def test_write_run_figures_writes_pngs(simulated, tmp_path: Path) -> None:
     """Every figure lands as a PNG and an SVG file, nothing half-written left behind."""
     result, _ = simulated
@@ -65,6 +66,7 @@ def test_write_run_figures_writes_pngs(simulated, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.slow
 def test_write_run_figures_writes_svg_too(simulated, tmp_path: Path) -> None:
     """Each figure is written as PNG and as SVG; an unknown suffix or format is refused."""
     result, _ = simulated

@@ -345,6 +345,7 @@ def played(definition: SagaDefinition, operations: list[Op]) -> Adversary:
     return run
 
 
+@pytest.mark.slow
 @settings(
     max_examples=60,
     deadline=None,

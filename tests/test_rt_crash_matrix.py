@@ -21,6 +21,8 @@ from sagafsm.runtime.crashpoints import CRASH_POINTS
 from sagafsm.runtime.supervisor import RunPlan, supervise
 from sagafsm.runtime.verdict import OUTBOX_RULE, RealRunResult
 
+pytestmark = pytest.mark.slow  # real processes, killed and restarted: seconds each
+
 SCENARIO = "order_fulfillment"
 SAGAS = 120
 COUNTS = (3, 1, 7, 13)

@@ -515,6 +515,7 @@ def same_as_one_at_a_time(
         assert mine == theirs, what
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(steps, sizes)
 def test_group_commit_answers_and_keeps_exactly_what_a_transaction_per_command_does(

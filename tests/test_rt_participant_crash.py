@@ -58,6 +58,7 @@ async def start(path: Path, crash_at: str | None) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(sys.executable, "-c", script, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["participant.before_commit", "participant.after_commit"])
 def test_a_participant_killed_at_a_crash_point_applies_the_effect_once(
     point: str, tmp_path: Path

@@ -171,6 +171,7 @@ def _store(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'orders.db'}"
 
 
+@pytest.mark.slow
 def test_run_json_has_the_keys_of_simulate_json_plus_kills(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -193,6 +194,7 @@ def test_run_json_has_the_keys_of_simulate_json_plus_kills(
     assert real["metrics"]["throughput_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_kill_every_kills_the_orchestrator_while_it_works_and_the_report_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -207,6 +209,7 @@ def test_kill_every_kills_the_orchestrator_while_it_works_and_the_report_says_so
     assert "violations          none" in out
 
 
+@pytest.mark.slow
 def test_a_broken_runtime_exits_1_with_its_violations_in_the_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -285,6 +288,7 @@ def test_a_store_of_a_newer_schema_is_refused_and_left_as_it_was(
     assert path.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_store_carries_it_on_and_another_seed_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -303,6 +307,7 @@ def test_a_second_run_on_the_same_store_carries_it_on_and_another_seed_is_refuse
 # -- the worker processes ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_workers_stop_gracefully_on_sigterm_and_a_new_orchestrator_carries_on(
     tmp_path: Path,
 ) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 import psycopg
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pg_support import PostgresServerForTests
@@ -209,6 +210,7 @@ def on_postgres(url: str, ops: Sequence[tuple[Any, ...]]) -> list[Any]:
     return asyncio.run(play(lambda: PostgresStore(url), ops))
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.lists(operations, max_size=10))
 def test_memory_and_sqlite_stores_agree_on_every_sequence(ops: list[tuple[Any, ...]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from simtools import effects, final_states, run
 
 
@@ -49,6 +50,7 @@ def test_orchestrator_crashes_lose_no_saga_and_apply_no_effect_twice() -> None:
     assert result.violations == ()
 
 
+@pytest.mark.slow
 def test_crash_rate_of_a_tenth_crashes_several_times_in_three_thousand_sagas() -> None:
     """--crash-orchestrator 0.1 (per simulated second) is frequent enough to matter."""
     result, _ = run(sagas=3000, seed=1, faults__orchestrator_crash_rate=0.1)

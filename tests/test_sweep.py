@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from simtools import QUIET
 
 from sagafsm.checks import PROPERTIES
-from sagafsm.errors import InvalidConfig
+from sagafsm.errors import InvalidConfig, MissingExtra
 from sagafsm.sim import load_scenario
 from sagafsm.sim.config import config_from_dict, config_to_dict
 from sagafsm.sweep import (
@@ -284,5 +284,5 @@ def test_a_morris_design_needs_ranges_and_salib(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(InvalidConfig, match="needs a range LO:HI"):
         plan_sweep(SCENARIO, {"load.kind": "open,closed"}, base(), design="morris", points=2)
     monkeypatch.setitem(sys.modules, "SALib", None)
-    with pytest.raises(InvalidConfig, match=re.escape("pip install 'sagafsm[sensitivity]'")):
+    with pytest.raises(MissingExtra, match=re.escape("pip install 'sagafsm[sensitivity]'")):
         plan_sweep(SCENARIO, {"faults.loss": "0:0.1"}, base(), design="morris", points=2)

@@ -151,6 +151,7 @@ def test_a_sweep_writes_its_table_and_reruns_nothing_the_second_time(
     assert (out / "sweep.csv").read_text() == first  # the cached rows, wall times included
 
 
+@pytest.mark.slow
 def test_a_mutant_sweep_exits_1_and_draws_its_violation_map(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

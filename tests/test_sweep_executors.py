@@ -70,6 +70,7 @@ def test_the_cli_gives_the_same_table_on_the_pool_and_on_dask(
     assert digests[0] == digests[1] and len(set(digests[0])) == 3
 
 
+@pytest.mark.slow
 def test_an_unreachable_dask_scheduler_is_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

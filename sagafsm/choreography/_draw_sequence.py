@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+from .._extras import require
+
 __all__ = ["draw_sequence"]
 
 _COLUMN = 2.6
@@ -15,7 +17,8 @@ def draw_sequence(
 ) -> bytes:
     """Lifelines for ``participants``; per message, an arrow labelled with its event from sender
     to receiver (red on the way back: a failure or a compensation's event), and under it what the
-    receiver does. PNG bytes."""
+    receiver does. PNG bytes; :class:`~sagafsm.MissingExtra` without matplotlib."""
+    require("plots", "a sequence diagram")
     import matplotlib
 
     matplotlib.use("Agg")

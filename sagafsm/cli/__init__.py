@@ -65,13 +65,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _internal_error(command: str, error: BaseException, debug: bool) -> int:
-    from ..sim.internal import InternalError
-
-    original = error.error if isinstance(error, InternalError) else error
+    # An InternalError comes out of a simulation, so its module is loaded by then; looking it up
+    # here keeps the simulator (and its extra) out of the commands that never simulate.
+    internal = sys.modules.get("sagafsm.sim.internal")
+    wrapped = internal is not None and isinstance(error, internal.InternalError)
+    original: BaseException = getattr(error, "error", error) if wrapped else error
     if debug:
         traceback.print_exception(original, file=sys.stderr)
     where = "traceback above" if debug else "rerun with --debug for the traceback"
-    text = str(error) if isinstance(error, InternalError) else f"{type(error).__name__}: {error}"
+    text = str(error) if wrapped else f"{type(error).__name__}: {error}"
     text = " ".join(text.split())  # one line, whatever the exception's message holds
     print(f"sagafsm {command}: internal error: {text} ({where})", file=sys.stderr)
     return INTERNAL_ERROR
@@ -79,13 +81,9 @@ def _internal_error(command: str, error: BaseException, debug: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from ..sim.internal import InternalError
-
     try:
         status: int = args.run(args)
-    except InternalError as error:
-        return _internal_error(args.command, error, args.debug)
-    except SagaError as error:
+    except SagaError as error:  # a MissingExtra too: one line naming the extra to install
         print(f"sagafsm {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

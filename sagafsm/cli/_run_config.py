@@ -10,13 +10,20 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidConfig
-from ..sim.mutants import MUTANTS
 
 if TYPE_CHECKING:
     from ..sim import Scenario, SimulationConfig
     from ..sim.mutants import Mutant
 
 __all__ = ["add_run_arguments", "resolve_run", "RUN_FLAGS"]
+
+MUTANT_NAMES = (
+    "tutorial-orchestrator", "no-dedup-participant", "forward-order-compensation",
+    "no-compensation-retry", "no-tombstone", "send-before-save", "compensate-after-pivot",
+    "wrong-compensation-result", "compensate-read-only",
+)  # fmt: skip
+"""The names of :data:`sagafsm.sim.mutants.MUTANTS`, for the help text: building the parser (as
+every ``sagafsm`` command does) must not import the simulator, which needs its extra."""
 
 # flag -> dotted configuration key
 _FLAG_KEYS = {
@@ -108,7 +115,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--mutant",
         metavar="NAME",
         help="run a deliberately broken variant instead of the correct system: "
-        + ", ".join(MUTANTS),
+        + ", ".join(MUTANT_NAMES),
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import diagram
+from .._extras import require
 from ..errors import InvalidConfig
 from ._inputs import check_output_file, staged
 
@@ -53,6 +54,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "--output", ".png") if args.output else None
+    if output is not None and args.subject not in diagram.LIFECYCLES:
+        require("plots", "--output")  # a scenario's steps are drawn by matplotlib alone
     text, draw = _subject(args.subject, args.style)
     png = draw() if output is not None else b""  # drawn before anything is printed or written
     if output is not None:

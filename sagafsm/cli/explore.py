@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from .._extras import require
 from ..errors import InvalidConfig
 from ._inputs import check_output_file, staged
 
@@ -80,6 +81,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("explore", "exploring")
     from ..sim import load_scenario
     from ..sim.config import MAX_IN_FLIGHT
     from ..sim.coverage import Coverage

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from .._extras import require
 from ..errors import InvalidConfig
 
 __all__ = ["register", "run"]
@@ -39,6 +40,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("plots", "drawing a sweep")
     from ..sweep import read_table
     from ..sweep.figures import check_columns, write_sweep_figures
     from ._inputs import check_output_dir

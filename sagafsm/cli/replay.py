@@ -6,6 +6,7 @@ import argparse
 import math
 from typing import Any
 
+from .._extras import require
 from ..errors import InvalidConfig
 from ._inputs import check_output_file, staged
 from ._run_config import RUN_FLAGS, add_run_arguments, resolve_run
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from ..checks import check_history
     from ..sim.timeline import format_timeline, saga_timeline
 
+    if args.swimlane:
+        require("plots", "--swimlane")
     swimlane = (
         check_output_file(args.swimlane, "--swimlane", (".png", ".svg")) if args.swimlane else None
     )

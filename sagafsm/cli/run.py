@@ -84,6 +84,9 @@ def _progress(
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._extras import require
+
+    require("sim", "running a scenario")  # the scenarios and the report are the simulator's
     from ..runtime.crashpoints import ENVIRONMENT_VARIABLE
     from ..runtime.supervisor import RunPlan, supervise
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._extras import require
 from ..errors import InvalidConfig
 from ._inputs import cap_jobs, check_not_an_input, check_output_dir, check_output_file, staged
 from ._run_config import add_run_arguments, resolve_run
@@ -185,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
     if trace is not None:
         check_not_an_input(trace, "--trace", {"--config file": args.config,
                                               "scenario file": args.scenario})  # fmt: skip
+    if args.plots:
+        require("plots", "--plots")
     plots = check_output_dir(args.plots, "--plots") if args.plots else None
     scenario, config, mutant = resolve_run(args)
     effective = attrs.evolve(config, mutant=mutant.name if mutant else None)

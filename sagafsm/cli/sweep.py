@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._extras import require
 from ..errors import InvalidConfig
 from ._run_config import add_run_arguments, resolve_run
 
@@ -149,6 +150,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plots and not args.output:
         raise InvalidConfig("--plots needs --output DIR (the figures go there)")
+    if args.plots:
+        require("plots", "--plots")
+    if args.dask:
+        require("dask", "--dask")
+    if args.design == "morris":
+        require("sensitivity", "--design morris")
     plan = _plan(args)
     varies = any(len({repr(point[p.key]) for point in plan.points}) > 1 for p in plan.parameters)
     if args.plots and not varies:

@@ -5,7 +5,8 @@ duplicated or delayed past its timeout; which step fails or hangs; where the orc
 and shrinks the first violating plan to the fewest sagas and faults. :func:`exhaustive` runs every
 placement of one fault, and of two, on a small run, so "no violation" is a statement about all of
 them, with the count. Both return plans as configuration data that ``sagafsm simulate --config``
-and ``sagafsm replay --config`` accept.
+and ``sagafsm replay --config`` accept. Needs the ``explore`` extra (Hypothesis searches, plans
+are saved as TOML): without it, importing this module raises :class:`~sagafsm.MissingExtra`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from .._extras import require
 from ..checks import Violation
 from .config import merge
 from .coverage import Coverage
@@ -28,6 +30,8 @@ from .mutants import Mutant
 from .run import simulate
 from .scenario import Scenario
 from .selfcheck import NO_FAULTS
+
+require("explore", "sagafsm.sim.explore")  # Hypothesis and tomli-w load when a search runs
 
 __all__ = [
     "Counterexample",

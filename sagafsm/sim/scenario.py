@@ -11,7 +11,7 @@ import importlib
 import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -19,7 +19,9 @@ from .._user_code import call_factory, import_file
 from ..definition import SagaDefinition
 from ..errors import InvalidConfig
 from ..lifecycle import SagaState
-from .config import SimulationConfig, apply_overrides, config_from_dict, merge
+
+if TYPE_CHECKING:
+    from .config import SimulationConfig
 
 __all__ = ["Declined", "Service", "Domain", "Scenario", "load_scenario"]
 
@@ -97,6 +99,9 @@ class Scenario:
     def config(self, data: Mapping[str, Any] | None = None, **overrides: Any) -> SimulationConfig:
         """This scenario's defaults, then ``data`` (TOML layout), then dotted-key ``overrides``
         written with ``__`` for dots: ``scenario.config(sagas=500, faults__loss=0.05)``."""
+        # imported here: a scenario read only for its definition (a diagram) needs no cattrs
+        from .config import apply_overrides, config_from_dict, merge
+
         merged = merge(self.defaults, data or {})
         dotted = {key.replace("__", "."): value for key, value in overrides.items()}
         return config_from_dict(apply_overrides(merged, dotted))

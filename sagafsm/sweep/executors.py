@@ -10,7 +10,6 @@ first one); results are put back in order by their position.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import multiprocessing
 import os
 import sys
@@ -19,6 +18,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_complet
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from .._extras import require
 from ..errors import InvalidConfig
 
 __all__ = ["execute", "useful_workers", "cpu_count", "process_pool", "dask_executor"]
@@ -85,12 +85,11 @@ def dask_executor(address: str, workers: int) -> Iterator[Executor]:
     """An executor on a Dask cluster: the scheduler at ``address``, or, for ``local``, a
     ``LocalCluster`` of ``workers`` single-threaded processes started here and stopped after.
 
-    :class:`~sagafsm.InvalidConfig` (one line) when ``distributed`` is not installed or the
-    scheduler cannot be reached. Workers of a remote cluster need sagafsm (and the scenario, by
-    name or at the same path) installed.
+    :class:`~sagafsm.MissingExtra` when ``distributed`` is not installed (the ``dask`` extra),
+    :class:`~sagafsm.InvalidConfig` (one line) when the scheduler cannot be reached. Workers of
+    a remote cluster need sagafsm (and the scenario, by name or at the same path) installed.
     """
-    if importlib.util.find_spec("distributed") is None:
-        raise InvalidConfig("--dask needs the distributed package: pip install 'sagafsm[dask]'")
+    require("dask", "a Dask executor")
     distributed: Any = importlib.import_module("distributed")  # an optional, untyped extra
 
     if address == "local":
@@ -99,8 +98,11 @@ def dask_executor(address: str, workers: int) -> Iterator[Executor]:
         # simulates; nobody reads its profiles here. Nannies hand this config to their workers.
         with dask.config.set({"distributed.worker.profile.enabled": False}):
             cluster = distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                # its HTTP routes on a free port, not 8787: a second cluster (another sweep,
+                # another test worker) found that taken and leaked a socket warning
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            )  # fmt: skip
         client = distributed.Client(cluster)
     else:
         cluster = None

@@ -4,7 +4,8 @@ Two kinds: a figure against one parameter (the mean across seeds, a band for its
 interval, one line per value of a second parameter), and a heat map over two parameters (the
 mean in each cell; over a fault space, the violations of a mutant make its *violation map*).
 Settings that vary but are on neither axis are averaged over, and the title says so.
-Only matplotlib's object API is used (no pyplot state), imported when a figure is drawn.
+Only matplotlib's object API is used (no pyplot state), imported when a figure is drawn; without
+it (the ``plots`` extra), importing this module raises :class:`~sagafsm.MissingExtra`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._extras import require
 from ..errors import InvalidConfig
 from ..sim.metrics import student_t_interval
 from .rows import METRICS, bounds_of
@@ -30,6 +32,8 @@ __all__ = [
     "varying",
     "write_sweep_figures",
 ]
+
+require("plots", "sagafsm.sweep.figures")  # matplotlib loads when a figure is drawn
 
 LABELS = {
     "goodput": "goodput (share of finished sagas completed)",

@@ -13,11 +13,11 @@ SALib is an optional extra (``pip install 'sagafsm[sensitivity]'``), imported on
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
 from collections.abc import Sequence
 from typing import Any
 
+from .._extras import require
 from ..errors import InvalidConfig
 from .params import Parameter
 from .table import SweepTable
@@ -29,10 +29,7 @@ LEVELS = 4
 
 
 def _salib(part: str) -> Any:
-    if importlib.util.find_spec("SALib") is None:
-        raise InvalidConfig(
-            "a Morris design needs the SALib package: pip install 'sagafsm[sensitivity]'"
-        )
+    require("sensitivity", "a Morris design")
     return importlib.import_module(f"SALib.{part}.morris")
 
 
