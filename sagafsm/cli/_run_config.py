@@ -20,7 +20,8 @@ __all__ = ["add_run_arguments", "resolve_run", "RUN_FLAGS"]
 MUTANT_NAMES = (
     "tutorial-orchestrator", "no-dedup-participant", "forward-order-compensation",
     "no-compensation-retry", "no-tombstone", "send-before-save", "compensate-after-pivot",
-    "wrong-compensation-result", "compensate-read-only",
+    "wrong-compensation-result", "tutorial-choreography", "no-dedup-events", "no-deadline",
+    "emit-before-compensating", "compensate-read-only",
 )  # fmt: skip
 """The names of :data:`sagafsm.sim.mutants.MUTANTS`, for the help text: building the parser (as
 every ``sagafsm`` command does) must not import the simulator, which needs its extra."""
