@@ -12,7 +12,16 @@ import pytest
 
 from sagafsm.checks import check_history
 from sagafsm.cli import main
-from sagafsm.runtime import InProcessTransport, ParticipantHost, Runtime, WallClock
+from sagafsm.errors import InvalidConfig
+from sagafsm.runtime import (
+    InProcessTransport,
+    MemoryStore,
+    ParticipantHost,
+    Runtime,
+    SqliteStore,
+    WallClock,
+)
+from sagafsm.runtime.dialects import in_dialect
 from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.scenario import (
     SETUP_PARTICIPANT,
@@ -138,3 +147,40 @@ def test_the_handlers_refuse_and_undo_on_postgresql_as_on_sqlite(pg_url: str) ->
         assert conn.execute(
             "SELECT released FROM reservations WHERE saga_id = 'order-3'"
         ).fetchall() == [(1,)]
+
+
+def test_a_statement_written_once_with_question_marks_runs_on_both_stores(
+    pg_url: str, tmp_path: Any
+) -> None:
+    """in_dialect: the same text, a literal % in it, gives the same rows on SQLite and
+    PostgreSQL; a memory store, which has no SQL, is refused by name."""
+    sql = "SELECT ? || '%', ? + 1"
+
+    async def rows(store: Any) -> list[Any]:
+        async with store, store.transaction(SETUP_PARTICIPANT) as tx:
+            result: list[Any] = await tx.execute(in_dialect(sql, tx.dialect), ("a", 41))
+            return result
+
+    on_sqlite = asyncio.run(rows(SqliteStore(tmp_path / "x.db")))
+    on_postgres = asyncio.run(rows(PostgresStore(pg_url)))
+    assert on_sqlite == on_postgres == [("a%", 42)]
+    with pytest.raises(InvalidConfig, match="'memory' runs no SQL"):
+        in_dialect(sql, MemoryStore.dialect)
+    with pytest.raises(InvalidConfig, match="tables for sqlite and postgresql"):
+        load_runtime_scenario("order_fulfillment").schema("memory")
+
+
+def test_kill_every_on_postgresql_loses_nothing_and_every_saga_finishes(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--kill-every on PostgreSQL: the orchestrator is killed and restarted while it works (the
+    replies it had claimed come back when their lease runs out, or the steps are retried); every
+    saga finishes, recovered sagas included, and nothing wrong is found."""
+    status, out, _ = _run(
+        ["--store", pg_url, "--sagas", "100", "--kill-every", "1.5", "--json"], capsys
+    )
+    assert status == 0, out
+    real = json.loads(out)
+    assert real["kills"] >= 1 and real["metrics"]["recovered_sagas"] > 0
+    assert real["violations"] == [] and "unfinished" not in real["outcomes"]
+    assert real["outcomes"]["completed"] > 0
