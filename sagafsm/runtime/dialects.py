@@ -16,17 +16,15 @@ from typing import Final
 
 from ..errors import InvalidConfig
 
-__all__ = ["SQL_DIALECTS", "ID_COLUMN", "in_dialect"]
-
-SQL_DIALECTS: Final = ("sqlite", "postgresql")
-"""The dialects of the stores that have tables (a memory store has none)."""
+__all__ = ["ID_COLUMN", "in_dialect"]
 
 ID_COLUMN: Final = {
     # Both: an id handed out is never handed out again, even after a rollback.
     "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
     "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 }
-"""A primary key the database numbers itself, per dialect."""
+"""A primary key the database numbers itself, per dialect (the dialects of the stores that have
+tables: a memory store has none)."""
 
 
 @functools.cache

@@ -264,7 +264,11 @@ class _FinishedCounter:
     def __init__(self, url: str) -> None:
         self._store = run_store(url)
         self._runner = asyncio.Runner()
-        self._runner.run(self._store.open())
+        try:
+            self._runner.run(self._store.open())
+        except BaseException:
+            self._runner.close()
+            raise
         self._count = 0
         self._read_at = -_COUNT_EVERY
 

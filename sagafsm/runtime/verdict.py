@@ -1,12 +1,12 @@
 """The verdict on a real run: read back from its store, judged as a simulated run is judged.
 
-Everything comes from the store (SQLite or PostgreSQL, read through the store protocol), not
-from the processes, which may have been killed any
-number of times: the trace (the orchestrator's records and every participant's ledger, appended
-in commit order), the sagas' status rows (outcomes, reasons, start and finish times), and the
-scenario's own tables. The trace goes through :func:`sagafsm.checks.check_history`, the same
-checker every simulation runs; the tables through the scenario's domain invariants. A saga the
-run should have started and never did is a termination violation: no trace record would show it.
+Everything comes from the store (SQLite or PostgreSQL, read through the store protocol), not from
+the processes, which may have been killed any number of times: the trace (the orchestrator's
+records and every participant's ledger, appended in commit order), the sagas' status rows
+(outcomes, reasons, start and finish times), and the scenario's own tables. The trace goes through
+:func:`sagafsm.checks.check_history`, the same checker every simulation runs; the tables through
+the scenario's domain invariants. A saga the run should have started and never did is a termination
+violation: no trace record would show it.
 
 :class:`RealRunResult` carries the keys of ``sagafsm simulate --json``; those a real run cannot
 measure (simulated time, a trace digest, queueing at participants, store writes) are None.

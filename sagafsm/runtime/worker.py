@@ -35,6 +35,7 @@ from ..lifecycle import SAGA_LIFECYCLE
 from .clock import WallClock
 from .errors import StoreError
 from .host import ParticipantHost
+from .memory_store import MemoryStore
 from .mutants import RUNTIME_MUTANTS, NoInboxHost, PublishBeforeCommitRuntime
 from .runtime import Runtime
 from .scenario import RuntimeScenario, install_schema, load_runtime_scenario, saga_ids
@@ -66,10 +67,6 @@ def run_store(url: str) -> RunStore:
     """The store a URL names (not opened): SQLite or PostgreSQL. Both roles need a store the
     other process sees: ``memory://`` is refused with a :class:`StoreError`."""
     store = open_store(url)
-    if isinstance(store, SqliteStore):
-        return store
-    from .memory_store import MemoryStore
-
     if isinstance(store, MemoryStore):
         raise StoreError(
             f"{shown_url(url)}: a real run needs a store its processes share; "
@@ -78,9 +75,10 @@ def run_store(url: str) -> RunStore:
     return store
 
 
-# A claimed message whose receiver was killed comes back after this long (PostgreSQL's lease):
-# longer than a batch takes to handle, short enough that a restarted worker is not kept waiting
-# past the steps' timeouts for the replies its predecessor claimed.
+# How long a claimed message stays hidden before it is delivered again (PostgreSQL's lease):
+# longer than a batch takes to handle on a loaded machine, shorter than the 30 s default so that
+# the replies a killed orchestrator had claimed come back while their steps still retry (the
+# order scenario tries 3 times, 2 s each) rather than after the saga gave up.
 _RUN_LEASE: Final = 5.0
 
 
