@@ -10,6 +10,10 @@ effect twice, and one killed before the commit leaves no trace of it.
 A refusal is decided before anything is written (a refused action's transaction still commits:
 its inbox row remembers the failure), so "refused" always means "no effect", as ``Declined`` does.
 
+The SQL is written once, with ``?`` placeholders, and runs on SQLite and PostgreSQL alike
+(:func:`~sagafsm.runtime.dialects.in_dialect` gives it to the store in its own placeholders);
+only the numbered id column of the tables differs between the two (:func:`schema`).
+
 The tables keep every row (released reservations, refunded payments, cancelled shipments are
 flagged, not deleted), so the invariants can count, per order, how many times each effect landed
 and whether it was undone: stronger than the simulator's totals, which forget completed orders.
@@ -23,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sagafsm.definition import SagaDefinition
+from sagafsm.errors import InvalidConfig
+from sagafsm.runtime.dialects import ID_COLUMN, in_dialect
 from sagafsm.runtime.participant import ActionCall, CompensationCall, Participant, Refused
 from sagafsm.runtime.scenario import FinishedSaga, with_timeout
 from sagafsm.runtime.store import ParticipantTx
@@ -37,7 +43,7 @@ from simulations.order_fulfillment import (
     make_order,
 )
 
-__all__ = ["OrderRuntime", "SCHEMA", "RUNTIME_TIMEOUT"]
+__all__ = ["OrderRuntime", "schema", "RUNTIME_TIMEOUT"]
 
 RUNTIME_TIMEOUT = 2.0
 """Step timeout of the real run, in seconds: longer than a participant process takes to restart
@@ -45,39 +51,49 @@ RUNTIME_TIMEOUT = 2.0
 
 _UNDO_MISSES = "unknown_undos"
 
-SCHEMA: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS customers (customer INTEGER PRIMARY KEY, "
-    "blocked INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS accounts (customer INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS inventory (sku INTEGER PRIMARY KEY, "
-    "stock INTEGER NOT NULL, reserved INTEGER NOT NULL)",
-    # AUTOINCREMENT: an id handed out (res-N) is never handed out again, even after a rollback.
-    "CREATE TABLE IF NOT EXISTS reservations (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "saga_id TEXT NOT NULL, sku INTEGER NOT NULL, quantity INTEGER NOT NULL, "
-    "released INTEGER NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS payments (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "saga_id TEXT NOT NULL, customer INTEGER NOT NULL, amount INTEGER NOT NULL, "
-    "refunded INTEGER NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS shipments (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "saga_id TEXT NOT NULL, reservation_id TEXT NOT NULL, payment_id TEXT NOT NULL, "
-    "cancelled INTEGER NOT NULL DEFAULT 0)",
-    "CREATE TABLE IF NOT EXISTS notices (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "saga_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL)",
-    f"CREATE TABLE IF NOT EXISTS {_UNDO_MISSES} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "saga_id TEXT NOT NULL, what TEXT NOT NULL)",
-    # Seeded once: INSERT OR IGNORE leaves the rows of a store already in use as they are.
-    "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < "
-    f"{CUSTOMERS - 1}) INSERT OR IGNORE INTO customers (customer, blocked) "
-    f"SELECT i, i >= {min(BLOCKED_CUSTOMERS)} FROM n",
-    "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < "
-    f"{CUSTOMERS - 1}) INSERT OR IGNORE INTO accounts (customer, balance) "
-    f"SELECT i, CASE WHEN i < {BROKE_CUSTOMERS} THEN {initial_balance(0)} "
-    f"ELSE {initial_balance(BROKE_CUSTOMERS)} END FROM n",
-    "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < "
-    f"{SKUS - 1}) INSERT OR IGNORE INTO inventory (sku, stock, reserved) "
-    f"SELECT i, {INITIAL_STOCK}, 0 FROM n",
-)
-"""The participants' tables, created and seeded idempotently."""
+
+def schema(dialect: str) -> tuple[str, ...]:
+    """The participants' tables in ``dialect``, created and seeded idempotently. One text for
+    both stores but for the numbered id column (:data:`~sagafsm.runtime.dialects.ID_COLUMN`:
+    an id handed out, ``res-N``, is never handed out again, even after a rollback)."""
+    if dialect not in ID_COLUMN:
+        raise InvalidConfig(
+            f"the order scenario has tables for {' and '.join(ID_COLUMN)} stores, not {dialect}"
+        )
+    ids = ID_COLUMN[dialect]
+    # Seeded once: ON CONFLICT DO NOTHING leaves the rows of a store already in use as they
+    # are (SQLite wants a WHERE in an INSERT ... SELECT that has one: "WHERE true").
+    numbers = "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) "
+    return (
+        "CREATE TABLE IF NOT EXISTS customers (customer INTEGER PRIMARY KEY, "
+        "blocked INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0)",
+        "CREATE TABLE IF NOT EXISTS accounts (customer INTEGER PRIMARY KEY, "
+        "balance BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS inventory (sku INTEGER PRIMARY KEY, "
+        "stock BIGINT NOT NULL, reserved BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS reservations (id {ids}, "
+        "saga_id TEXT NOT NULL, sku INTEGER NOT NULL, quantity BIGINT NOT NULL, "
+        "released INTEGER NOT NULL DEFAULT 0)",
+        f"CREATE TABLE IF NOT EXISTS payments (id {ids}, "
+        "saga_id TEXT NOT NULL, customer INTEGER NOT NULL, amount BIGINT NOT NULL, "
+        "refunded INTEGER NOT NULL DEFAULT 0)",
+        f"CREATE TABLE IF NOT EXISTS shipments (id {ids}, "
+        "saga_id TEXT NOT NULL, reservation_id TEXT NOT NULL, payment_id TEXT NOT NULL, "
+        "cancelled INTEGER NOT NULL DEFAULT 0)",
+        f"CREATE TABLE IF NOT EXISTS notices (id {ids}, "
+        "saga_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS {_UNDO_MISSES} (id {ids}, "
+        "saga_id TEXT NOT NULL, what TEXT NOT NULL)",
+        numbers.format(last=CUSTOMERS - 1) + "INSERT INTO customers (customer, blocked) "
+        f"SELECT i, CASE WHEN i >= {min(BLOCKED_CUSTOMERS)} THEN 1 ELSE 0 END FROM n "
+        "WHERE true ON CONFLICT DO NOTHING",
+        numbers.format(last=CUSTOMERS - 1) + "INSERT INTO accounts (customer, balance) "
+        f"SELECT i, CASE WHEN i < {BROKE_CUSTOMERS} THEN {initial_balance(0)} "
+        f"ELSE {initial_balance(BROKE_CUSTOMERS)} END FROM n WHERE true ON CONFLICT DO NOTHING",
+        numbers.format(last=SKUS - 1) + "INSERT INTO inventory (sku, stock, reserved) "
+        f"SELECT i, {INITIAL_STOCK}, 0 FROM n WHERE true ON CONFLICT DO NOTHING",
+    )
+
 
 # The seeding SQL says "blocked from here on" and "broke below that": true of the constants.
 assert frozenset(range(min(BLOCKED_CUSTOMERS), CUSTOMERS)) == BLOCKED_CUSTOMERS
@@ -89,9 +105,14 @@ def _number(handed_out: str, prefix: str) -> int | None:
     return int(tail) if head == prefix and tail.isdigit() else None
 
 
+async def _sql(db: ParticipantTx, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+    """One statement, written with ``?`` placeholders, run in the store's dialect."""
+    return await db.execute(in_dialect(sql, db.dialect), parameters)
+
+
 async def _undo_missed(db: ParticipantTx, saga_id: str, what: str) -> None:
     """An undo of something not held (undone twice?): kept for the invariants to report."""
-    await db.execute(f"INSERT INTO {_UNDO_MISSES} (saga_id, what) VALUES (?, ?)", (saga_id, what))
+    await _sql(db, f"INSERT INTO {_UNDO_MISSES} (saga_id, what) VALUES (?, ?)", (saga_id, what))
 
 
 def _participants() -> list[Participant]:
@@ -102,13 +123,11 @@ def _participants() -> list[Participant]:
     @customers.action("verify_customer")
     async def verify_customer(call: ActionCall) -> Mapping[str, Any]:
         customer = call.data["customer"]
-        rows = await call.db.execute(
-            "SELECT blocked FROM customers WHERE customer = ?", (customer,)
-        )
+        rows = await _sql(call.db, "SELECT blocked FROM customers WHERE customer = ?", (customer,))
         if not rows or rows[0][0]:
             raise Refused("customer blocked")
-        await call.db.execute(
-            "UPDATE customers SET verified = verified + 1 WHERE customer = ?", (customer,)
+        await _sql(
+            call.db, "UPDATE customers SET verified = verified + 1 WHERE customer = ?", (customer,)
         )
         return {}
 
@@ -116,14 +135,16 @@ def _participants() -> list[Participant]:
     async def reserve_items(call: ActionCall) -> Mapping[str, Any]:
         sku, quantity = call.data["sku"], call.data["quantity"]
         # The stock check and the decrement are one statement: nothing is written on refusal.
-        taken = await call.db.execute(
-            "UPDATE inventory SET stock = stock - ?1, reserved = reserved + ?1 "
-            "WHERE sku = ?2 AND stock >= ?1 RETURNING sku",
-            (quantity, sku),
+        taken = await _sql(
+            call.db,
+            "UPDATE inventory SET stock = stock - ?, reserved = reserved + ? "
+            "WHERE sku = ? AND stock >= ? RETURNING sku",
+            (quantity, quantity, sku, quantity),
         )
         if not taken:
             raise Refused("out of stock")
-        (row,) = await call.db.execute(
+        (row,) = await _sql(
+            call.db,
             "INSERT INTO reservations (saga_id, sku, quantity) VALUES (?, ?, ?) RETURNING id",
             (call.saga_id, sku, quantity),
         )
@@ -133,7 +154,8 @@ def _participants() -> list[Participant]:
     async def release_reservation(call: CompensationCall) -> None:
         handed_out = call.action_result.get("reservation_id")
         number = _number(handed_out, "res")
-        released = await call.db.execute(
+        released = await _sql(
+            call.db,
             "UPDATE reservations SET released = 1 WHERE id = ? AND released = 0 "
             "RETURNING sku, quantity",
             (number,),
@@ -142,22 +164,25 @@ def _participants() -> list[Participant]:
             await _undo_missed(call.db, call.saga_id, f"release of {handed_out}")
             return
         sku, quantity = released[0]
-        await call.db.execute(
-            "UPDATE inventory SET stock = stock + ?1, reserved = reserved - ?1 WHERE sku = ?2",
-            (quantity, sku),
+        await _sql(
+            call.db,
+            "UPDATE inventory SET stock = stock + ?, reserved = reserved - ? WHERE sku = ?",
+            (quantity, quantity, sku),
         )
 
     @payment.action("process_payment")
     async def process_payment(call: ActionCall) -> Mapping[str, Any]:
         customer, amount = call.data["customer"], call.data["amount"]
-        taken = await call.db.execute(
-            "UPDATE accounts SET balance = balance - ?1 WHERE customer = ?2 AND balance >= ?1 "
+        taken = await _sql(
+            call.db,
+            "UPDATE accounts SET balance = balance - ? WHERE customer = ? AND balance >= ? "
             "RETURNING customer",
-            (amount, customer),
+            (amount, customer, amount),
         )
         if not taken:
             raise Refused("insufficient funds")
-        (row,) = await call.db.execute(
+        (row,) = await _sql(
+            call.db,
             "INSERT INTO payments (saga_id, customer, amount) VALUES (?, ?, ?) RETURNING id",
             (call.saga_id, customer, amount),
         )
@@ -166,7 +191,8 @@ def _participants() -> list[Participant]:
     @payment.compensation("refund_payment")
     async def refund_payment(call: CompensationCall) -> None:
         handed_out = call.action_result.get("payment_id")
-        refunded = await call.db.execute(
+        refunded = await _sql(
+            call.db,
             "UPDATE payments SET refunded = 1 WHERE id = ? AND refunded = 0 "
             "RETURNING customer, amount",
             (_number(handed_out, "pay"),),
@@ -175,8 +201,10 @@ def _participants() -> list[Participant]:
             await _undo_missed(call.db, call.saga_id, f"refund of {handed_out}")
             return
         customer, amount = refunded[0]
-        await call.db.execute(
-            "UPDATE accounts SET balance = balance + ? WHERE customer = ?", (amount, customer)
+        await _sql(
+            call.db,
+            "UPDATE accounts SET balance = balance + ? WHERE customer = ?",
+            (amount, customer),
         )
 
     @shipping.action("create_shipment")
@@ -186,7 +214,8 @@ def _participants() -> list[Participant]:
         payment_id = call.results.get("process_payment", {}).get("payment_id")
         if reservation is None or payment_id is None:
             raise Refused("nothing to ship: no reservation or no payment given")
-        (row,) = await call.db.execute(
+        (row,) = await _sql(
+            call.db,
             "INSERT INTO shipments (saga_id, reservation_id, payment_id) VALUES (?, ?, ?) "
             "RETURNING id",
             (call.saga_id, reservation, payment_id),
@@ -196,7 +225,8 @@ def _participants() -> list[Participant]:
     @shipping.compensation("cancel_shipment")
     async def cancel_shipment(call: CompensationCall) -> None:
         handed_out = call.action_result.get("shipment_id")
-        cancelled = await call.db.execute(
+        cancelled = await _sql(
+            call.db,
             "UPDATE shipments SET cancelled = 1 WHERE id = ? AND cancelled = 0 RETURNING id",
             (_number(handed_out, "shp"),),
         )
@@ -209,7 +239,8 @@ def _participants() -> list[Participant]:
         if shipment is None:
             raise Refused("no shipment to confirm")
         text = f"order {call.saga_id} ships as {shipment}"
-        await call.db.execute(
+        await _sql(
+            call.db,
             "INSERT INTO notices (saga_id, kind, text) VALUES (?, 'confirmation', ?)",
             (call.saga_id, text),
         )
@@ -217,7 +248,8 @@ def _participants() -> list[Participant]:
 
     @notification.compensation("send_cancellation_notice")
     async def send_cancellation_notice(call: CompensationCall) -> None:
-        await call.db.execute(
+        await _sql(
+            call.db,
             "INSERT INTO notices (saga_id, kind, text) VALUES (?, 'cancellation', ?)",
             (call.saga_id, f"order {call.saga_id} is cancelled"),
         )
@@ -346,10 +378,12 @@ class OrderRuntime:
     """The order fulfillment scenario for ``sagafsm run`` (see the module docstring)."""
 
     name = "order_fulfillment"
-    schema = SCHEMA
 
     def __init__(self, definition: SagaDefinition) -> None:
         self.definition = with_timeout(definition, RUNTIME_TIMEOUT)
+
+    def schema(self, dialect: str) -> tuple[str, ...]:
+        return schema(dialect)
 
     def participants(self) -> list[Participant]:
         return _participants()

@@ -253,8 +253,8 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_created(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("memory://", "needs a SQLite store"),
-        ("postgresql://u:secret@host/db", "a real run needs a SQLite store"),
+        ("memory://", "a real run needs a store its processes share"),
+        ("postgresql://u:secret@127.0.0.1:1/db?connect_timeout=2", "cannot connect"),
         ("ftp://orders", "not a store URL"),
         ("sqlite:///{tmp}/missing/orders.db", "does not exist"),
         ("sqlite:///{tmp}/notes.db", "not a SQLite database"),
@@ -263,8 +263,8 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_created(
 def test_a_store_that_cannot_be_used_is_refused_before_it_is_touched(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, message: str
 ) -> None:
-    """An unknown kind of URL, a missing directory, a file that is not SQLite: exit 2, and the
-    directory holds what it held."""
+    """An unknown kind of URL, a memory store, a PostgreSQL server that is not there, a missing
+    directory, a file that is not SQLite: exit 2, and the directory holds what it held."""
     (tmp_path / "notes.db").write_text("not a database\n")
     assert main(["run", "order_fulfillment", "--store", url.format(tmp=tmp_path)]) == 2
     err = capsys.readouterr().err

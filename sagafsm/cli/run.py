@@ -1,4 +1,5 @@
-"""``sagafsm run``: run a scenario's saga for real, as OS processes over a SQLite store.
+"""``sagafsm run``: run a scenario's saga for real, as OS processes over a SQLite or PostgreSQL
+store.
 
 The participants run in one process, the orchestrator in another (:mod:`sagafsm.runtime.worker`),
 in real time; ``--kill-every`` SIGKILLs the orchestrator while it works and starts it again. Once
@@ -29,13 +30,16 @@ def register(subparsers: Any) -> None:
         "run",
         help="run a scenario's saga for real: orchestrator and participants as OS processes",
         description="Run a scenario's saga on the real runtime: participants and orchestrator "
-        "as two processes over a SQLite store, in real time; then judge the store's trace and "
-        "tables. Exit status: 0 clean, 1 a property was violated, 2 bad input, 3 an internal "
-        "error (--debug prints its traceback).",
+        "as two processes over a SQLite or PostgreSQL store, in real time; then judge the "
+        "store's trace and tables. Exit status: 0 clean, 1 a property was violated, 2 bad "
+        "input, 3 an internal error (--debug prints its traceback).",
     )
     parser.add_argument("scenario", help="a built-in scenario with a runtime (order_fulfillment)")
     parser.add_argument(
-        "--store", required=True, metavar="URL", help="the SQLite store: sqlite:///PATH"
+        "--store",
+        required=True,
+        metavar="URL",
+        help="the store: sqlite:///PATH or postgresql://...",
     )
     parser.add_argument("--sagas", type=int, default=1000, metavar="N", help="sagas to run")
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="draws the orders")

@@ -54,6 +54,9 @@ class MemoryStore:
     them on a clean exit; they run one at a time per store, from their first read to their end.
     """
 
+    dialect: Final = "memory"
+    """The SQL its participant transactions speak (``ParticipantTx.dialect``)."""
+
     name: Final = "memory://"
 
     def __init__(self, *, retention: float = DEFAULT_RETENTION) -> None:
@@ -290,6 +293,9 @@ class _MemorySavepoint:
     """One participant's part of a batch: reads see its own writes, then those of the savepoints
     released before it, then the store; a clean exit hands its writes to the batch, an exception
     drops them."""
+
+    dialect = "memory"
+    """What :meth:`execute` speaks (see the protocol)."""
 
     __slots__ = ("_batch", "_participant", "_puts", "_records")
 

@@ -137,6 +137,9 @@ class PostgresSavepoint:
     """One command's part of a batch: reads see its own writes, then those of the savepoints
     released before it, then the database (read under the key's lock)."""
 
+    dialect = "postgresql"
+    """What :meth:`execute` speaks (see the protocol)."""
+
     __slots__ = ("_batch", "_name", "_opened", "_participant", "_puts", "_records")
 
     def __init__(self, batch: PostgresBatch, participant: str, name: str) -> None:

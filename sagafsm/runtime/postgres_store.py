@@ -88,6 +88,9 @@ class PostgresStore:
     what they mean for :class:`~sagafsm.runtime.sqlite_store.SqliteStore`.
     """
 
+    dialect: Final = "postgresql"
+    """The SQL its participant transactions speak (``ParticipantTx.dialect``)."""
+
     def __init__(
         self,
         url: str,

@@ -2,10 +2,11 @@
 
 The simulator's scenarios (:mod:`sagafsm.sim.scenario`) keep their domain in Python objects that
 live as long as one simulated run. ``sagafsm run`` needs the same domain as tables that outlive a
-killed process, and handlers whose writes commit with their inbox row (``call.db.execute``). A
-scenario module offers that through a ``runtime()`` function returning a :class:`RuntimeScenario`;
-the worker processes, the supervisor and the crash tests find it by the scenario's name, so each
-process rebuilds the very same participants and data from the name and the seed alone.
+killed process, and handlers whose writes commit with their inbox row (``call.db.execute``, in
+the store's SQL dialect: :mod:`sagafsm.runtime.dialects`). A scenario module offers that through
+a ``runtime()`` function returning a :class:`RuntimeScenario`; the worker processes, the
+supervisor and the crash tests find it by the scenario's name, so each process rebuilds the very
+same participants and data from the name and the seed alone.
 
 Saga ids are ``f"{name}-{i}"`` for ``i`` from 1: a restarted orchestrator recognises what it (or a
 killed predecessor) already started, and the domain check knows which order each row belongs to.
@@ -64,10 +65,12 @@ class RuntimeScenario(Protocol):
     def definition(self) -> SagaDefinition:
         """The saga, with the step timeouts a real run uses (see :func:`with_timeout`)."""
 
-    @property
-    def schema(self) -> Sequence[str]:
-        """SQL statements that create and seed the participants' tables; each one idempotent
-        (``CREATE TABLE IF NOT EXISTS``, ``INSERT OR IGNORE``), so every process may run them."""
+    def schema(self, dialect: str) -> Sequence[str]:
+        """SQL statements in ``dialect`` (``"sqlite"`` or ``"postgresql"``, see
+        :mod:`sagafsm.runtime.dialects`) that create and seed the participants' tables; each one
+        idempotent (``CREATE TABLE IF NOT EXISTS``, ``ON CONFLICT DO NOTHING``), so every
+        process may run them. Raises :class:`~sagafsm.errors.InvalidConfig` for a dialect the
+        scenario has no tables for (the run is then refused before it starts)."""
 
     def participants(self) -> list[Participant]:
         """Fresh participants with async handlers that write through ``call.db.execute``."""
@@ -103,8 +106,9 @@ async def install_schema(store: ParticipantStore, scenario: RuntimeScenario) -> 
 
 
 async def apply_schema(tx: ParticipantTx, scenario: RuntimeScenario) -> None:
-    """The scenario's schema statements, in ``tx`` (a transaction that also does more)."""
-    for statement in scenario.schema:
+    """The scenario's schema statements in the store's dialect, in ``tx`` (a transaction that
+    also does more)."""
+    for statement in scenario.schema(tx.dialect):
         await tx.execute(statement)
 
 
@@ -164,9 +168,8 @@ class _Retimed:
     def definition(self) -> SagaDefinition:
         return self._definition
 
-    @property
-    def schema(self) -> Sequence[str]:
-        return self._scenario.schema
+    def schema(self, dialect: str) -> Sequence[str]:
+        return self._scenario.schema(dialect)
 
     def participants(self) -> list[Participant]:
         return self._scenario.participants()

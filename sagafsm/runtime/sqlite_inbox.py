@@ -124,6 +124,9 @@ class SqliteSavepoint:
     """One command's part of a batch: reads see its own writes, then those of the savepoints
     released before it, then what the batch read ahead, then the database."""
 
+    dialect = "sqlite"
+    """What :meth:`execute` speaks (see the protocol)."""
+
     __slots__ = ("_batch", "_name", "_opened", "_participant", "_puts", "_records")
 
     def __init__(self, batch: SqliteBatch, participant: str, name: str) -> None:

@@ -74,6 +74,9 @@ class SqliteStore:
     transactions in parallel open stores of their own; SQLite then serialises their writes.
     """
 
+    dialect: Final = "sqlite"
+    """The SQL its participant transactions speak (``ParticipantTx.dialect``)."""
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -110,6 +113,11 @@ class SqliteStore:
         self._participant_executor: ThreadPoolExecutor | None = None
         self._participant_conn: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        """How messages name this store (as the other stores' ``name``): its path."""
+        return self.path
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r}, open={self._executor is not None})"

@@ -212,6 +212,12 @@ class Store(Protocol):
 class ParticipantTx(Protocol):
     """One participant transaction: its inbox, its ledger, and (SQL stores) its own tables."""
 
+    @property
+    def dialect(self) -> str:
+        """The SQL :meth:`execute` speaks: ``"sqlite"`` (``?`` placeholders), ``"postgresql"``
+        (``%s``), or ``"memory"`` (none: a memory store has no tables).
+        :func:`sagafsm.runtime.dialects.in_dialect` turns ``?`` into the placeholders of either."""
+
     async def inbox_get(self, key: str) -> InboxEntry | None: ...
 
     async def inbox_put(self, key: str, entry: InboxEntry) -> None: ...

@@ -1,8 +1,9 @@
 """Runs a scenario for real as two OS processes, kills them as asked, and judges what they did.
 
 :func:`supervise` prepares the store (its schema, the scenario's tables), starts the participants
-worker and the orchestrator worker (:mod:`sagafsm.runtime.worker`) on the same SQLite file, and
-watches them until the orchestrator exits 0, every saga finished. Along the way it kills:
+worker and the orchestrator worker (:mod:`sagafsm.runtime.worker`) on the same store (a SQLite
+file or a PostgreSQL database), and watches them until the orchestrator exits 0, every saga
+finished. Along the way it kills:
 
 - ``kill_every`` seconds after each orchestrator life is ready (it prints a line once it has
   recovered and runs), the orchestrator with SIGKILL, and starts it again at once: moments that
@@ -23,10 +24,10 @@ worker stops gracefully); whatever way it leaves, it stops the workers it starte
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,16 +36,16 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Final
-from urllib.request import pathname2url
 
 import attrs
 
 from ..errors import InvalidConfig
+from ..lifecycle import SAGA_LIFECYCLE
 from .crashpoints import CRASH_POINTS, ENVIRONMENT_VARIABLE
 from .mutants import RUNTIME_MUTANTS
 from .scenario import RuntimeScenario, load_runtime_scenario
 from .verdict import RealRunResult, judge, prepare_store
-from .worker import READY_LINE, sqlite_store
+from .worker import READY_LINE, RunStore, run_store
 
 __all__ = ["RunPlan", "supervise", "WorkerFailed"]
 
@@ -67,7 +68,7 @@ class RunPlan:
 
     scenario: str
     store: str
-    """A store URL (``sqlite:///PATH``)."""
+    """A store URL (``sqlite:///PATH`` or ``postgresql://...``)."""
     sagas: int
     seed: int = 1
     concurrency: int = 50
@@ -110,8 +111,10 @@ class RunPlan:
                     f"crash spec {spec!r}: not POINT:COUNT with a count of at least 1 and a "
                     f"point among {', '.join(CRASH_POINTS)}"
                 )
-        sqlite_store(self.store)  # the URL: refused before anything exists
-        return load_runtime_scenario(self.scenario, timeout=self.timeout)
+        store = run_store(self.store)  # the URL: refused before anything exists
+        scenario = load_runtime_scenario(self.scenario, timeout=self.timeout)
+        scenario.schema(store.dialect)  # a scenario without tables for this store: refused
+        return scenario
 
     def worker_arguments(self, role: str) -> list[str]:
         arguments = [
@@ -249,39 +252,60 @@ class _Killer:
         return True
 
 
-def _finished_counter(path: str) -> Callable[[], int]:
-    """How many sagas the store holds as finished, read without a write lock (WAL readers never
-    wait); 0 while the table is not there yet."""
-    uri = "file:" + pathname2url(os.path.abspath(path)) + "?mode=ro"
+_FINAL_STATES: Final = tuple(state.value for state in SAGA_LIFECYCLE.terminal)
+_COUNT_EVERY: Final = 0.1
 
-    def count() -> int:
+
+class _FinishedCounter:
+    """How many sagas the store holds as finished, read through a store object of its own on an
+    event loop of its own (the supervisor's loop is a plain polling one), at most every
+    ``_COUNT_EVERY`` seconds: a killer checking each poll must not load the database."""
+
+    def __init__(self, url: str) -> None:
+        self._store = run_store(url)
+        self._runner = asyncio.Runner()
         try:
-            db = sqlite3.connect(uri, uri=True, timeout=1.0)
-        except sqlite3.Error:
-            return 0
+            self._runner.run(self._store.open())
+        except BaseException:
+            self._runner.close()
+            raise
+        self._count = 0
+        self._read_at = -_COUNT_EVERY
+
+    def __enter__(self) -> _FinishedCounter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __call__(self, *, fresh: bool = False) -> int:
+        now = time.monotonic()
+        if fresh or now - self._read_at >= _COUNT_EVERY:
+            self._count = len(self._runner.run(self._store.sagas(_FINAL_STATES)))
+            self._read_at = now
+        return self._count
+
+    def close(self) -> None:
         try:
-            row = db.execute("SELECT count(*) FROM sagafsm_sagas WHERE snapshot IS NULL").fetchone()
-        except sqlite3.Error:
-            return 0
+            self._runner.run(self._store.close())
         finally:
-            db.close()
-        return int(row[0])
-
-    return count
+            self._runner.close()
 
 
 def supervise(plan: RunPlan, progress: Progress | None = None) -> RealRunResult:
     """Run ``plan`` (module docstring) and return the verdict. Bad input raises before anything
     is created; a worker failing on its own raises :class:`WorkerFailed`."""
     scenario = plan.check()
-    store = sqlite_store(plan.store)
+    store: RunStore = run_store(plan.store)
     existing = prepare_store(store, scenario, plan)
     begun = time.monotonic()
     stopped: str | None = None
-    with tempfile.TemporaryDirectory(prefix="sagafsm-run-") as logs:
+    with (
+        tempfile.TemporaryDirectory(prefix="sagafsm-run-") as logs,
+        _FinishedCounter(plan.store) as finished,
+    ):
         participants = _Worker(plan, "participants", plan.participant_crashes, Path(logs))
         orchestrator = _Worker(plan, "orchestrator", plan.orchestrator_crashes, Path(logs))
-        finished = _finished_counter(store.path)
         killer = _Killer(plan)
         kills: Counter[str] = Counter()
         try:
@@ -310,7 +334,7 @@ def supervise(plan: RunPlan, progress: Progress | None = None) -> RealRunResult:
             participants.stop()
         wall = time.monotonic() - begun
         if progress is not None:
-            progress(finished(), plan.sagas)
+            progress(finished(fresh=True), plan.sagas)
     crash_kills = orchestrator.kills - kills["orchestrator_kill"]
     if crash_kills:
         kills["orchestrator_crash_point"] = crash_kills

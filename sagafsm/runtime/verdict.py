@@ -1,11 +1,12 @@
 """The verdict on a real run: read back from its store, judged as a simulated run is judged.
 
-Everything comes from the SQLite file, not from the processes, which may have been killed any
-number of times: the trace (the orchestrator's records and every participant's ledger, appended
-in commit order), the sagas' status rows (outcomes, reasons, start and finish times), and the
-scenario's own tables. The trace goes through :func:`sagafsm.checks.check_history`, the same
-checker every simulation runs; the tables through the scenario's domain invariants. A saga the
-run should have started and never did is a termination violation: no trace record would show it.
+Everything comes from the store (SQLite or PostgreSQL, read through the store protocol), not from
+the processes, which may have been killed any number of times: the trace (the orchestrator's
+records and every participant's ledger, appended in commit order), the sagas' status rows
+(outcomes, reasons, start and finish times), and the scenario's own tables. The trace goes through
+:func:`sagafsm.checks.check_history`, the same checker every simulation runs; the tables through
+the scenario's domain invariants. A saga the run should have started and never did is a termination
+violation: no trace record would show it.
 
 :class:`RealRunResult` carries the keys of ``sagafsm simulate --json``; those a real run cannot
 measure (simulated time, a trace digest, queueing at participants, store writes) are None.
@@ -24,12 +25,13 @@ import attrs
 from ..checks import Violation, check_history
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE, SagaState
+from .dialects import in_dialect
 from .scenario import SETUP_PARTICIPANT, FinishedSaga, RuntimeScenario, apply_schema, saga_ids
-from .sqlite_store import SqliteStore
 from .store import SagaStatus
 
 if TYPE_CHECKING:
     from .supervisor import RunPlan
+    from .worker import RunStore
 
 __all__ = [
     "RealRunResult",
@@ -106,46 +108,46 @@ class RealRunResult:
         }
 
 
-def prepare_store(store: SqliteStore, scenario: RuntimeScenario, plan: RunPlan) -> bool:
+def prepare_store(store: RunStore, scenario: RuntimeScenario, plan: RunPlan) -> bool:
     """Create the store (or check it), the scenario's tables and the plan row, in that order;
     True if the store already holds this run. Refuses, changing nothing, a store that is not
     one (:class:`StoreError`) or that holds another run (:class:`InvalidConfig`)."""
     return asyncio.run(_prepare(store, scenario, plan))
 
 
-async def _prepare(store: SqliteStore, scenario: RuntimeScenario, plan: RunPlan) -> bool:
+async def _prepare(store: RunStore, scenario: RuntimeScenario, plan: RunPlan) -> bool:
     wanted = {"scenario": scenario.name, "seed": str(plan.seed), "sagas": str(plan.sagas)}
     async with store:
         held = len(await store.sagas())
         async with store.transaction(SETUP_PARTICIPANT) as tx:
-            exists = await tx.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (PLAN_TABLE,)
+            # Created first and read next, in one transaction: a refusal below rolls it back.
+            await tx.execute(
+                f"CREATE TABLE IF NOT EXISTS {PLAN_TABLE} (key TEXT PRIMARY KEY, value TEXT)"
             )
-            found = dict(await tx.execute(f"SELECT key, value FROM {PLAN_TABLE}")) if exists else {}
+            found = dict(await tx.execute(f"SELECT key, value FROM {PLAN_TABLE}"))
             if found and found != wanted:
                 shown = ", ".join(f"{key} {value}" for key, value in found.items())
                 raise InvalidConfig(
-                    f"{store.path} holds another run ({shown}); carry it on with the same "
+                    f"{store.name} holds another run ({shown}); carry it on with the same "
                     "scenario, --seed and --sagas, or use a new store"
                 )
             if held and not found:
                 raise InvalidConfig(
-                    f"{store.path} already holds {held} sagas that sagafsm run did not start; "
+                    f"{store.name} already holds {held} sagas that sagafsm run did not start; "
                     "use a new store"
                 )
             await apply_schema(tx, scenario)
-            await tx.execute(
-                f"CREATE TABLE IF NOT EXISTS {PLAN_TABLE} (key TEXT PRIMARY KEY, value TEXT)"
+            insert = in_dialect(
+                f"INSERT INTO {PLAN_TABLE} (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                tx.dialect,
             )
             for key, value in wanted.items():
-                await tx.execute(
-                    f"INSERT OR IGNORE INTO {PLAN_TABLE} (key, value) VALUES (?, ?)", (key, value)
-                )
+                await tx.execute(insert, (key, value))
     return bool(found)
 
 
 def judge(
-    store: SqliteStore,
+    store: RunStore,
     scenario: RuntimeScenario,
     plan: RunPlan,
     *,
@@ -191,7 +193,7 @@ def judge(
 
 
 async def _read(
-    store: SqliteStore, scenario: RuntimeScenario, plan: RunPlan
+    store: RunStore, scenario: RuntimeScenario, plan: RunPlan
 ) -> tuple[list[tuple[Any, ...]], list[SagaStatus], list[str]]:
     ids = saga_ids(scenario.name, plan.sagas)
     data = dict(zip(ids, scenario.saga_data(plan.seed, plan.sagas), strict=True))

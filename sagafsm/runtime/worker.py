@@ -1,9 +1,10 @@
 """The processes of a real run: ``python -m sagafsm.runtime.worker orchestrator|participants``.
 
-Both roles open the one SQLite file with a store and a transport of their own, as separate
-services on one machine would share a database, so that killing one process (SIGKILL, by a test
-or by ``sagafsm run --kill-every``) leaves the other running and the file holding exactly what
-was committed.
+Both roles open the one store (a SQLite file, or a PostgreSQL database) with a store object and
+a transport of their own (:class:`SqliteTransport` on the file, :class:`PostgresTransport` on
+the database), as separate services share a database, so that killing one process (SIGKILL, by
+a test or by ``sagafsm run --kill-every``) leaves the other running and the store holding
+exactly what was committed.
 
 - ``orchestrator`` runs a :class:`~sagafsm.runtime.runtime.Runtime` and starts the scenario's
   sagas ``{scenario}-1`` ... ``{scenario}-N`` with the data the seed draws, at most
@@ -27,21 +28,29 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from ..errors import InvalidConfig, InvalidDefinition
 from ..lifecycle import SAGA_LIFECYCLE
 from .clock import WallClock
 from .errors import StoreError
 from .host import ParticipantHost
+from .memory_store import MemoryStore
 from .mutants import RUNTIME_MUTANTS, NoInboxHost, PublishBeforeCommitRuntime
 from .runtime import Runtime
 from .scenario import RuntimeScenario, install_schema, load_runtime_scenario, saga_ids
 from .sqlite_store import SqliteStore
 from .sqlite_transport import SqliteTransport
+from .transport import Transport
 from .urls import open_store, shown_url
 
-__all__ = ["main", "sqlite_store", "STOPPED", "BAD_INPUT", "READY_LINE"]
+if TYPE_CHECKING:
+    from .postgres_store import PostgresStore
+
+__all__ = ["main", "run_store", "transport_for", "RunStore", "STOPPED", "BAD_INPUT", "READY_LINE"]
+
+RunStore: TypeAlias = "SqliteStore | PostgresStore"
+"""A store a real run can use: one that several processes share."""
 
 READY_LINE: Final = "ready"
 """Printed (a line on stdout) by the orchestrator once it has recovered and runs: the supervisor
@@ -54,17 +63,33 @@ BAD_INPUT: Final = 2
 _FINAL: Final = frozenset(state.value for state in SAGA_LIFECYCLE.terminal)
 
 
-def sqlite_store(url: str) -> SqliteStore:
-    """The SQLite store a URL names (not opened). Both roles need a file: the other process
-    reads its messages from it, so ``memory://`` is refused with a :class:`StoreError`."""
+def run_store(url: str) -> RunStore:
+    """The store a URL names (not opened): SQLite or PostgreSQL. Both roles need a store the
+    other process sees: ``memory://`` is refused with a :class:`StoreError`."""
     store = open_store(url)
-    if not isinstance(store, SqliteStore):
+    if isinstance(store, MemoryStore):
         raise StoreError(
-            f"{shown_url(url)}: a real run needs a SQLite store (its processes share the file; "
-            "postgresql:// serves status, resolve and the Python API in this version); "
-            "use sqlite:///PATH"
+            f"{shown_url(url)}: a real run needs a store its processes share; "
+            "use sqlite:///PATH or postgresql://..."
         )
     return store
+
+
+# How long a claimed message stays hidden before it is delivered again (PostgreSQL's lease):
+# longer than a batch takes to handle on a loaded machine, shorter than the 30 s default so that
+# the replies a killed orchestrator had claimed come back while their steps still retry (the
+# order scenario tries 3 times, 2 s each) rather than after the saga gave up.
+_RUN_LEASE: Final = 5.0
+
+
+def transport_for(store: RunStore) -> Transport:
+    """The transport between the processes of a run on ``store``: its queue table, in the same
+    file or database (so that the orchestrator's commit consumes what it handled)."""
+    if isinstance(store, SqliteStore):
+        return SqliteTransport(store.path)
+    from .postgres_transport import PostgresTransport
+
+    return PostgresTransport(store.url, lease=_RUN_LEASE)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("role", choices=("orchestrator", "participants"))
     parser.add_argument("--scenario", required=True, help="a scenario with a runtime() function")
-    parser.add_argument("--store", required=True, metavar="URL", help="sqlite:///PATH")
+    parser.add_argument(
+        "--store", required=True, metavar="URL", help="sqlite:///PATH or postgresql://..."
+    )
     parser.add_argument("--sagas", type=int, default=1000, metavar="N")
     parser.add_argument("--seed", type=int, default=1, metavar="S")
     parser.add_argument("--concurrency", type=int, default=50, metavar="C")
@@ -107,7 +134,7 @@ async def _until_stopped(stop: asyncio.Event, work: asyncio.Future[None]) -> boo
 async def _orchestrate(
     scenario: RuntimeScenario, options: argparse.Namespace, stop: asyncio.Event
 ) -> int:
-    store = sqlite_store(options.store)
+    store = run_store(options.store)
     runtime_class = (
         PublishBeforeCommitRuntime if options.mutant == "publish-before-commit" else Runtime
     )
@@ -119,7 +146,7 @@ async def _orchestrate(
             strict=True,
         )
     )
-    transport = SqliteTransport(store.path)
+    transport = transport_for(store)
     try:
         async with runtime_class(store, transport, [definition]) as runtime:
             print(READY_LINE, flush=True)
@@ -161,10 +188,10 @@ async def _orchestrate(
 async def _serve(
     scenario: RuntimeScenario, options: argparse.Namespace, stop: asyncio.Event
 ) -> int:
-    store = sqlite_store(options.store)
+    store = run_store(options.store)
     host_class = NoInboxHost if options.mutant == "no-inbox" else ParticipantHost
     await store.open()
-    transport = SqliteTransport(store.path)
+    transport = transport_for(store)
     try:
         await install_schema(store, scenario)
         boot = await store.boot()
