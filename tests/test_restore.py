@@ -198,7 +198,12 @@ CASES = [
     (
         "compensation-bottom-up",
         changed(compensating_a, (step(1, STATE), "succeeded"), (step(1, COMPENSATION_ATTEMPT), 0)),
-        "compensations run top down",
+        "compensations run top down, one at a time; its steps are",
+    ),
+    (
+        "compensated-with-no-culprit",
+        changed(executing_b, (step(0, STATE), "compensated"), (step(0, COMPENSATION_ATTEMPT), 1)),
+        "'saga-1': a step is compensated although no step before the pivot failed; its steps are",
     ),
     (
         "compensation-stopped",
