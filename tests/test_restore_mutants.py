@@ -55,6 +55,25 @@ def pivot_done_retriable_unsent() -> dict[str, Any]:
 
 
 CASES = [
+    (
+        "timer-not-the-last-armed",
+        ABC,
+        changed(executing_b, (timer(TIMER_ID), "saga-1#1")),
+        f"{WHERE}: the armed timer is the last one armed, saga-1#2, not 'saga-1#1'",
+    ),
+    (
+        "no-step-rows",
+        ABC,
+        changed(executing_b, (("steps",), [])),
+        f"{WHERE}: steps must be a list of 3 rows, got []",
+    ),
+    (
+        "saga-state-unknown",
+        ABC,
+        changed(executing_b, (("state",), "asleep")),
+        f"{WHERE}: state must be one of 'started', 'pending', 'compensating', 'completed', "
+        "'failed', 'operator_required', got 'asleep'",
+    ),
     ("not-a-mapping", ABC, [1, 2], "a saga snapshot is a mapping, got [1, 2]"),
     (
         "keys-missing",
