@@ -275,3 +275,61 @@ def test_a_late_failure_of_an_earlier_compensation_try_is_recorded_as_stale() ->
     current = pair.deliver(CompensationFailed(saga_id="saga-1", step="a", attempt=2))
     assert pair.saga.step_state("a") is StepState.WAITING_COMPENSATION_RETRY
     assert any(isinstance(c, StartTimer) for c in current)
+
+
+def delivered_with(pair: SagaPair, recorder: FullRecorder) -> None:
+    """Run the pair to its end, checking after each event that every record it made carries the
+    time the event was handled."""
+    seen_moves = seen_drops = 0
+    while pair.step() is not None:
+        now = pair.clock.now
+        assert all(m[0] == now for m in recorder.moves[seen_moves:])
+        assert all(d[0] == now for d in recorder.drops[seen_drops:])
+        seen_moves, seen_drops = len(recorder.moves), len(recorder.drops)
+
+
+def test_every_record_carries_the_time_of_its_event() -> None:
+    """Backing off, failing, compensating, giving up: each move is recorded at its own time."""
+    retry2 = RetryPolicy(max_attempts=2)
+    pairs = [
+        SagaPair(saga_of("a", pivot="p", retriable=["r"], retry=retry2), actions={"r": [FAIL] * 2}),
+        SagaPair(
+            saga_of("a", "b", compensation_retry=retry2),
+            actions={"b": [FAIL]},
+            compensations={"a": [FAIL, FAIL]},
+        ),
+        SagaPair(saga_of("a", "b", retry=retry2), actions={"b": [LOST, LOST]}),
+    ]
+    for pair in pairs:
+        pair.start()
+        recorder = recorded(pair)
+        delivered_with(pair, recorder)
+        assert pair.finished is not None
+        assert recorder.moves and all(isinstance(m[0], float) for m in recorder.moves)
+
+
+def test_a_failure_after_a_retriable_step_succeeded_is_recorded_as_conflicting() -> None:
+    """The ignored record names the very event that was dropped."""
+    definition = saga_of("a", pivot="p", retriable=["r", "s"], retry=RetryPolicy(max_attempts=3))
+    pair = SagaPair(definition, actions={"s": [HOLD]}).start()
+    pair.run(until=lambda: pair.saga.step_state("r") is StepState.SUCCEEDED)
+    recorder = recorded(pair)
+    late = StepFailed(saga_id="saga-1", step="r")
+    assert pair.deliver(late) == []
+    assert [(e, r) for _, _, e, r in recorder.drops] == [
+        (late, "conflicting: the step already succeeded")
+    ]
+
+
+def test_a_late_compensation_failure_after_its_only_try_succeeded_is_recorded() -> None:
+    """With one compensation try, a failure arriving after the success would give up: the table
+    drops it, and the record names it."""
+    definition = saga_of("a", "b", compensation_retry=RetryPolicy(max_attempts=1))
+    pair = SagaPair(definition, actions={"b": [FAIL]}).start().run()
+    assert pair.saga.step_state("a") is StepState.COMPENSATED
+    recorder = recorded(pair)
+    late = CompensationFailed(saga_id="saga-1", step="a")
+    assert pair.deliver(late) == []
+    assert [(e, r) for _, _, e, r in recorder.drops] == [
+        (late, "late: the compensation already succeeded")
+    ]
