@@ -7,6 +7,7 @@ Each test names what it pins; the mutants it kills are changes a reader could ma
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import attrs
@@ -17,9 +18,11 @@ from sagafsm import (
     CancelTimer,
     CompensateStep,
     CompensationFailed,
+    CompensationSucceeded,
     CompensationTimedOut,
     ExecuteStep,
     IllegalTransition,
+    InvalidArgument,
     RetryPolicy,
     SagaDefinition,
     SagaInstance,
@@ -32,7 +35,10 @@ from sagafsm import (
     TimerFired,
     TimerPurpose,
 )
+from sagafsm import _moves
+from sagafsm._machine import LifecycleMachine
 from sagafsm.events import Event
+from sagafsm.lifecycle import STEP_LIFECYCLE
 
 OK, FAIL, LOST, HOLD = Outcome.OK, Outcome.FAIL, Outcome.LOST, Outcome.HOLD
 ABC = saga_of("a", "b", "c")
@@ -299,6 +305,7 @@ def test_every_record_carries_the_time_of_its_event() -> None:
             compensations={"a": [FAIL, FAIL]},
         ),
         SagaPair(saga_of("a", "b", retry=retry2), actions={"b": [LOST, LOST]}),
+        SagaPair(saga_of("a", pivot="p", retry=retry2), actions={"p": [LOST, LOST]}),
     ]
     for pair in pairs:
         pair.start()
@@ -333,3 +340,96 @@ def test_a_late_compensation_failure_after_its_only_try_succeeded_is_recorded() 
     assert [(e, r) for _, _, e, r in recorder.drops] == [
         (late, "late: the compensation already succeeded")
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "options", "message"),
+    [
+        (("x", "s"), {}, "definition must be a SagaDefinition, got 'x'"),
+        ((ABC, ""), {}, "saga_id must be a non-empty string, got ''"),
+        (
+            (ABC, "s"),
+            {"data": {"x": math.nan}},
+            "saga data must hold only JSON data (str keys; None, bool, int, finite float, str, "
+            "lists and mappings), got {'x': nan}",
+        ),
+        (
+            (ABC, "s"),
+            {"recorder": 5},
+            "recorder must have transition() and ignored() methods, got 5",
+        ),
+    ],
+    ids=["definition", "saga-id", "data", "recorder"],
+)
+def test_a_saga_built_from_bad_input_is_refused_naming_the_input(
+    args: tuple[Any, ...], options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        SagaInstance(*args, **options)
+    assert str(info.value) == message
+
+
+def test_handing_the_engine_a_non_event_names_what_it_got() -> None:
+    saga = SagaInstance(ABC, "s")
+    with pytest.raises(InvalidArgument, match=r"\), got 'x'$"):
+        saga.handle("x", 0.0)  # type: ignore[arg-type]
+
+
+def test_timer_ids_count_up_from_one() -> None:
+    pair = SagaPair(ABC).start().run()
+    assert [t.timer_id for t in pair.clock.started] == ["saga-1#1", "saga-1#2", "saga-1#3"]
+
+
+def test_each_ignored_event_is_recorded_with_its_time_and_itself() -> None:
+    """Stale timers, unknown steps, stale keys, stale compensation failures: each drop record
+    names the event and the time it was handled."""
+    pair = SagaPair(ABC, actions={"b": [FAIL]}, compensations={"a": [LOST, HOLD]}).start()
+    old_timer = pair.clock.started[0].timer_id
+    pair.run(until=lambda: pair.saga.steps[0].compensation_attempt == 2)
+    recorder = recorded(pair)
+    pair.clock.now = 7.5
+    events = [
+        TimerFired(saga_id="saga-1", timer_id=old_timer),
+        StepSucceeded(saga_id="saga-1", step="zzz"),
+        StepSucceeded(saga_id="saga-1", step="a", idempotency_key="forged"),
+        CompensationFailed(saga_id="saga-1", step="a", attempt=1),
+        CompensationSucceeded(saga_id="saga-1", step="c"),
+    ]
+    for event in events:
+        assert pair.deliver(event) == []
+    assert [(now, saga, event) for now, saga, event, _ in recorder.drops] == [
+        (7.5, "saga-1", event) for event in events
+    ]
+
+
+def test_a_timer_that_fired_is_not_cancelled_afterwards() -> None:
+    """Giving up after the last timeout finishes the saga with nothing to cancel: the timer that
+    fired is gone."""
+    definition = saga_of("a", pivot="p", retry=RetryPolicy(max_attempts=2))
+    pair = SagaPair(definition, actions={"p": [LOST, LOST]}).start()
+    pair.run(until=lambda: pair.saga.steps[1].attempt == 2)
+    fired = pair.clock.pop()
+    assert fired is not None
+    assert pair.deliver(fired) == [pair.finished]
+    compensation = saga_of("a", "b", compensation_retry=RetryPolicy(max_attempts=1))
+    pair = SagaPair(compensation, actions={"b": [FAIL]}, compensations={"a": [LOST]}).start()
+    pair.run(until=lambda: pair.saga.step_state("a") is StepState.COMPENSATING)
+    fired = pair.clock.pop()
+    assert fired is not None
+    assert pair.deliver(fired) == [pair.finished]
+
+
+def test_a_start_that_fails_halfway_leaves_the_saga_broken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table with no row into executing: the saga began but its first step cannot be sent."""
+    spec = attrs.evolve(
+        STEP_LIFECYCLE, transitions=[t for t in STEP_LIFECYCLE.transitions if t.trigger != "send"]
+    )
+    monkeypatch.setattr(_moves, "STEP_LIFECYCLE", spec)
+    monkeypatch.setattr(_moves, "STEP_MACHINE", LifecycleMachine(spec))
+    saga = SagaInstance(ABC, "s")
+    with pytest.raises(IllegalTransition) as first:
+        saga.start(0.0)
+    assert saga.broken
+    with pytest.raises(IllegalTransition) as again:
+        saga.resume(1.0)
+    assert again.value is first.value
