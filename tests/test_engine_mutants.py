@@ -34,8 +34,8 @@ from sagafsm import (
     StepTimedOut,
     TimerFired,
     TimerPurpose,
+    _moves,
 )
-from sagafsm import _moves
 from sagafsm._machine import LifecycleMachine
 from sagafsm.events import Event
 from sagafsm.lifecycle import STEP_LIFECYCLE
