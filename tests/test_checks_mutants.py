@@ -1,0 +1,54 @@
+"""Streaming-checker cases that mutation testing (mutation/run, issue 15) found unpinned: what
+one block of records may hold around a ``forget``, and the checker's defaults."""
+
+from __future__ import annotations
+
+from test_checks import THREE, History, completed, failed_at_ship, properties
+
+from sagafsm.checks import StreamingChecker
+
+
+def broken(saga_id: str) -> History:
+    """A saga that compensated in forward order (reverse-order is broken)."""
+    history = History(THREE, saga_id).start().succeed("reserve").succeed("charge").fail("ship")
+    return history.abort().compensate("reserve").compensate("charge").failed()
+
+
+def test_records_after_a_forget_in_the_same_block_are_still_read() -> None:
+    """One block: a saga, its forget, a straggler of it, then another saga: both are checked,
+    each violation under its own saga id."""
+    first, second = broken("s1"), broken("s2")
+    block = [
+        *first.records,
+        (first.t + 1, "forget", "s1"),
+        (first.t + 2, "deliver", "s1", 99),
+        *second.records,
+    ]
+    checker = StreamingChecker(THREE)
+    checker.observe_block(block)
+    assert checker.checked == 1 and len(checker) == 1
+    checker.finish()
+    assert [v.saga_id for v in checker.violations] == ["s1", "s2"]
+    assert checker.definition is THREE
+
+
+def test_a_forget_for_a_saga_never_seen_opens_nothing() -> None:
+    checker = StreamingChecker(THREE)
+    checker.observe((1.0, "forget", "ghost"))
+    assert len(checker) == 0
+    assert checker.finish() == [] and checker.checked == 0
+    clean = StreamingChecker(THREE)
+    clean.observe_block([*completed(saga_id="s1").records, (9.0, "forget", "s1")])
+    clean.observe_block(failed_at_ship("s2").records)
+    assert clean.finish() == [] and clean.checked == 2
+
+
+def test_a_thousand_violations_are_kept_by_default_and_every_one_counted() -> None:
+    checker = StreamingChecker(THREE)
+    checker.observe_block(
+        record for n in range(1001) for record in History(THREE, f"s{n}").start().records
+    )
+    violations = checker.finish()
+    assert len(violations) == 1000
+    assert checker.counts["termination"] == 1001
+    assert properties(violations) == {"termination"}
