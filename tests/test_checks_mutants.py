@@ -3,7 +3,15 @@ one block of records may hold around a ``forget``, and the checker's defaults.""
 
 from __future__ import annotations
 
-from test_checks import THREE, History, completed, failed_at_ship, properties
+from test_checks import (
+    THREE,
+    VERIFIED,
+    History,
+    completed,
+    details,
+    failed_at_ship,
+    properties,
+)
 
 from sagafsm.checks import StreamingChecker
 
@@ -52,3 +60,24 @@ def test_a_thousand_violations_are_kept_by_default_and_every_one_counted() -> No
     assert len(violations) == 1000
     assert checker.counts["termination"] == 1001
     assert properties(violations) == {"termination"}
+
+
+def test_a_read_only_first_step_does_not_excuse_the_steps_after_it() -> None:
+    """reserve landed and was never undone: reported, though the read-only verify comes first."""
+    history = History(VERIFIED).start().succeed("verify").succeed("reserve").fail("charge")
+    history.abort().failed()
+    assert details(history.check(), "compensated-exactly-once") == [
+        "the action of step 'reserve' took effect but was compensated 0 times"
+    ]
+
+
+def test_two_compensations_sent_to_a_read_only_step_read_in_the_plural() -> None:
+    history = History(VERIFIED).start().succeed("verify").succeed("reserve").fail("charge")
+    history.abort().compensate("reserve")
+    history.step("verify", "compensate", "succeeded", "compensating")
+    history.send("verify", "compensate", "undo_verify_customer")
+    history.send("verify", "compensate", "undo_verify_customer")
+    history.step("verify", "compensated", "compensating", "compensated").failed()
+    assert details(history.check(), "read-only-untouched") == [
+        "read-only step 'verify' was compensated: 2 compensations sent"
+    ]
