@@ -3,6 +3,9 @@ one block of records may hold around a ``forget``, and the checker's defaults.""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from test_checks import (
     THREE,
     VERIFIED,
@@ -14,6 +17,7 @@ from test_checks import (
 )
 
 from sagafsm.checks import StreamingChecker
+from sagafsm.history import LedgerEffect as Effect
 
 
 def broken(saga_id: str) -> History:
@@ -80,4 +84,40 @@ def test_two_compensations_sent_to_a_read_only_step_read_in_the_plural() -> None
     history.step("verify", "compensated", "compensating", "compensated").failed()
     assert details(history.check(), "read-only-untouched") == [
         "read-only step 'verify' was compensated: 2 compensations sent"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("short", "message"),
+    [
+        ((1.0, "finish", "s1"), "a record of kind 'finish' has 5 items"),
+        ((1.0, "transition", "s1", "reserve"), "a record of kind 'transition' has 7 items"),
+    ],
+)
+def test_a_short_record_streamed_in_is_refused_with_its_kind(
+    short: tuple[Any, ...], message: str
+) -> None:
+    checker = StreamingChecker(THREE)
+    checker.observe_block(History(THREE).start().records)
+    with pytest.raises(ValueError, match=message):
+        checker.observe(short)
+
+
+def test_a_step_the_definition_lacks_is_judged_by_the_table_too() -> None:
+    """Records of a step named nowhere in the definition (a renamed step, a trace of another
+    version) still follow the step table from its initial state, and the outbox rule."""
+    clean = completed()
+    clean.step("extra", "send", "pending", "executing")
+    clean.add("effect", "elsewhere", "extra", Effect.ACTION)
+    clean.step("extra", "succeed", "executing", "succeeded")
+    assert clean.check() == []
+    skipped = completed().step("extra", "succeed", "executing", "succeeded")
+    assert details(skipped.check(), "declared-transitions") == [
+        "step 'extra' moved from 'executing' while it was in 'pending'"
+    ]
+    early = completed().add("effect", "elsewhere", "extra", Effect.ACTION)
+    early.step("extra", "send", "pending", "executing")
+    assert details(early.check(), "outbox-rule") == [
+        "participant 'elsewhere' recorded action for step 'extra' before the orchestrator "
+        "committed the step executing"
     ]
