@@ -92,6 +92,10 @@ def test_two_compensations_sent_to_a_read_only_step_read_in_the_plural() -> None
     [
         ((1.0, "finish", "s1"), "a record of kind 'finish' has 5 items"),
         ((1.0, "transition", "s1", "reserve"), "a record of kind 'transition' has 7 items"),
+        (
+            (1.0, "send", "s1", 1, "orchestrator", "inventory", "compensate", "reserve", "x", 1),
+            "a record of kind 'send' has 11 items",
+        ),
     ],
 )
 def test_a_short_record_streamed_in_is_refused_with_its_kind(

@@ -392,6 +392,7 @@ def test_each_ignored_event_is_recorded_with_its_time_and_itself() -> None:
         TimerFired(saga_id="saga-1", timer_id=old_timer),
         StepSucceeded(saga_id="saga-1", step="zzz"),
         StepSucceeded(saga_id="saga-1", step="a", idempotency_key="forged"),
+        StepFailed(saga_id="saga-1", step="a", idempotency_key="forged"),
         CompensationFailed(saga_id="saga-1", step="a", attempt=1),
         CompensationSucceeded(saga_id="saga-1", step="c"),
     ]

@@ -221,6 +221,9 @@ def test_registering_the_same_definition_twice_is_fine_and_lookups_name_what_is_
     with pytest.raises(InvalidConfig) as info:
         core.definition("refund")
     assert str(info.value) == "no saga definition named 'refund' is registered (registered: order)"
+    core.register(saga_of("x", name="refund"))
+    with pytest.raises(InvalidConfig, match=r"\(registered: order, refund\)$"):
+        core.definition("mail")
     with pytest.raises(InvalidConfig, match=r"\(registered: none\)$"):
         OrchestrationCore().definition("order")
 

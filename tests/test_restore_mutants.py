@@ -3,6 +3,7 @@ broken snapshot is refused with its whole message, which is what a user reads.""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from test_restore import (
     COMPENSATION_ATTEMPT,
     GENERATION,
     PIVOTED,
+    RESULT,
     STATE,
     changed,
     executing_b,
@@ -29,6 +31,7 @@ TIMER_ID, PURPOSE, TIMER_STEP = 0, 1, 2
 AFTER_PIVOT = saga_of("a", pivot="p", retriable=["r"])
 VERIFIED = saga_of("v", "a", read_only=["v"])
 RETRIED = saga_of("a", pivot="p", retriable=["r"], retry=RetryPolicy(max_attempts=3))
+TRIED_ONCE = saga_of("a", pivot="p", retriable=["r"], retry=RetryPolicy(max_attempts=1))
 FAIL, OK = Outcome.FAIL, Outcome.OK
 
 
@@ -55,6 +58,18 @@ def pivot_done_retriable_unsent() -> dict[str, Any]:
 
 
 CASES = [
+    (
+        "a-key-spent-by-the-only-try",
+        TRIED_ONCE,
+        changed(lambda: snapshot_when(TRIED_ONCE, actions={"r": [FAIL]}), (step(2, GENERATION), 1)),
+        f"{WHERE}: step 'r' generation must be an integer >= 0 and at most 0, got 1",
+    ),
+    (
+        "result-not-json",
+        ABC,
+        changed(executing_b, (step(0, RESULT), {"x": math.nan})),
+        f"{WHERE}: step 'a' result must be a JSON mapping or null, got {{'x': nan}}",
+    ),
     (
         "timer-not-the-last-armed",
         ABC,
