@@ -11,6 +11,7 @@ from sagafsm import (
     CompensationFailed,
     CompensationSucceeded,
     IllegalTransition,
+    InvalidArgument,
     InvalidConfig,
     RetryPolicy,
     StartTimer,
@@ -73,11 +74,11 @@ def test_an_execute_envelope_carries_every_field_of_its_command() -> None:
 
 
 def test_a_compensate_envelope_carries_every_field_of_its_command() -> None:
-    assert envelope_for(COMPENSATE, 42, None) == Envelope(
+    assert envelope_for(COMPENSATE, 42, 40) == Envelope(
         message_id=42,
         kind=MessageKind.COMPENSATE,
         saga_id="s1",
-        causation_id=None,
+        causation_id=40,
         idempotency_key="s1/a/compensation",
         source=ORCHESTRATOR,
         dest="pa",
@@ -193,8 +194,11 @@ def test_a_move_that_cancels_a_timer_and_arms_none_reports_the_cancel() -> None:
     assert done is not None
     assert isinstance(done.timer, CancelTimer) and isinstance(done.finished, SagaFinished)
     assert done.finished.state is SagaState.COMPLETED
-    assert Transaction(done.saga, [], [], 0.3).timer is None
-    assert Transaction(done.saga, [], [], 0.3).finished is None
+    assert done.now == 0.2 and not done.started and not moved.started
+    bare = Transaction(done.saga, [], [], 0.3)
+    assert bare.timer is None and bare.finished is None and not bare.started
+    assert not bare.changed
+    assert Transaction(done.saga, [done.commands[0]], [], 0.3).changed
 
 
 def test_a_core_without_snapshots_takes_none() -> None:
@@ -224,6 +228,9 @@ def test_registering_the_same_definition_twice_is_fine_and_lookups_name_what_is_
     core.register(saga_of("x", name="refund"))
     with pytest.raises(InvalidConfig, match=r"\(registered: order, refund\)$"):
         core.definition("mail")
+    with pytest.raises(InvalidArgument) as refused:
+        core.register("AB")  # type: ignore[arg-type]
+    assert str(refused.value) == "a definition must be a SagaDefinition, got 'AB'"
     with pytest.raises(InvalidConfig, match=r"\(registered: none\)$"):
         OrchestrationCore().definition("order")
 
