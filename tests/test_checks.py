@@ -968,9 +968,12 @@ def test_violations_carry_the_saga_and_its_history_lines() -> None:
         "step=charge",
         "effect=compensation",
     ]
-    data = violation.to_json()
-    assert data["saga_id"] == "s1" and data["property"] == "reverse-order"
-    assert data["history"] == list(violation.history)
+    assert violation.to_json() == {
+        "saga_id": "s1",
+        "property": "reverse-order",
+        "detail": "steps were compensated in the order ['reserve', 'charge']",
+        "history": list(violation.history),
+    }
 
 
 def test_format_record_drops_the_saga_and_empty_fields() -> None:

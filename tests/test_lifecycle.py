@@ -276,7 +276,7 @@ def test_a_well_formed_spec_is_accepted() -> None:
         ),
         pytest.param(
             {"ignored": [IgnoredTrigger("unplug", Light.OFF, "unknown")]},
-            "does not have",
+            r"ignored \('unplug', <Light.OFF: 'off'>\) names a state or trigger it does not have",
             id="ignored-unknown-trigger",
         ),
         pytest.param(
@@ -284,14 +284,22 @@ def test_a_well_formed_spec_is_accepted() -> None:
             "does not have",
             id="ignored-foreign-state",
         ),
-        pytest.param({"initial": StepState.PENDING}, "initial", id="foreign-initial"),
         pytest.param(
-            {"terminal": frozenset({SagaState.FAILED})}, "terminal", id="foreign-terminal"
+            {"initial": StepState.PENDING}, "light: initial names a foreign", id="foreign-initial"
         ),
-        pytest.param({"landed": frozenset({StepState.SUCCEEDED})}, "landed", id="foreign-landed"),
+        pytest.param(
+            {"terminal": frozenset({SagaState.FAILED})},
+            "light: terminal names a foreign",
+            id="foreign-terminal",
+        ),
+        pytest.param(
+            {"landed": frozenset({StepState.SUCCEEDED})},
+            "light: landed names a foreign",
+            id="foreign-landed",
+        ),
         pytest.param(
             {"waiting": {StepState.EXECUTING: TimerPurpose.ACTION_TIMEOUT}},
-            "waiting",
+            "light: waiting names a foreign",
             id="foreign-waiting",
         ),
         pytest.param(
