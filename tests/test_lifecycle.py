@@ -26,6 +26,7 @@ from sagafsm import (
 from sagafsm._machine import SAGA_MACHINE, STEP_MACHINE, LifecycleMachine
 from sagafsm.lifecycle import (
     LIFECYCLES,
+    OPERATOR_RETRY,
     SAGA_LIFECYCLE,
     STEP_LIFECYCLE,
     IgnoredTrigger,
@@ -307,6 +308,35 @@ def test_a_well_formed_spec_is_accepted() -> None:
             "final state waits",
             id="final-state-waiting",
         ),
+        pytest.param(
+            {"operator": [Transition("fix", Light.BROKEN, SagaState.PENDING)]},
+            r"light: operator row Transition\(trigger='fix', .*\) names a state of another "
+            "lifecycle",
+            id="operator-row-to-a-foreign-state",
+        ),
+        pytest.param(
+            {"operator": [Transition("fix", SagaState.FAILED, Light.OFF)]},
+            r"light: operator row Transition\(trigger='fix', .*\) names a state of another "
+            "lifecycle",
+            id="operator-row-from-a-foreign-state",
+        ),
+        pytest.param(
+            {"operator": [Transition("fix", Light.ON, Light.OFF)]},
+            r"light: operator row Transition\(trigger='fix', .*\) does not lead from a final "
+            "state to a running one",
+            id="operator-row-from-a-running-state",
+        ),
+        pytest.param(
+            {"operator": [Transition("fix", Light.BROKEN, Light.BROKEN)]},
+            r"light: operator row Transition\(trigger='fix', .*\) does not lead from a final "
+            "state to a running one",
+            id="operator-row-into-a-final-state",
+        ),
+        pytest.param(
+            {"operator": [Transition("flip", Light.BROKEN, Light.OFF)]},
+            r"light: operator row Transition\(trigger='flip', .*\) reuses an engine trigger",
+            id="operator-row-with-an-engine-trigger",
+        ),
     ],
 )
 def test_a_bad_spec_is_refused_when_it_is_built(changes: dict[str, Any], message: str) -> None:
@@ -314,6 +344,26 @@ def test_a_bad_spec_is_refused_when_it_is_built(changes: dict[str, Any], message
     with pytest.raises(ValueError, match=message) as info:
         light(**changes)
     assert "light" in str(info.value)
+
+
+def test_an_operator_row_leaves_a_final_state_for_a_running_one() -> None:
+    """The one row shape a final state may have: taken only by an operator, listed after the
+    engine's rows, and invisible to ``allows`` (the engine's own moves)."""
+    fix = Transition("fix", Light.BROKEN, Light.OFF)
+    spec = light(operator=[fix])
+    assert spec.rows == (*spec.transitions, fix) and spec.triggers[-1] == "fix"
+    assert spec.allows_operator("fix", Light.BROKEN) and not spec.allows("fix", Light.BROKEN)
+
+
+@pytest.mark.parametrize("spec", [SAGA_LIFECYCLE, STEP_LIFECYCLE], ids=lambda s: s.name)
+def test_allows_operator_is_exactly_the_operator_rows(spec: LifecycleSpec[Any]) -> None:
+    """Every (trigger, state) pair: an operator may fire it iff an operator row starts there."""
+    rows = {(row.trigger, row.source) for row in spec.operator}
+    assert rows == {(OPERATOR_RETRY, state) for state in spec.terminal if state.value in (
+        "operator_required", "compensation_failed")}  # fmt: skip
+    for trigger in (*spec.triggers, "nope"):
+        for state in spec.states:
+            assert spec.allows_operator(trigger, state) is ((trigger, state) in rows)
 
 
 def test_the_shipped_specs_pass_their_own_checks_again() -> None:

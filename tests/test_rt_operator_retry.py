@@ -1,5 +1,6 @@
-"""An operator's retry of a compensation that gave up: the engine's move, the checkers' reading of
-it, and the runtime's request, applied at open, by the loop, and across a crash."""
+"""An operator's retry of a compensation that gave up, on the runtime: the request, applied at
+open, by the loop and across a crash, on every store, and ``sagafsm retry``. The engine's move and
+the checkers' reading of it are in test_engine_operator_retry.py."""
 
 from __future__ import annotations
 
@@ -13,19 +14,11 @@ from typing import Any
 
 import pytest
 from rt_support import settle
+from test_engine_operator_retry import PARKED_REASON, TRIP
 
-from sagafsm import RetryPolicy, SagaBuilder, SagaInstance
 from sagafsm.checks import check_history
 from sagafsm.cli import main as sagafsm
-from sagafsm.errors import IllegalTransition, InvalidArgument
-from sagafsm.events import (
-    CompensationFailed,
-    CompensationSucceeded,
-    StepFailed,
-    StepSucceeded,
-    TimerFired,
-)
-from sagafsm.lifecycle import SagaState, StepState
+from sagafsm.errors import InvalidArgument
 from sagafsm.runtime import crashpoints
 from sagafsm.runtime.clock import VirtualClock
 from sagafsm.runtime.crashpoints import CrashPointReached
@@ -36,111 +29,6 @@ from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.runtime import Runtime
 from sagafsm.runtime.sqlite_store import SqliteStore
 from sagafsm.runtime.transport import InProcessTransport
-
-TRIP = (
-    SagaBuilder("trip", timeout=60.0)
-    .step("hotel", participant="hotels", action="book", compensation="cancel")
-    .step(
-        "car",
-        participant="cars",
-        action="rent",
-        compensation="give_back",
-        compensation_retry=RetryPolicy(max_attempts=2, initial_backoff=1.0),
-    )
-    .pivot("flight", participant="airline", action="fly")
-    .build()
-)
-"""The flight is always refused; while the car desk is down, giving the car back fails."""
-
-PARKED_REASON = (
-    "compensation of step 'car' failed 2 times (compensating because step 'flight' failed: "
-    "no seats)"
-)
-
-
-# -- the engine ----------------------------------------------------------------------------------
-
-
-def _parked(saga_id: str = "t-1") -> SagaInstance:
-    """A saga driven by hand until the car's compensation gave up."""
-    saga = SagaInstance(TRIP, saga_id)
-    saga.start(0.0)
-    saga.handle(StepSucceeded(saga_id=saga_id, step="hotel", result={"room": 7}), 1.0)
-    saga.handle(StepSucceeded(saga_id=saga_id, step="car", result={"car": "c-1"}), 2.0)
-    saga.handle(StepFailed(saga_id=saga_id, step="flight", reason="no seats"), 3.0)
-    saga.handle(CompensationFailed(saga_id=saga_id, step="car", attempt=1), 4.0)
-    saga.handle(TimerFired(saga_id=saga_id, timer_id=saga.timer_id or ""), 5.0)
-    saga.handle(CompensationFailed(saga_id=saga_id, step="car", attempt=2), 6.0)
-    return saga
-
-
-def test_a_retry_sends_the_compensation_again_then_compensates_the_steps_before_it() -> None:
-    saga = _parked()
-    assert saga.state is SagaState.OPERATOR_REQUIRED and saga.reason == PARKED_REASON
-    assert saga.retryable
-    restored = SagaInstance.restore(TRIP, saga.snapshot())  # as the store hands it back
-    (compensate, timer) = restored.retry_compensation(10.0)
-    assert (compensate.step, compensate.attempt) == ("car", 1)  # a fresh budget of tries
-    assert compensate.idempotency_key == "t-1/car/compensation"  # the same key as before
-    assert compensate.action_result == {"car": "c-1"}
-    assert timer.step == "car" and timer.delay == TRIP.steps[1].effective_compensation_timeout
-    assert restored.state is SagaState.COMPENSATING and not restored.retryable
-    assert restored.step_state("car") is StepState.COMPENSATING
-    assert restored.reason == "step 'flight' failed: no seats"  # what it compensates for
-    out = restored.handle(CompensationSucceeded(saga_id="t-1", step="car"), 11.0)
-    assert [c.step for c in out if type(c).__name__ == "CompensateStep"] == ["hotel"]
-    out = restored.handle(CompensationSucceeded(saga_id="t-1", step="hotel"), 12.0)
-    assert restored.state is SagaState.FAILED
-    assert out[-1].reason == "step 'flight' failed: no seats"
-
-
-def test_a_retried_compensation_that_fails_through_its_fresh_tries_parks_the_saga_again() -> None:
-    saga = _parked()
-    saga.retry_compensation(10.0)
-    saga.handle(CompensationFailed(saga_id="t-1", step="car", attempt=1), 11.0)
-    saga.handle(TimerFired(saga_id="t-1", timer_id=saga.timer_id or ""), 12.0)
-    saga.handle(CompensationFailed(saga_id="t-1", step="car", attempt=2), 13.0)
-    assert saga.state is SagaState.OPERATOR_REQUIRED and saga.reason == PARKED_REASON
-    assert saga.retryable
-
-
-def _not_parked() -> dict[str, SagaInstance]:
-    begun = SagaInstance(TRIP, "begun")
-    begun.start(0.0)
-    failed = _parked("failed")
-    failed.retry_compensation(7.0)
-    failed.handle(CompensationSucceeded(saga_id="failed", step="car"), 8.0)
-    failed.handle(CompensationSucceeded(saga_id="failed", step="hotel"), 9.0)
-    notify = (
-        SagaBuilder("mail", timeout=1.0)
-        .pivot("pay", participant="p", action="pay")
-        .retriable("mail", participant="m", action="send", retry=RetryPolicy(max_attempts=1))
-        .build()
-    )
-    escalated = SagaInstance(notify, "escalated")
-    escalated.start(0.0)
-    escalated.handle(StepSucceeded(saga_id="escalated", step="pay"), 1.0)
-    escalated.handle(StepFailed(saga_id="escalated", step="mail"), 2.0)
-    assert escalated.state is SagaState.OPERATOR_REQUIRED  # but no compensation gave up
-    return {
-        "not started": SagaInstance(TRIP, "new"),
-        "running": begun,
-        "failed": failed,
-        "operator_required by a retriable step": escalated,
-    }
-
-
-@pytest.mark.parametrize("case", sorted(_not_parked()))
-def test_a_saga_no_compensation_of_which_gave_up_refuses_a_retry_and_is_unchanged(
-    case: str,
-) -> None:
-    saga = _not_parked()[case]
-    before = saga.snapshot()
-    assert not saga.retryable
-    with pytest.raises(IllegalTransition, match="whose compensations did not give up"):
-        saga.retry_compensation(20.0)
-    assert saga.snapshot() == before and not saga.broken
-
 
 # -- the runtime ---------------------------------------------------------------------------------
 

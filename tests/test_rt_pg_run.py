@@ -181,6 +181,8 @@ def test_kill_every_on_postgresql_loses_nothing_and_every_saga_finishes(
     )
     assert status == 0, out
     real = json.loads(out)
-    assert real["kills"] >= 1 and real["metrics"]["recovered_sagas"] > 0
+    # A kill may land between two sagas (nothing to recover): on a quiet machine 100 sagas take
+    # about two kill intervals, so only the kill itself is certain.
+    assert real["kills"] >= 1
     assert real["violations"] == [] and "unfinished" not in real["outcomes"]
     assert real["outcomes"]["completed"] > 0
