@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 
 from sagafsm import RetryPolicy, SagaBuilder, SagaInstance
+from sagafsm import _moves as moves_module
+from sagafsm._machine import LifecycleMachine
 from sagafsm.checks import StreamingChecker, check_saga
-from sagafsm.errors import IllegalTransition
+from sagafsm.errors import IllegalTransition, InvalidConfig
 from sagafsm.events import (
     CompensationFailed,
     CompensationSucceeded,
@@ -18,7 +21,8 @@ from sagafsm.events import (
     StepSucceeded,
     TimerFired,
 )
-from sagafsm.lifecycle import SagaState, StepState
+from sagafsm.lifecycle import STEP_LIFECYCLE, SagaState, StepState
+from sagafsm.orchestration import BufferingRecorder, OrchestrationCore
 
 TRIP = (
     SagaBuilder("trip", timeout=60.0)
@@ -258,3 +262,110 @@ def test_a_short_operator_record_is_refused_with_its_kind() -> None:
     checker = StreamingChecker(TRIP)
     with pytest.raises(ValueError, match="a record of kind 'operator' has 5 items"):
         checker.observe((1.0, "operator", "t-1", "retry"))
+
+
+# -- the move's edges, found by the mutation run -------------------------------------------------
+
+
+def test_a_refused_retry_says_which_lifecycle_trigger_and_state() -> None:
+    saga = SagaInstance(TRIP, "new")
+    with pytest.raises(IllegalTransition) as info:
+        saga.retry_compensation(1.0)
+    error = info.value
+    assert (error.lifecycle, error.trigger, error.state) == ("saga", "operator_retry", "started")
+    assert str(error) == (
+        "saga new, whose compensations did not give up: the saga lifecycle has no transition "
+        "'operator_retry' from state 'started'"
+    )
+
+
+def test_the_retry_s_moves_are_recorded_at_its_time() -> None:
+    recorder = BufferingRecorder()
+    saga = SagaInstance.restore(TRIP, _parked().snapshot(), recorder=recorder)
+    saga.retry_compensation(42.0)
+    moves = [r for r in recorder.take() if r[4] == "operator_retry"]
+    assert [(r[0], r[3]) for r in moves] == [(42.0, None), (42.0, "car")]
+
+
+def test_the_reason_restored_is_the_one_the_escalation_wrapped_even_when_it_quotes_the_marker() -> (
+    None
+):
+    """A participant's reason may itself say "(compensating because ...)": the first marker is
+    the escalation's own."""
+    saga = SagaInstance(TRIP, "t-1")
+    saga.start(0.0)
+    saga.handle(StepSucceeded(saga_id="t-1", step="hotel"), 1.0)
+    saga.handle(StepSucceeded(saga_id="t-1", step="car"), 2.0)
+    reason = "no seats (compensating because of the strike)"
+    saga.handle(StepFailed(saga_id="t-1", step="flight", reason=reason), 3.0)
+    saga.handle(CompensationFailed(saga_id="t-1", step="car", attempt=1), 4.0)
+    saga.handle(TimerFired(saga_id="t-1", timer_id=saga.timer_id or ""), 5.0)
+    saga.handle(CompensationFailed(saga_id="t-1", step="car", attempt=2), 6.0)
+    saga.retry_compensation(7.0)
+    assert saga.reason == f"step 'flight' failed: {reason}"
+
+
+def test_a_retry_that_breaks_halfway_leaves_the_saga_broken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step machine without the operator's row (only a broken table): the saga moved, its
+    step cannot, and the saga refuses every later call with that error."""
+    spec = attrs.evolve(STEP_LIFECYCLE, operator=())
+    monkeypatch.setattr(moves_module, "STEP_MACHINE", LifecycleMachine(spec))
+    saga = _parked()
+    with pytest.raises(IllegalTransition) as first:
+        saga.retry_compensation(10.0)
+    assert saga.broken
+    with pytest.raises(IllegalTransition) as again:
+        saga.handle(CompensationSucceeded(saga_id="t-1", step="car"), 11.0)
+    assert again.value is first.value
+
+
+# -- the orchestration core's retry --------------------------------------------------------------
+
+
+def test_the_core_retries_a_parked_snapshot_and_holds_the_saga_again() -> None:
+    core = OrchestrationCore([TRIP])
+    transaction = core.retry("trip", _parked().snapshot(), 30.0)
+    assert "t-1" in core and core.get("t-1") is transaction.saga
+    assert transaction.saga_id == "t-1" and transaction.now == 30.0
+    (compensate,) = transaction.outbound
+    assert (compensate.step, compensate.attempt) == ("car", 1)
+    assert transaction.timer is not None and transaction.snapshot is not None
+    assert [r[:5] for r in transaction.records] == [
+        (30.0, "transition", "t-1", None, "operator_retry"),
+        (30.0, "transition", "t-1", "car", "operator_retry"),
+    ]
+
+
+def test_the_core_refuses_a_retry_of_a_saga_it_runs() -> None:
+    core = OrchestrationCore([TRIP])
+    parked = _parked().snapshot()
+    core.retry("trip", parked, 30.0)
+    with pytest.raises(IllegalTransition) as info:
+        core.retry("trip", parked, 31.0)
+    error = info.value
+    assert (error.lifecycle, error.trigger, error.state) == ("saga", "operator_retry", "running")
+    assert str(error).startswith("saga t-1: the saga lifecycle has no transition")
+
+
+def test_the_core_holds_nothing_when_a_retry_is_refused() -> None:
+    core = OrchestrationCore([TRIP])
+    with pytest.raises(InvalidConfig, match="no saga definition named 'cruise'"):
+        core.retry("cruise", _parked().snapshot(), 30.0)
+    with pytest.raises(IllegalTransition, match="whose compensations did not give up"):
+        core.retry("trip", SagaInstance(TRIP, "new").snapshot(), 30.0)
+    assert len(core) == 0
+
+
+def test_a_fold_whose_first_move_is_an_operator_row_flags_it() -> None:
+    """Nothing granted before any record: the fold starts with no operator's move allowed."""
+    records = [
+        (0.0, "start", "t-1", "trip"),
+        *_moves("t-1", [(None, "operator_retry", "operator_required", "compensating")]),
+    ]
+    details = [d for p, d in found(records) if p == "declared-transitions"]
+    assert (
+        "the saga took the operator's transition 'operator_retry': operator_required -> "
+        "compensating, with no operator's retry before it"
+    ) in details
