@@ -152,58 +152,6 @@ def trace_of(trace: list[Any]) -> list[Any]:
     return [record for record in trace if record[1] == "operator"]
 
 
-def _retried_trace(tmp_path: Path) -> list[Any]:
-    async def main() -> list[Any]:
-        store, desks = MemoryStore(), Desks()
-        async with Service(store, desks) as service:
-            await service.runtime.start(TRIP, {}, saga_id="t-1")
-            await service.finish("t-1")
-            desks.car_desk_down = False
-            await service.runtime.retry("t-1", "back")
-            await service.finish("t-1")
-            return await store.trace()
-
-    return asyncio.run(main())
-
-
-def test_the_checkers_accept_the_operator_rows_only_after_an_operator_s_retry(
-    tmp_path: Path,
-) -> None:
-    """Without its operator record, the same trace shows two finishes and two moves no engine
-    may make on its own."""
-    trace = _retried_trace(tmp_path)
-    assert check_history(trace, TRIP) == []
-    without = [record for record in trace if record[1] != "operator"]
-    found = {(v.property, v.detail) for v in check_history(without, TRIP)}
-    assert found == {
-        ("single-run", "the saga finished 2 times: ['operator_required', 'failed']"),
-        (
-            "declared-transitions",
-            "the saga took the operator's transition 'operator_retry': operator_required -> "
-            "compensating, with no operator's retry before it",
-        ),
-        (
-            "declared-transitions",
-            "step 'car' took the operator's transition 'operator_retry': compensation_failed -> "
-            "compensating, with no operator's retry before it",
-        ),
-    }
-
-
-def test_a_retried_saga_is_judged_by_its_last_finish(tmp_path: Path) -> None:
-    """The hotel's cancellation dropped from the ledger: judged by its first finish
-    (operator_required) the saga would pass; by its last (failed) it must not."""
-    trace = _retried_trace(tmp_path)
-    dropped = [r for r in trace if not (r[1] == "effect" and r[4:] == ("hotel", "compensation"))]
-    assert len(dropped) == len(trace) - 1
-    assert [(v.property, v.detail) for v in check_history(dropped, TRIP)] == [
-        (
-            "compensated-exactly-once",
-            "the action of step 'hotel' took effect but was compensated 0 times",
-        )
-    ]
-
-
 def _cli(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
