@@ -39,9 +39,9 @@ from .choreography_bus import EventBus
 from .choreography_node import RoleHost, Switches, Tries
 from .config import SimulationConfig
 from .coverage import Coverage
+from .fates import draw_fates, forced_fates, make_network
 from .internal import InternalError, empty_schedule, original_error
 from .metrics import Occupancy, RunMetrics
-from .network import Network
 from .participant import SimParticipant, StepFate
 from .prepare import effective_definition, metrics_window
 from .result import RunResult, build_result
@@ -53,13 +53,6 @@ __all__ = ["EVENT_TRIES_SIMULATED", "choreography_of", "simulate_choreography"]
 
 EVENT_TRIES_SIMULATED = 20
 """Deliveries of one event to one subscriber before its emitter gives it up."""
-
-_FORCED: dict[str, dict[int, float]] = {
-    "fail": {0: -1.0, 1: 2.0, 2: 2.0},
-    "hang": {0: 2.0, 1: -1.0, 2: 2.0},
-    "hang_lands": {0: 2.0, 1: -1.0, 2: -1.0},
-    "compensation_fail": {3: -1.0},
-}
 
 
 def choreography_of(scenario: Scenario, definition: SagaDefinition) -> ChoreographyDefinition:
@@ -124,21 +117,8 @@ class ChoreographyRun:
         seed = config.seed
         self.fates = stream(seed, "fates")
         self.step_names = [s.name for s in choreography.steps]
-        self.forced: dict[str, dict[str, dict[int, float]]] = {}
-        for fault in config.faults.targeted:
-            if fault.step is not None:
-                forced = self.forced.setdefault(fault.saga, {}).setdefault(fault.step, {})
-                forced.update(_FORCED[fault.fault])
-        self.network = Network(
-            env,
-            config,
-            stream(seed, "latency"),
-            stream(seed, "faults"),
-            trace,
-            self.faults,
-            duplicate_rng=stream(seed, "duplicate-latency"),
-            reorder_rng=stream(seed, "reorder-delay"),
-        )
+        self.forced = forced_fates(config)
+        self.network = make_network(env, config, trace, self.faults)
         self.domain = scenario.make_domain(stream(seed, "domain"))
         definition = effective_definition(scenario, config)
         projection = project(choreography)
@@ -205,14 +185,7 @@ class ChoreographyRun:
         self.started += 1
         saga_id = f"s{index}"
         rng = random.Random(self.fates.getrandbits(64))
-        fates: list[StepFate] = [
-            [rng.random(), rng.random(), rng.random(), rng.random()] for _ in self.step_names
-        ]
-        for step, forced in self.forced.get(saga_id, {}).items():
-            if step in self.step_names:
-                fate = fates[self.step_names.index(step)]
-                for position, value in forced.items():
-                    fate[position] = value
+        fates = draw_fates(rng, self.step_names, self.forced.get(saga_id, {}))
         now = self.env.now
         order = self.scenario.make_order(rng)
         if not isinstance(order, Mapping) or not is_json_value(order):

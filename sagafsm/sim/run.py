@@ -31,10 +31,10 @@ from ..lifecycle import SAGA_LIFECYCLE, SagaState
 from ..messages import ORCHESTRATOR
 from .config import SimulationConfig
 from .coverage import Coverage
+from .fates import draw_fates, forced_fates, make_network
 from .internal import InternalError, empty_schedule, original_error
 from .metrics import Occupancy, RunMetrics
 from .mutants import Mutant, get_mutant
-from .network import Network
 from .orchestrator import SimOrchestrator
 from .participant import SimParticipant, StepFate
 from .prepare import effective_definition, metrics_window, validate_against
@@ -51,15 +51,6 @@ Progress = Callable[[int, int], None]
 
 _MAX_DOWN_WINDOWS = 10_000
 """Outage windows kept for the figures; a run with more draws the first ones (they stay cheap)."""
-
-# Pre-drawn (fail, hang, lands) uniforms that force an outcome whatever the rates: a draw below
-# every rate, or above every rate.
-_FORCED: dict[str, dict[int, float]] = {
-    "fail": {0: -1.0, 1: 2.0, 2: 2.0},
-    "hang": {0: 2.0, 1: -1.0, 2: 2.0},
-    "hang_lands": {0: 2.0, 1: -1.0, 2: -1.0},
-    "compensation_fail": {3: -1.0},
-}
 
 
 @attrs.define
@@ -104,21 +95,8 @@ class _Run:
         """The first exception raised inside one of the run's own processes."""
         seed = config.seed
         self.fates = stream(seed, "fates")
-        self.forced_fates: dict[str, dict[str, dict[int, float]]] = {}
-        for fault in config.faults.targeted:
-            if fault.step is not None:
-                forced = self.forced_fates.setdefault(fault.saga, {}).setdefault(fault.step, {})
-                forced.update(_FORCED[fault.fault])
-        self.network = Network(
-            env,
-            config,
-            stream(seed, "latency"),
-            stream(seed, "faults"),
-            trace,
-            self.faults,
-            duplicate_rng=stream(seed, "duplicate-latency"),
-            reorder_rng=stream(seed, "reorder-delay"),
-        )
+        self.forced_fates = forced_fates(config)
+        self.network = make_network(env, config, trace, self.faults)
         self.domain = scenario.make_domain(stream(seed, "domain"))
         self.store = SnapshotStore()
         self.orchestrator = SimOrchestrator(
@@ -177,13 +155,7 @@ class _Run:
         saga_id = f"s{index}"
         rng = random.Random(self.fates.getrandbits(64))
         # Fates first, a fixed number of draws, so a scenario's order draws cannot shift them.
-        fates: list[StepFate] = [
-            [rng.random(), rng.random(), rng.random(), rng.random()] for _ in self.definition.steps
-        ]
-        for step, forced in self.forced_fates.get(saga_id, {}).items():
-            fate = fates[self.definition.index_of(step)]
-            for position, value in forced.items():
-                fate[position] = value
+        fates = draw_fates(rng, self.definition.step_names, self.forced_fates.get(saga_id, {}))
         now = self.env.now
         order = self.scenario.make_order(rng)
         if not isinstance(order, Mapping) or not is_json_value(order):
