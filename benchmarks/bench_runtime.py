@@ -212,11 +212,11 @@ class _Clocked(InProcessTransport):
         self.first: float | None = None
         self.count = 0
 
-    async def send(self, message: Any) -> None:
+    async def send_many(self, messages: Any) -> None:
         if self.first is None:
             self.first = time.perf_counter()
-        self.count += 1
-        await super().send(message)
+        self.count += len(messages)
+        await super().send_many(messages)
 
 
 async def recovery(path: Path, sagas: int) -> dict[str, Any]:

@@ -44,7 +44,8 @@ def commit_of(
         elif isinstance(command, CancelTimer):
             timer = None
     envelopes = [envelope_for(command, message_id(), cause) for command in transaction.outbound]
-    outbox: list[dict[str, Any]] = [envelope_to_dict(envelope) for envelope in envelopes]
+    # The engine's data and results, shared, not copied: the store encodes them at once.
+    outbox = [envelope_to_dict(envelope, copy=False) for envelope in envelopes]
     finished = transaction.finished
     reason = results = parked = None
     saga = transaction.saga
