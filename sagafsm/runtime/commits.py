@@ -9,7 +9,6 @@ The records are the simulator's, field for field (:mod:`sagafsm.history`): ``sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ..commands import CancelTimer, StartTimer
 from ..history import RawRecord
