@@ -212,6 +212,9 @@ class _Clocked(InProcessTransport):
         self.first: float | None = None
         self.count = 0
 
+    async def send(self, message: Any) -> None:
+        await self.send_many([message])
+
     async def send_many(self, messages: Any) -> None:
         if self.first is None:
             self.first = time.perf_counter()
