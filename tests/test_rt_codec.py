@@ -4,6 +4,7 @@ an envelope is refused with a message naming the field."""
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -49,6 +50,37 @@ def test_an_envelope_survives_a_round_trip_through_json_text(message: Envelope) 
     assert json.loads(text) == data
     assert envelope_from_dict(json.loads(text)) == message
     assert envelope_from_dict(data) == message
+
+
+@given(envelopes)
+def test_the_outbox_form_shares_plain_dicts_and_encodes_to_the_same_json(
+    message: Envelope,
+) -> None:
+    """copy=False (the runtime's outbox) gives the same JSON text as the copying form; a plain
+    dict is handed over as it is, any other mapping (the shared empty payload) as a dict."""
+    shared = envelope_to_dict(message, copy=False)
+    assert json.dumps(shared) == json.dumps(envelope_to_dict(message))
+    for field in ("data", "results", "action_result", "result"):
+        value = getattr(message, field)
+        if value.__class__ is dict:
+            assert shared[field] is value
+        elif value is not None:
+            assert shared[field].__class__ is dict
+    assert envelope_from_dict(json.loads(json.dumps(shared))) == message
+
+
+def test_the_outbox_form_copies_a_mapping_that_is_not_a_dict() -> None:
+    """A read-only mapping (the shared empty payload, a mapping proxy) becomes a plain dict even
+    with copy=False: the store's encoder takes dicts only."""
+    message = Envelope(
+        message_id=1, kind=MessageKind.COMPENSATE, saga_id="s", causation_id=None,
+        idempotency_key="k", source="orchestrator", dest="inventory", step="reserve",
+        operation="release", data=MappingProxyType({"a": {"b": 1}}),
+    )  # fmt: skip
+    shared = envelope_to_dict(message, copy=False)
+    assert shared["data"] == {"a": {"b": 1}} and shared["data"].__class__ is dict
+    assert shared["results"] == {} and shared["results"].__class__ is dict
+    assert json.loads(json.dumps(shared)) == envelope_to_dict(message)
 
 
 def test_enums_travel_as_their_values() -> None:

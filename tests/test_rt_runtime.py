@@ -294,3 +294,48 @@ def test_wait_answers_from_memory_exactly_what_the_store_holds(
     assert pairs[2][0].reason == "step 'charge' failed: insufficient funds"
     for waited, stored in pairs:
         assert waited == stored
+
+
+class _CountingCalls(InProcessTransport):
+    """An in-process transport that notes the size of every send and of every receive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[int] = []
+        self.received: list[int] = []
+
+    async def send(self, message: Any) -> None:
+        self.sends.append(1)
+        await super().send(message)
+
+    async def send_many(self, messages: Any) -> None:
+        self.sends.append(len(messages))
+        await super().send_many(messages)
+
+    async def receive_many(self, node: str, limit: int) -> Any:
+        deliveries = await super().receive_many(node, limit)
+        if node == "orchestrator":
+            self.received.append(len(deliveries))
+        return deliveries
+
+
+def test_a_batch_goes_out_in_one_transport_call_and_its_replies_come_back_in_one() -> None:
+    """Five sagas started together are one batch: their first commands reach the transport in
+    one send_many (one transaction on a transport with a database), and the five replies the
+    host sends together are taken off the transport in one receive."""
+
+    async def main() -> _CountingCalls:
+        store, transport, clock = MemoryStore(), _CountingCalls(), VirtualClock(1_000.0)
+        async with Runtime(store, transport, [ORDER], clock=clock) as runtime:
+            host = host_for(Shop(), transport, store, clock)
+            hosting = asyncio.create_task(host.run())
+            starts = [runtime.start(ORDER, {"amount": 10}) for _ in range(5)]
+            ids = await asyncio.gather(*starts)
+            await run_until_finished(runtime, transport, clock, list(ids))
+            await host.close()
+            await hosting
+        return transport
+
+    transport = asyncio.run(main())
+    assert transport.sends[0] == 5
+    assert transport.received[0] == 5

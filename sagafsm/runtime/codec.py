@@ -46,12 +46,18 @@ _KINDS: Final = {kind.value: kind for kind in MessageKind}
 _OUTCOMES: Final = {outcome.value: outcome for outcome in Outcome}
 
 
-def envelope_to_dict(message: Envelope) -> dict[str, Any]:
-    """Every field of ``message`` as plain JSON data (enums as their values, mappings as dicts)."""
+def envelope_to_dict(message: Envelope, *, copy: bool = True) -> dict[str, Any]:
+    """Every field of ``message`` as plain JSON data (enums as their values, mappings as dicts).
+
+    ``copy=False`` hands a mapping field that is a plain dict over as it is, shared with the
+    envelope (any other mapping is still copied): for a caller that encodes the dict at once and
+    whose envelopes carry the engine's values, which are plain JSON all the way down already
+    (the runtime's outbox). Copying them again costs more than encoding them."""
+    plain = plain_json if copy else _shared
     action_result, result = message.action_result, message.result
     return {
         "message_id": message.message_id,
-        "kind": message.kind.value,
+        "kind": message.kind._value_,
         "saga_id": message.saga_id,
         "causation_id": message.causation_id,
         "idempotency_key": message.idempotency_key,
@@ -60,14 +66,19 @@ def envelope_to_dict(message: Envelope) -> dict[str, Any]:
         "step": message.step,
         "operation": message.operation,
         "attempt": message.attempt,
-        "outcome": None if message.outcome is None else message.outcome.value,
+        "outcome": None if message.outcome is None else message.outcome._value_,
         "action_key": message.action_key,
-        "data": plain_json(message.data),
-        "results": plain_json(message.results),
-        "action_result": None if action_result is None else plain_json(action_result),
-        "result": None if result is None else plain_json(result),
+        "data": plain(message.data),
+        "results": plain(message.results),
+        "action_result": None if action_result is None else plain(action_result),
+        "result": None if result is None else plain(result),
         "reason": message.reason,
     }
+
+
+def _shared(value: Mapping[str, Any]) -> Any:
+    """A plain dict as it is; any other mapping as a plain copy."""
+    return value if value.__class__ is dict else plain_json(value)
 
 
 def envelope_from_dict(data: Any) -> Envelope:

@@ -9,7 +9,6 @@ The records are the simulator's, field for field (:mod:`sagafsm.history`): ``sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ..commands import CancelTimer, StartTimer
 from ..history import RawRecord
@@ -44,7 +43,8 @@ def commit_of(
         elif isinstance(command, CancelTimer):
             timer = None
     envelopes = [envelope_for(command, message_id(), cause) for command in transaction.outbound]
-    outbox: list[dict[str, Any]] = [envelope_to_dict(envelope) for envelope in envelopes]
+    # The engine's data and results, shared, not copied: the store encodes them at once.
+    outbox = [envelope_to_dict(envelope, copy=False) for envelope in envelopes]
     finished = transaction.finished
     reason = results = parked = None
     saga = transaction.saga

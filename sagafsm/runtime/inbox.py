@@ -176,12 +176,15 @@ class InboxRules:
         """Await a handler, within ``handler_timeout``; an action's exception (not Refused)
         abandons the command, and so does outliving the timeout."""
         is_action = message.kind is MessageKind.EXECUTE
-        scope = asyncio.timeout(self._timeout)
+        # No timeout, no scope: entering one costs more than most handlers.
+        scope = None if self._timeout is None else asyncio.timeout(self._timeout)
         try:
+            if scope is None:
+                return await run
             async with scope:
                 return await run
         except TimeoutError:
-            if scope.expired():
+            if scope is not None and scope.expired():
                 self._abandon(participant, message, f"the handler hung ({self._timeout} s)")
             if is_action:
                 self._abandon(participant, message, "the handler raised", exc_info=True)

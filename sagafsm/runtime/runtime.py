@@ -192,7 +192,9 @@ class Runtime:
         restart: RawRecord = (now, "restart", None, ORCHESTRATOR, len(stored))
         await self._store.append_trace([restart])
         self._open = True
-        await self._publish(await self._store.unsent(), [])
+        unsent = await self._store.unsent()
+        for first in range(0, len(unsent), self._batch_size):  # a batch's worth at a time
+            await self._publish(unsent[first : first + self._batch_size], [])
         if first_moves:
             await self._commit_and_publish(first_moves, [], [], [])
         # Retries asked for while no runtime ran: applied before open() returns, so a caller
@@ -490,12 +492,14 @@ class Runtime:
         ``envelopes`` are the rows' messages when the caller still holds them (no decoding)."""
         if not rows and not loose:
             return
+        if envelopes is None:
+            envelopes = [envelope_from_dict(row.message) for row in rows]
+        if envelopes:
+            # One call for the batch: one transaction on a transport that has a database.
+            await self._transport.send_many(envelopes)
         now = self._clock.now()
         records = list(loose)
-        for at, row in enumerate(rows):
-            envelope = envelopes[at] if envelopes is not None else envelope_from_dict(row.message)
-            await self._transport.send(envelope)
-            records.append(send_record(now, envelope))
+        records += [send_record(now, envelope) for envelope in envelopes]
         crashpoints.hit("orchestrator.after_publish")
         await self._store.mark_sent([row.id for row in rows], records)
 
@@ -532,18 +536,20 @@ class Runtime:
     # -- replies -------------------------------------------------------------------------------
 
     async def _run_receiver(self) -> None:
-        transport = self._transport
+        transport, limit, put = self._transport, self._batch_size, self._queue.put_nowait
         while True:
             try:
-                delivery = await transport.receive(ORCHESTRATOR)
+                # What has come in, up to a batch, in one call: one wake-up for many replies.
+                deliveries = await transport.receive_many(ORCHESTRATOR, limit)
             except TransportClosed:
                 return
-            message = delivery.message
-            try:
-                event = event_for(message)
-            except SagaError:
-                log.warning("dropped a message that is not a reply: %r", message)
-                if delivery.receipt is not None:
-                    await transport.ack(ORCHESTRATOR, [delivery.receipt])
-                continue
-            self._queue.put_nowait(_Inbound(event, message.message_id, delivery.receipt, None))
+            for delivery in deliveries:
+                message = delivery.message
+                try:
+                    event = event_for(message)
+                except SagaError:
+                    log.warning("dropped a message that is not a reply: %r", message)
+                    if delivery.receipt is not None:
+                        await transport.ack(ORCHESTRATOR, [delivery.receipt])
+                    continue
+                put(_Inbound(event, message.message_id, delivery.receipt, None))
