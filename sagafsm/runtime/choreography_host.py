@@ -197,6 +197,8 @@ class ChoreographyHost(InboxRules):
         """The initiator's sagas that ended, and how (read back on a restart)."""
         self._waiters: dict[str, asyncio.Future[str]] = {}
         self._in_hand = 0
+        self._recovered = asyncio.Event()
+        """Set once :meth:`run` recovered every participant: :meth:`start` waits for it."""
         self._closing: asyncio.Event | None = None
 
     def statistics(self) -> ChoreographyStatistics:
@@ -227,6 +229,7 @@ class ChoreographyHost(InboxRules):
         self._closing = closing = asyncio.Event()
         for player in self._players.values():
             await self._recover(player)
+        self._recovered.set()
         async with asyncio.TaskGroup() as group:
             tasks = []
             for player in self._players.values():
@@ -264,7 +267,8 @@ class ChoreographyHost(InboxRules):
             outcome = json.loads(state)["runs"][name]
             if outcome in (OutcomeState.COMPLETED.value, OutcomeState.FAILED.value):
                 self.outcomes[saga_id] = outcome
-        await self._publish(player)
+        async with player.lock:
+            await self._publish(player)
         for (message,) in pending:
             await self._operate(player, envelope_from_dict(json.loads(message)))
 
@@ -310,6 +314,7 @@ class ChoreographyHost(InboxRules):
         """Start saga ``saga_id`` with input ``order`` (the initiator's pass); False, and
         nothing done, if this initiator already started it."""
         player = self.initiator()
+        await self._recovered.wait()
         started = False
 
         async def begin(tx: ParticipantTx, current: _Pass) -> None:
@@ -414,7 +419,8 @@ class ChoreographyHost(InboxRules):
                 )  # fmt: skip
 
     async def _publish(self, player: _Player) -> None:
-        """Send what the outbox holds, then delete it (a crash between sends it again)."""
+        """Send what the outbox holds, then delete it (a crash between sends it again). Under
+        the participant's lock: two at once would both send what the outbox holds."""
         name = player.name
         async with self._store.transaction(name) as tx:
             rows = await _sql(

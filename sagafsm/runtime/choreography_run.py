@@ -114,9 +114,7 @@ async def judge(
 ) -> ChoreographyVerdict:
     """Read the store back and judge it (module docstring)."""
     records = await store.trace()
-    violations = check_history(
-        records, scenario.definition, steps=choreography_steps(choreography)
-    )
+    violations = check_history(records, scenario.definition, steps=choreography_steps(choreography))
     ids = saga_ids(scenario.name, sagas)
     started = {r[2] for r in records if r[1] == "start"}
     violations += [
