@@ -29,26 +29,25 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 import attrs
 
 from ..choreography.events import ChoreographyEvent
-from ..choreography.node import RoleNode, SagaRoles, Switches, Tries, consumers_of
+from ..choreography.node import Switches, Tries, consumers_of
 from ..choreography.projection import OutcomeState, project
 from ..choreography.table import ChoreographyDefinition
 from ..errors import InvalidArgument, InvalidConfig
 from ..messages import Envelope, MessageKind
 from . import crashpoints
-from .choreography_wire import envelope_event, event_envelope
+from .choreography_port import Pass, Player, sql
+from .choreography_wire import envelope_event
 from .clock import Clock
 from .codec import envelope_from_dict, envelope_to_dict
-from .dialects import in_dialect
 from .inbox import Abandon, Decision, InboxRules, TryFailed, warn
 from .participant import Participant
 from .store import ParticipantStore, ParticipantTx
-from .timer_table import TimerTable
 from .transport import Delivery, Transport, TransportClosed
 
 __all__ = ["ChoreographyHost", "ChoreographyStatistics"]
@@ -64,74 +63,6 @@ class ChoreographyStatistics:
     handler_calls: int
     published: int
     abandoned: int
-
-
-@attrs.define
-class _Pass:
-    """What one pass decided, gathered through the port while the node runs."""
-
-    saga_id: str
-    saga: SagaRoles
-    emitted: int
-    now: float
-    records: list[tuple[Any, ...]] = attrs.field(factory=list)
-    events: list[Envelope] = attrs.field(factory=list)
-    timers: dict[str, tuple[int, str, float]] = attrs.field(factory=dict)
-    runs: list[Envelope] = attrs.field(factory=list)
-    outcome: str | None = None
-
-
-class _Player:
-    """One participant this host plays: its node, its timers, and the pass in progress (the
-    node's port writes into it)."""
-
-    def __init__(self, host: ChoreographyHost, name: str, node_args: dict[str, Any]) -> None:
-        self.host = host
-        self.name = name
-        self.node = RoleNode(name, port=self, **node_args)
-        self.timers = TimerTable()
-        self.lock = asyncio.Lock()
-        self.current: _Pass | None = None
-        self.handlers: Participant | None = None
-
-    def _pass(self) -> _Pass:
-        assert self.current is not None, "the node decides only inside a pass"
-        return self.current
-
-    def record(self, kind: str, saga_id: str, *fields: Any) -> None:
-        now = self._pass().now
-        self._pass().records.append((now, kind, saga_id, *fields))
-
-    def emit(self, saga_id: str, name: str, cause: str | None, data: Mapping[str, Any]) -> None:
-        current = self._pass()
-        current.emitted += 1
-        event = ChoreographyEvent(
-            saga_id=saga_id,
-            event_id=f"{saga_id}/{self.name}/e{current.emitted}",
-            causation_id=cause,
-            name=name,
-            source=self.name,
-            data=data,
-        )
-        for dest in self.host.subscribers.get(name, ()):
-            message = event_envelope(event, dest, self.host.next_id())
-            current.events.append(message)
-            current.records.append(
-                (current.now, "send", saga_id, message.message_id, self.name, dest,
-                 MessageKind.EVENT.value, "", name, 1, None)
-            )  # fmt: skip
-
-    def run(self, message: Envelope) -> None:
-        self._pass().runs.append(message)
-
-    def arm(self, saga_id: str, role: str, token: int, delay: float, what: str) -> None:
-        current = self._pass()
-        current.timers[role] = (token, what, current.now + delay)
-
-    def outcome(self, saga_id: str, state: str) -> None:
-        current = self._pass()
-        current.outcome = state
-        current.records.append((current.now, "finish", saga_id, state, None))
 
 
 class ChoreographyHost(InboxRules):
@@ -161,7 +92,7 @@ class ChoreographyHost(InboxRules):
     ) -> None:
         projection = project(definition)
         consumers = consumers_of(definition, projection.roles)
-        self.subscribers = {
+        self._subscribers = {
             event: tuple(dict.fromkeys(r.participant for r in roles))
             for event, roles in consumers.items()
         }
@@ -174,7 +105,7 @@ class ChoreographyHost(InboxRules):
         """Tries made again (``("step", "retry")``, ``("step", "compensation_retry")``)."""
         self._boot, self._next_id = boot, 0 if boot is None else boot * _ID_SPACE
         handlers = {p.name: p for p in participants}
-        self._players: dict[str, _Player] = {}
+        self._players: dict[str, Player] = {}
         for name in dict.fromkeys(plays):
             if name not in definition.participants:
                 known = ", ".join(definition.participants)
@@ -187,7 +118,7 @@ class ChoreographyHost(InboxRules):
                 "counts": self.counts,
                 "switches": switches or Switches(),
             }
-            player = _Player(self, name, args)
+            player = Player(self, name, args)
             if player.node.runs_steps:
                 if name not in handlers:
                     raise InvalidConfig(f"no handlers for participant {name!r}")
@@ -213,6 +144,10 @@ class ChoreographyHost(InboxRules):
         """No delivery in hand and no pass running (what an in-memory transport's run needs
         to tell that it is quiescent: its messages live nowhere else)."""
         return not self._in_hand and not any(p.lock.locked() for p in self._players.values())
+
+    @property
+    def subscribers(self) -> Mapping[str, tuple[str, ...]]:
+        return self._subscribers
 
     def next_id(self) -> int:
         self._next_id += 1
@@ -243,20 +178,20 @@ class ChoreographyHost(InboxRules):
         if self._closing is not None:
             self._closing.set()
 
-    async def _recover(self, player: _Player) -> None:
+    async def _recover(self, player: Player) -> None:
         name = player.name
         async with self._store.transaction(name) as tx:
-            timers = await _sql(
+            timers = await sql(
                 tx, "SELECT saga_id, role, token, what, due FROM choreography_timers "
                 "WHERE participant = ?", (name,),
             )  # fmt: skip
-            pending = await _sql(
+            pending = await sql(
                 tx, "SELECT message FROM choreography_pending WHERE participant = ?", (name,)
             )
             if player.node.runs_steps:
                 sagas = []
             else:
-                sagas = await _sql(
+                sagas = await sql(
                     tx, "SELECT saga_id, state FROM choreography_sagas WHERE participant = ?",
                     (name,),
                 )  # fmt: skip
@@ -272,7 +207,7 @@ class ChoreographyHost(InboxRules):
         for (message,) in pending:
             await self._operate(player, envelope_from_dict(json.loads(message)))
 
-    async def _consume(self, player: _Player) -> None:
+    async def _consume(self, player: Player) -> None:
         transport = self._transport
         while True:
             try:
@@ -289,7 +224,7 @@ class ChoreographyHost(InboxRules):
                     await transport.ack(player.name, (delivery.receipt,))
                 self._in_hand -= 1
 
-    async def _timer_loop(self, player: _Player) -> None:
+    async def _timer_loop(self, player: Player) -> None:
         due: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
 
         def fire_due() -> None:
@@ -304,7 +239,7 @@ class ChoreographyHost(InboxRules):
 
     # -- the initiator -------------------------------------------------------------------------
 
-    def initiator(self) -> _Player:
+    def initiator(self) -> Player:
         player = self._players.get(self.definition.initiator)
         if player is None:
             raise InvalidArgument(f"this host does not play {self.definition.initiator!r}")
@@ -317,7 +252,7 @@ class ChoreographyHost(InboxRules):
         await self._recovered.wait()
         started = False
 
-        async def begin(tx: ParticipantTx, current: _Pass) -> None:
+        async def begin(tx: ParticipantTx, current: Pass) -> None:
             nonlocal started
             started = True
             current.records.append((current.now, "start", saga_id, self.definition.name))
@@ -339,9 +274,9 @@ class ChoreographyHost(InboxRules):
 
     async def _pass(
         self,
-        player: _Player,
+        player: Player,
         saga_id: str,
-        decide: Callable[[ParticipantTx, _Pass], Awaitable[None]],
+        decide: Callable[[ParticipantTx, Pass], Awaitable[None]],
         *,
         fresh_only: bool = False,
     ) -> None:
@@ -349,14 +284,14 @@ class ChoreographyHost(InboxRules):
         name, node = player.name, player.node
         async with player.lock:
             async with self._store.transaction(name) as tx:
-                rows = await _sql(
+                rows = await sql(
                     tx, "SELECT state, emitted FROM choreography_sagas "
                     "WHERE participant = ? AND saga_id = ?", (name, saga_id),
                 )  # fmt: skip
                 if rows and fresh_only:
                     return
                 saga = node.saga_from_json(json.loads(rows[0][0])) if rows else node.new_saga()
-                current = _Pass(saga_id, saga, rows[0][1] if rows else 0, self._clock.now())
+                current = Pass(saga_id, saga, rows[0][1] if rows else 0, self._clock.now())
                 player.current = current
                 try:
                     await decide(tx, current)
@@ -381,10 +316,10 @@ class ChoreographyHost(InboxRules):
         for message in current.runs:
             await self._operate(player, message)
 
-    async def _write(self, tx: ParticipantTx, player: _Player, current: _Pass) -> None:
+    async def _write(self, tx: ParticipantTx, player: Player, current: Pass) -> None:
         name, saga_id, node = player.name, current.saga_id, player.node
         await tx.append_trace(current.records)
-        await _sql(
+        await sql(
             tx, "INSERT INTO choreography_sagas (participant, saga_id, state, emitted) "
             "VALUES (?, ?, ?, ?) ON CONFLICT (participant, saga_id) DO UPDATE SET "
             "state = excluded.state, emitted = excluded.emitted",
@@ -392,7 +327,7 @@ class ChoreographyHost(InboxRules):
         )  # fmt: skip
         for role, (token, what, due) in current.timers.items():
             # one timer per role: a newer one replaces it (an older one would be stale anyway)
-            await _sql(
+            await sql(
                 tx, "INSERT INTO choreography_timers (participant, saga_id, role, token, what, "
                 "due) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (participant, saga_id, role) DO "
                 "UPDATE SET token = excluded.token, what = excluded.what, due = excluded.due",
@@ -400,30 +335,30 @@ class ChoreographyHost(InboxRules):
             )  # fmt: skip
         ended = [r for r, run in current.saga.runs.items() if run.state in node.terminal(r)]
         for role in ended:  # a role that ended never moves again: its timer can only be stale
-            await _sql(
+            await sql(
                 tx, "DELETE FROM choreography_timers WHERE participant = ? AND saga_id = ? "
                 "AND role = ?", (name, saga_id, role),
             )  # fmt: skip
         for message in current.events:
-            await _sql(
+            await sql(
                 tx,
                 "INSERT INTO choreography_outbox (participant, message) VALUES (?, ?)",
                 (name, json.dumps(envelope_to_dict(message))),
             )
         for message in current.runs:
             if message.kind is MessageKind.COMPENSATE:
-                await _sql(
+                await sql(
                     tx, "INSERT INTO choreography_pending (participant, key, message) VALUES "
                     "(?, ?, ?) ON CONFLICT (participant, key) DO NOTHING",
                     (name, message.idempotency_key, json.dumps(envelope_to_dict(message))),
                 )  # fmt: skip
 
-    async def _publish(self, player: _Player) -> None:
+    async def _publish(self, player: Player) -> None:
         """Send what the outbox holds, then delete it (a crash between sends it again). Under
         the participant's lock: two at once would both send what the outbox holds."""
         name = player.name
         async with self._store.transaction(name) as tx:
-            rows = await _sql(
+            rows = await sql(
                 tx, "SELECT id, message FROM choreography_outbox WHERE participant = ? "
                 "ORDER BY id", (name,),
             )  # fmt: skip
@@ -433,25 +368,25 @@ class ChoreographyHost(InboxRules):
         self._published += len(rows)
         crashpoints.hit("participant.after_publish")
         async with self._store.transaction(name) as tx:
-            await _sql(
+            await sql(
                 tx,
                 "DELETE FROM choreography_outbox WHERE participant = ? AND id <= ?",
                 (name, rows[-1][0]),
             )
 
-    async def _fire(self, player: _Player, key: str, timer_id: str) -> None:
+    async def _fire(self, player: Player, key: str, timer_id: str) -> None:
         saga_id, role = key.split("\n")
         token_text, what = timer_id.split("/")
         token = int(token_text)
 
-        async def due(tx: ParticipantTx, current: _Pass) -> None:
-            found = await _sql(
+        async def due(tx: ParticipantTx, current: Pass) -> None:
+            found = await sql(
                 tx, "SELECT token, what FROM choreography_timers WHERE participant = ? AND "
                 "saga_id = ? AND role = ?", (player.name, saga_id, role),
             )  # fmt: skip
             if [tuple(row) for row in found] != [(token, what)]:
                 return  # replaced by a newer timer, or gone with its role's end
-            await _sql(
+            await sql(
                 tx, "DELETE FROM choreography_timers WHERE participant = ? AND saga_id = ? "
                 "AND role = ?", (player.name, saga_id, role),
             )  # fmt: skip
@@ -459,21 +394,21 @@ class ChoreographyHost(InboxRules):
 
         await self._pass(player, saga_id, due)
 
-    async def _operate(self, player: _Player, message: Envelope) -> None:
+    async def _operate(self, player: Player, message: Envelope) -> None:
         """Run one action or compensation the node decided: a pass of its own."""
         handlers = player.handlers
         assert handlers is not None
         compensation = message.kind is MessageKind.COMPENSATE
 
-        def answer(decision: Decision) -> Callable[[ParticipantTx, _Pass], Awaitable[None]]:
-            async def apply(tx: ParticipantTx, current: _Pass) -> None:
+        def answer(decision: Decision) -> Callable[[ParticipantTx, Pass], Awaitable[None]]:
+            async def apply(tx: ParticipantTx, current: Pass) -> None:
                 outcome, result, reason, effect = decision
                 if effect is not None:
                     current.records.append(
                         (current.now, "effect", message.saga_id, player.name, message.step, effect)
                     )
                 if compensation:
-                    await _sql(
+                    await sql(
                         tx,
                         "DELETE FROM choreography_pending WHERE participant = ? AND key = ?",
                         (player.name, message.idempotency_key),
@@ -482,7 +417,7 @@ class ChoreographyHost(InboxRules):
 
             return apply
 
-        async def decide(tx: ParticipantTx, current: _Pass) -> None:
+        async def decide(tx: ParticipantTx, current: Pass) -> None:
             await answer(await self._decide(handlers, message, tx))(tx, current)
 
         try:
@@ -499,15 +434,9 @@ class ChoreographyHost(InboxRules):
 
 
 def _hear(
-    player: _Player, event: ChoreographyEvent
-) -> Callable[[ParticipantTx, _Pass], Awaitable[None]]:
-    async def heard(tx: ParticipantTx, current: _Pass) -> None:
+    player: Player, event: ChoreographyEvent
+) -> Callable[[ParticipantTx, Pass], Awaitable[None]]:
+    async def heard(tx: ParticipantTx, current: Pass) -> None:
         player.node.received(current.saga, event)
 
     return heard
-
-
-async def _sql(
-    tx: ParticipantTx, sql: str, parameters: Sequence[Any] = ()
-) -> list[tuple[Any, ...]]:
-    return await tx.execute(in_dialect(sql, tx.dialect), parameters)
