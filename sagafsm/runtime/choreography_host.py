@@ -166,12 +166,12 @@ class ChoreographyHost(InboxRules):
             await self._recover(player)
         self._recovered.set()
         async with asyncio.TaskGroup() as group:
-            tasks = []
+            timers = []
             for player in self._players.values():
-                tasks.append(group.create_task(self._consume(player)))
-                tasks.append(group.create_task(self._timer_loop(player)))
+                group.create_task(self._consume(player))  # ends by itself once closing
+                timers.append(group.create_task(self._timer_loop(player)))
             await closing.wait()
-            for task in tasks:
+            for task in timers:
                 task.cancel()
 
     async def close(self) -> None:
@@ -209,11 +209,7 @@ class ChoreographyHost(InboxRules):
 
     async def _consume(self, player: Player) -> None:
         transport = self._transport
-        while True:
-            try:
-                deliveries: list[Delivery] = await transport.receive_many(player.name, _BATCH)
-            except TransportClosed:
-                return
+        while deliveries := await self._receive(player.name):
             self._in_hand += len(deliveries)
             for delivery in deliveries:
                 message = delivery.message
@@ -223,6 +219,26 @@ class ChoreographyHost(InboxRules):
                 if delivery.receipt is not None:
                     await transport.ack(player.name, (delivery.receipt,))
                 self._in_hand -= 1
+
+    async def _receive(self, name: str) -> list[Delivery]:
+        """The next deliveries for ``name``, or none once closing (as the orchestrated
+        participants' host takes them: a receive is raced against the stop, not only cancelled)."""
+        closing = self._closing
+        assert closing is not None
+        if closing.is_set():
+            return []
+        receive = asyncio.ensure_future(self._transport.receive_many(name, _BATCH))
+        stop = asyncio.ensure_future(closing.wait())
+        try:
+            await asyncio.wait((receive, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not receive.done():
+                receive.cancel()
+                await asyncio.wait((receive,))
+        if receive.cancelled() or isinstance(receive.exception(), TransportClosed):
+            return []
+        return receive.result()
 
     async def _timer_loop(self, player: Player) -> None:
         due: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
