@@ -178,3 +178,24 @@ def test_an_orchestrator_crash_point_is_refused_for_a_choreography(tmp_path: Pat
     done = _cli("--store", f"sqlite:///{tmp_path / 'x.db'}", env=env)
     assert done.returncode == 2
     assert "a choreography has no orchestrator" in done.stderr
+
+
+def test_a_choreography_runs_clean_on_postgresql(pg_url: str) -> None:
+    """The same participants, tables and checks on a real PostgreSQL server, its transport
+    carrying the events."""
+    from sagafsm.runtime.postgres_store import PostgresStore
+    from sagafsm.runtime.postgres_transport import PostgresTransport
+
+    async def go() -> ChoreographyVerdict:
+        scenario = load_runtime_scenario("order_fulfillment")
+        async with PostgresStore(pg_url) as store:
+            transport = PostgresTransport(pg_url)
+            await transport.open()
+            try:
+                return await run_in_process(scenario, store, sagas=SAGAS, transport=transport)
+            finally:
+                await transport.close()
+
+    verdict = asyncio.run(go())
+    assert verdict.ok, verdict.violations[:3]
+    assert sum(verdict.outcomes.values()) == SAGAS

@@ -262,3 +262,14 @@ def test_the_text_report_says_the_run_was_choreographed(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert out.splitlines()[0].endswith(", choreographed")
     assert "orchestrator        none: choreographed" in out
+
+
+def test_the_occupancy_of_a_choreography_shows_sagas_undoing_their_steps() -> None:
+    """A choreographed saga counts as compensating from the first role that starts undoing its
+    step (it has no saga lifecycle to say so), and as pending before: with failing steps, both
+    bands are there, and sagas in flight add up the same."""
+    result = _run(sagas=400, participant__failure_rate=0.2)
+    series = result.metrics["occupancy"]["series"]
+    assert set(series) >= {"pending", "compensating"}
+    assert sum(series["compensating"]) > 0 and sum(series["pending"]) > 0
+    assert min(min(values) for values in series.values()) >= -1e-9

@@ -43,8 +43,13 @@ class RoleHost:
         on_outcome: Callable[[str, str], None],
         counts: Counter[tuple[str, str]],
         switches: Switches,
+        *,
+        on_compensating: Callable[[str], None] = lambda saga_id: None,
     ) -> None:
         self.name = name
+        self._on_compensating = on_compensating
+        """Called as a role of a saga moves into compensating (what the run's occupancy reads:
+        a choreographed saga has no lifecycle of its own to say it is undoing its steps)."""
         self._env = env
         self._bus = bus
         self._trace = trace
@@ -93,6 +98,8 @@ class RoleHost:
 
     def record(self, kind: str, saga_id: str, *fields: Any) -> None:
         self._trace.record(self._env.now, kind, saga_id, *fields)
+        if kind == "transition" and fields[3] == "compensating" != fields[2]:
+            self._on_compensating(saga_id)
 
     def emit(self, saga_id: str, name: str, cause: str | None, data: Mapping[str, Any]) -> None:
         self._bus.publish(self.name, saga_id, name, cause, data)

@@ -70,6 +70,9 @@ class _SagaRecord:
     fates: list[StepFate]
     started_at: float
     finished: bool = False
+    phase: str = "pending"
+    """What the occupancy counts it as until it ends: ``pending`` (its steps go forward), then
+    ``compensating`` once a role of it starts undoing its step."""
 
 
 class _Recorder:
@@ -154,6 +157,7 @@ class ChoreographyRun:
                 self._outcome,
                 self.triggers,
                 switches,
+                on_compensating=self._compensating,
             )
             if any(s.participant == name for s in choreography.steps):
                 if name not in services:
@@ -202,6 +206,12 @@ class ChoreographyRun:
             guard = self.env.timeout(self.config.termination_bound)
             guard.callbacks.append(self._termination_bound)
 
+    def _compensating(self, saga_id: str) -> None:
+        record = self.records.get(saga_id)
+        if record is not None and not record.finished and record.phase == "pending":
+            record.phase = "compensating"
+            self.occupancy.move(self.env.now, "pending", "compensating")
+
     def _outcome(self, saga_id: str, state: str) -> None:
         now = self.env.now
         record = self.records[saga_id]
@@ -211,7 +221,7 @@ class ChoreographyRun:
         record.finished = True
         if state == SagaState.FAILED.value:
             self.triggers["saga", "abort"] += 1  # what the compensation rate counts
-        self.occupancy.move(now, "pending", state)
+        self.occupancy.move(now, record.phase, state)
         self.metrics.saga_finished(state, record.started_at, now, None)
         self.domain.saga_finished(saga_id, record.data, SagaState(state))
         self.finished += 1
