@@ -70,7 +70,9 @@ def test_the_checkers_read_a_real_run_as_they_read_a_simulated_one(tmp_path: Pat
     _in_process(tmp_path / "run.db")
     trace = asyncio.run(records())
     kinds = {r[1] for r in trace}
-    assert {"start", "transition", "send", "effect", "finish"} <= kinds
+    assert {"start", "transition", "emit", "send", "effect", "finish"} <= kinds
+    emitted = {r[3] for r in trace if r[1] == "emit"}
+    assert all(r[6] in emitted for r in trace if r[1] == "emit" and r[6] is not None)
     assert {r[6] for r in trace if r[1] == "send"} == {"event"}
     roles = {r[3] for r in trace if r[1] == "transition"}
     assert {None, "reserve_inventory", "create_shipment"} <= roles

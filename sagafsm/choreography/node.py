@@ -91,6 +91,9 @@ class SagaRoles:
     attempt: Counter[str] = attrs.field(factory=Counter)
     generation: Counter[str] = attrs.field(factory=Counter)
     compensation_tries: Counter[str] = attrs.field(factory=Counter)
+    causes: dict[str, str | None] = attrs.field(factory=dict)
+    """Role -> the id of the event that set it on its current course (None: its own deadline):
+    what the events it emits next are caused by, its own action's answer in between."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,7 @@ class SagaRoles:
             "seen": sorted(self.seen),
             "data": dict(self.data),
             "results": dict(self.results),
+            "causes": dict(self.causes),
             **{
                 name: dict(getattr(self, name))
                 for name in ("token", "attempt", "generation", "compensation_tries")
@@ -188,6 +192,7 @@ class RoleNode:
             attempt=Counter(data["attempt"]),
             generation=Counter(data["generation"]),
             compensation_tries=Counter(data["compensation_tries"]),
+            causes=dict(data.get("causes", {})),
         )
 
     def keys(self, saga_id: str, saga: SagaRoles) -> list[str]:
@@ -240,6 +245,7 @@ class RoleNode:
             return
         role.fire(run, trigger, saga_id)
         saga.token[role.name] += 1
+        saga.causes[role.name] = cause
         self._port.record("transition", saga_id, role.step, trigger, source.value, run.state.value)
         if role.step is None:
             self._outcome_moved(saga_id, saga, trigger, run.state, cause)
@@ -352,23 +358,24 @@ class RoleNode:
         run, step = saga.runs[role.name], self._steps[message.step]
         outcome, result, _reason = answer
         saga_id = message.saga_id
+        cause = saga.causes.get(role.name)  # the answer goes on from what started the role
         current = action_key(saga_id, step.name, saga.generation[role.name])
         if message.kind is MessageKind.EXECUTE:
             if run.state is not RoleState.ACTING or message.idempotency_key != current:
                 return  # an answer to an earlier try, or after the role moved on
             if outcome is Outcome.SUCCEEDED:
                 saga.results[step.name] = result
-                self._fire(saga_id, saga, role, step.success, None)
+                self._fire(saga_id, saga, role, step.success, cause)
             elif step.kind is StepKind.RETRIABLE:
                 saga.generation[role.name] += 1  # a definite failure: the next try, a new key
-                self._fire(saga_id, saga, role, "retry", None)
+                self._fire(saga_id, saga, role, "retry", cause)
             else:
-                self._fire(saga_id, saga, role, step.failure or "", None)
+                self._fire(saga_id, saga, role, step.failure or "", cause)
             return
         if run.state is not RoleState.COMPENSATING:
             return  # the mutant already announced it; or a repeat
         if outcome is Outcome.SUCCEEDED:
-            self._fire(saga_id, saga, role, self._compensations[step.name].emits, None)
+            self._fire(saga_id, saga, role, self._compensations[step.name].emits, cause)
         elif saga.compensation_tries[role.name] < MAX_COMPENSATION_TRIES:
             self._counts["step", "compensation_retry"] += 1
             wait = self._tries[step.name].compensation_retry.backoff(

@@ -84,6 +84,9 @@ class Player:
             source=self.name,
             data=data,
         )
+        current.records.append(
+            (current.now, "emit", saga_id, event.event_id, name, self.name, cause)
+        )
         for dest in self.host.subscribers.get(name, ()):
             message = event_envelope(event, dest, self.host.next_id())
             current.events.append(message)

@@ -102,7 +102,8 @@ class RoleHost:
             self._on_compensating(saga_id)
 
     def emit(self, saga_id: str, name: str, cause: str | None, data: Mapping[str, Any]) -> None:
-        self._bus.publish(self.name, saga_id, name, cause, data)
+        event = self._bus.publish(self.name, saga_id, name, cause, data)
+        self._trace.record(self._env.now, "emit", saga_id, event.event_id, name, self.name, cause)
 
     def run(self, message: Envelope) -> None:
         assert self.ledger is not None
