@@ -288,23 +288,7 @@ class RoleNode:
     # -- the participant's own work ------------------------------------------------------------
 
     def _execute(self, saga_id: str, saga: SagaRoles, role: Role, step: ChoreographyStep) -> None:
-        generation = saga.generation[role.name]
-        self._port.run(
-            Envelope(
-                message_id=0,
-                kind=MessageKind.EXECUTE,
-                saga_id=saga_id,
-                causation_id=None,
-                idempotency_key=action_key(saga_id, step.name, generation),
-                source=self.name,
-                dest=self.name,
-                step=step.name,
-                operation=step.action,
-                attempt=saga.attempt[role.name],
-                data=saga.data,
-                results=dict(saga.results),
-            )
-        )
+        self._port.run(self._action(saga_id, saga, role, step, saga.attempt[role.name]))
         self._arm(saga_id, saga, role, self._tries[step.name].timeout, "try")
 
     def _compensate(
@@ -329,6 +313,25 @@ class RoleNode:
             )
         )
 
+    def _action(
+        self, saga_id: str, saga: SagaRoles, role: Role, step: ChoreographyStep, attempt: int
+    ) -> Envelope:
+        """The execute of ``step``'s current try (its key names the role's generation)."""
+        return Envelope(
+            message_id=0,
+            kind=MessageKind.EXECUTE,
+            saga_id=saga_id,
+            causation_id=None,
+            idempotency_key=action_key(saga_id, step.name, saga.generation[role.name]),
+            source=self.name,
+            dest=self.name,
+            step=step.name,
+            operation=step.action,
+            attempt=attempt,
+            data=saga.data,
+            results=dict(saga.results),
+        )
+
     def _act_again(self, saga_id: str, saga: SagaRoles, event: str) -> None:
         """The no-dedup mutant: a redelivered event runs the steps it starts once more, as a
         handler with no inbox would (under a new key: it cannot tell it saw the event)."""
@@ -336,21 +339,7 @@ class RoleNode:
             step = self._steps.get(role.step or "")
             if step is not None and step.on == event:
                 saga.generation[role.name] += 1
-                self._port.run(
-                    Envelope(
-                        message_id=0,
-                        kind=MessageKind.EXECUTE,
-                        saga_id=saga_id,
-                        causation_id=None,
-                        idempotency_key=action_key(saga_id, step.name, saga.generation[role.name]),
-                        source=self.name,
-                        dest=self.name,
-                        step=step.name,
-                        operation=step.action,
-                        data=saga.data,
-                        results=dict(saga.results),
-                    )
-                )
+                self._port.run(self._action(saga_id, saga, role, step, 1))
 
     def answered(self, saga: SagaRoles, message: Envelope, answer: Answer) -> None:
         """The ledger's answer to ``message`` (one :meth:`Port.run` handed it)."""
