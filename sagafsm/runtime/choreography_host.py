@@ -35,8 +35,9 @@ from typing import Any, Final
 import attrs
 
 from ..choreography.events import ChoreographyEvent
-from ..choreography.node import Switches, Tries, consumers_of
+from ..choreography.node import Switches, Tries
 from ..choreography.projection import OutcomeState, project
+from ..choreography.routing import consumers_of
 from ..choreography.table import ChoreographyDefinition
 from ..errors import InvalidArgument, InvalidConfig
 from ..messages import Envelope, MessageKind

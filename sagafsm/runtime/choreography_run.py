@@ -25,7 +25,8 @@ import attrs
 from ..checks import Violation, check_history
 from ..choreography import choreography_from
 from ..choreography.checking import choreography_steps
-from ..choreography.node import Switches, tries_of
+from ..choreography.node import Switches
+from ..choreography.routing import tries_of
 from ..choreography.table import ChoreographyDefinition
 from ..errors import InvalidConfig
 from .choreography_host import ChoreographyHost

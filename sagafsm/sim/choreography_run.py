@@ -30,7 +30,8 @@ from .._validate import is_json_value
 from ..checks import StreamingChecker, Violation
 from ..choreography import choreography_from, project
 from ..choreography.checking import choreography_steps
-from ..choreography.node import Switches, consumers_of, tries_of
+from ..choreography.node import Switches
+from ..choreography.routing import consumers_of, tries_of
 from ..choreography.table import ChoreographyDefinition
 from ..definition import SagaDefinition
 from ..errors import InvalidConfig
