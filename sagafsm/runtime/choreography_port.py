@@ -84,9 +84,6 @@ class Player:
             source=self.name,
             data=data,
         )
-        current.records.append(
-            (current.now, "emit", saga_id, event.event_id, name, self.name, cause)
-        )
         for dest in self.host.subscribers.get(name, ()):
             message = event_envelope(event, dest, self.host.next_id())
             current.events.append(message)
@@ -94,6 +91,10 @@ class Player:
                 (current.now, "send", saga_id, message.message_id, self.name, dest,
                  MessageKind.EVENT.value, "", name, 1, None)
             )  # fmt: skip
+        # after its copies, as the simulator's bus writes them
+        current.records.append(
+            (current.now, "emit", saga_id, event.event_id, name, self.name, cause)
+        )
 
     def run(self, message: Envelope) -> None:
         self._pass().runs.append(message)
