@@ -201,3 +201,48 @@ def test_a_choreography_runs_clean_on_postgresql(pg_url: str) -> None:
     verdict = asyncio.run(go())
     assert verdict.ok, verdict.violations[:3]
     assert sum(verdict.outcomes.values()) == SAGAS
+
+
+def test_a_compensation_that_overtakes_its_action_leaves_a_tombstone(tmp_path: Path) -> None:
+    """Inventory hears the payment failed before it heard the event that starts its step: it
+    compensates as a no-op (a tombstone), announces it, and the late event runs nothing."""
+    from sagafsm.choreography.events import ChoreographyEvent
+    from sagafsm.runtime import InProcessTransport
+    from sagafsm.runtime.choreography_run import choreography_for, install, make_host
+    from sagafsm.runtime.choreography_wire import event_envelope
+    from sagafsm.runtime.clock import WallClock
+
+    scenario = load_runtime_scenario("order_fulfillment")
+    choreography = choreography_for(scenario)
+    order = scenario.saga_data(1, 1)[0]
+
+    def event(name: str, source: str, n: int) -> Any:
+        data = {"input": order, "results": {}}
+        made = ChoreographyEvent(
+            saga_id="s", event_id=f"s/{source}/e{n}", causation_id=None, name=name,
+            source=source, data=data,
+        )  # fmt: skip
+        return event_envelope(made, "inventory", n)
+
+    async def go() -> list[tuple[Any, ...]]:
+        async with SqliteStore(tmp_path / "t.db") as store:
+            await install(store, scenario, store.dialect)
+            transport = InProcessTransport()
+            host = make_host(scenario, choreography, ["inventory"], transport, store, WallClock())
+            running = asyncio.ensure_future(host.run())
+            await transport.send(event("ProcessPaymentFailed", "payment", 1))
+            await transport.send(event("VerifyCustomerSucceeded", "customers", 1))
+            while transport.queued("inventory") or not host.idle():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+            await host.close()
+            await running
+            return await store.trace()
+
+    trace = asyncio.run(go())
+    effects = [r[5] for r in trace if r[1] == "effect"]
+    assert effects == ["compensation_noop"]
+    moves = [(r[4], r[5], r[6]) for r in trace if r[1] == "transition"]
+    assert moves[0] == ("ProcessPaymentFailed", "waiting", "compensating")
+    assert ("ReserveInventoryCompensated", "compensating", "compensated") in moves
+    assert any(r[1] == "ignored" and r[3] == "VerifyCustomerSucceeded" for r in trace)
