@@ -43,7 +43,10 @@ __all__ = [
     "install",
     "quiescent",
     "judge",
+    "make_host",
     "run_in_process",
+    "settle",
+    "start_all",
 ]
 
 _QUEUE: Final = "sagafsm_messages"

@@ -212,11 +212,12 @@ def supervise_choreography(
                     calm = calm + 1 if watch.quiet() else 0
                     if calm >= 2:
                         break
-                elif due is None and made < plan.kills:
-                    if finished >= (made + 1) * plan.sagas // (plan.kills + 1):
+                elif due is None:
+                    share = (made + 1) * plan.sagas // (plan.kills + 1)
+                    if made < plan.kills and finished >= share:
                         due = now + rng.uniform(0.0, _MAX_KILL_DELAY)
-                elif plan.kill_every is not None and now - last_kill >= plan.kill_every:
-                    due = now
+                    elif plan.kill_every is not None and now - last_kill >= plan.kill_every:
+                        due = now
                 if due is not None and now >= due:
                     victim = workers[rng.choice(choreography.participants)]
                     if victim.ready() and victim.kill():
