@@ -32,6 +32,7 @@ __all__ = [
     "RestartRecord",
     "ForgetRecord",
     "OperatorRecord",
+    "EmitRecord",
     "RETRY_ACTION",
     "TraceRecord",
     "RawRecord",
@@ -219,6 +220,21 @@ class OperatorRecord(NamedTuple):
     note: str
 
 
+class EmitRecord(NamedTuple):
+    """Choreography: participant ``source`` emitted event ``name`` of the saga, with id
+    ``event``, caused by the event of id ``cause`` (None for the start event). Its copies on
+    their way to each subscriber are ``send`` records of type ``event``; read together, the
+    ``emit`` records are the saga's causal tree."""
+
+    t: float
+    kind: Literal["emit"]
+    saga: str
+    event: str
+    name: str
+    source: str
+    cause: str | None
+
+
 TraceRecord: TypeAlias = (
     StartRecord
     | SendRecord
@@ -236,6 +252,7 @@ TraceRecord: TypeAlias = (
     | RestartRecord
     | ForgetRecord
     | OperatorRecord
+    | EmitRecord
 )
 
 _TYPES: tuple[type[TraceRecord], ...] = (
@@ -255,6 +272,7 @@ _TYPES: tuple[type[TraceRecord], ...] = (
     RestartRecord,
     ForgetRecord,
     OperatorRecord,
+    EmitRecord,
 )
 
 

@@ -38,6 +38,9 @@ class MessageKind(enum.Enum):
     COMPENSATE = "compensate"
     ACTION_REPLY = "action_reply"
     COMPENSATION_REPLY = "compensation_reply"
+    EVENT = "event"
+    """A choreographed saga's event, from one participant to another (the runtime's
+    :mod:`~sagafsm.runtime.choreography_wire`): no orchestrator sends or receives one."""
 
 
 class Outcome(enum.Enum):

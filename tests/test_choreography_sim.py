@@ -262,3 +262,41 @@ def test_the_text_report_says_the_run_was_choreographed(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert out.splitlines()[0].endswith(", choreographed")
     assert "orchestrator        none: choreographed" in out
+
+
+def test_the_occupancy_of_a_choreography_shows_sagas_undoing_their_steps() -> None:
+    """A choreographed saga counts as compensating from the first role that starts undoing its
+    step (it has no saga lifecycle to say so), and as pending before: with failing steps, both
+    bands are there, and sagas in flight add up the same."""
+    result = _run(sagas=400, participant__failure_rate=0.2)
+    series = result.metrics["occupancy"]["series"]
+    assert set(series) >= {"pending", "compensating"}
+    assert sum(series["compensating"]) > 0 and sum(series["pending"]) > 0
+    assert min(min(values) for values in series.values()) >= -1e-9
+
+
+def test_emit_records_form_each_saga_s_causal_tree(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every emitted event is an ``emit`` record with its id and its cause: the start event has
+    none, every other cause is an event of the same saga emitted before it (or None, for an
+    event a deadline caused), and each success event is caused by the event that started its
+    step."""
+    path = tmp_path / "trace.jsonl"
+    scenario = load_scenario("order_fulfillment")
+    config = scenario.config(sagas=200, seed=4, style="choreography", faults__loss=0.05)
+    simulate(scenario, config, trace_path=path)
+    emitted: dict[str, dict[str, str]] = {}
+    starts = 0
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record["kind"] != "emit":
+            continue
+        seen = emitted.setdefault(record["saga"], {})
+        if record["name"] == "OrderFulfillmentStarted":
+            assert record["cause"] is None
+            starts += 1
+        elif record["cause"] is not None:
+            assert record["cause"] in seen, record
+        if record["name"] == "ReserveInventorySucceeded":
+            assert seen[record["cause"]] == "VerifyCustomerSucceeded"
+        seen[record["event"]] = record["name"]
+    assert starts == 200

@@ -23,6 +23,8 @@ __all__ = ["register", "run", "format_real_report"]
 _MUTANTS = ("publish-before-commit", "no-inbox")
 """The names of :data:`sagafsm.runtime.mutants.RUNTIME_MUTANTS`, for the help text: building the
 parser must not import the runtime (every ``sagafsm`` command builds it)."""
+_CHOREOGRAPHY_MUTANTS = ("no-dedup-events", "no-timer-rearm")
+"""Likewise :data:`sagafsm.runtime.choreography_worker.CHOREOGRAPHY_MUTANTS`."""
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +61,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--mutant",
         metavar="NAME",
-        help="run a deliberately broken runtime: " + ", ".join(_MUTANTS),
+        help="run a deliberately broken runtime: "
+        + ", ".join(_MUTANTS)
+        + "; with --style choreography: "
+        + ", ".join(_CHOREOGRAPHY_MUTANTS),
+    )
+    parser.add_argument(
+        "--style",
+        choices=("orchestration", "choreography"),
+        default="orchestration",
+        help="choreography: no orchestrator, a process per participant reacting to events "
+        "(--kill-every then SIGKILLs a participant drawn by the seed)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of the report"
@@ -94,8 +106,12 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.crashpoints import ENVIRONMENT_VARIABLE
     from ..runtime.supervisor import RunPlan, supervise
 
-    crashes: dict[str, tuple[str, ...]] = {"orchestrator": (), "participant": ()}
     spec = os.environ.get(ENVIRONMENT_VARIABLE)
+    if args.style == "choreography":
+        from .run_choreography import run_choreography
+
+        return run_choreography(args, spec)
+    crashes: dict[str, tuple[str, ...]] = {"orchestrator": (), "participant": ()}
     if spec:  # arms the first life of the process whose point it names
         crashes[spec.partition(".")[0]] = (spec,)
     plan = RunPlan(

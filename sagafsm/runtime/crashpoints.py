@@ -19,6 +19,7 @@ from typing import Any, Final
 
 __all__ = [
     "CRASH_POINTS",
+    "CHOREOGRAPHY_CRASH_POINTS",
     "ENVIRONMENT_VARIABLE",
     "CrashPointReached",
     "hit",
@@ -40,6 +41,15 @@ CRASH_POINTS: Final = (
 but not published; published but not marked sent; a participant ran its handler but has not
 committed; committed its effect but not replied."""
 
+CHOREOGRAPHY_CRASH_POINTS: Final = (
+    "participant.before_commit",
+    "participant.after_commit",
+    "participant.after_publish",
+)
+"""Where a choreographed participant (:mod:`sagafsm.runtime.choreography_host`) meets them, in
+each pass: decided but not committed; committed but its events not published; published but not
+yet deleted from its outbox."""
+
 
 class CrashPointReached(BaseException):
     """An armed crash point was reached with ``action="raise"`` (a BaseException, so that no
@@ -57,8 +67,9 @@ _armed: dict[str, list[Any]] = {}
 def arm(point: str, count: int = 1, *, action: str = "kill") -> None:
     """Crash the ``count``-th time ``point`` is reached from now: ``"kill"`` sends this process
     SIGKILL, ``"raise"`` raises :class:`CrashPointReached`. The point disarms once it fires."""
-    if point not in CRASH_POINTS:
-        raise ValueError(f"unknown crash point {point!r}; known: {', '.join(CRASH_POINTS)}")
+    if point not in CRASH_POINTS and point not in CHOREOGRAPHY_CRASH_POINTS:
+        known = ", ".join(dict.fromkeys(CRASH_POINTS + CHOREOGRAPHY_CRASH_POINTS))
+        raise ValueError(f"unknown crash point {point!r}; known: {known}")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"crash point count must be an int of at least 1, got {count!r}")
     if action not in ("kill", "raise"):

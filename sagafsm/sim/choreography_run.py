@@ -30,13 +30,14 @@ from .._validate import is_json_value
 from ..checks import StreamingChecker, Violation
 from ..choreography import choreography_from, project
 from ..choreography.checking import choreography_steps
-from ..choreography.projection import Role
+from ..choreography.node import Switches
+from ..choreography.routing import consumers_of, tries_of
 from ..choreography.table import ChoreographyDefinition
-from ..definition import RetryPolicy, SagaDefinition
+from ..definition import SagaDefinition
 from ..errors import InvalidConfig
 from ..lifecycle import SagaState
 from .choreography_bus import EventBus
-from .choreography_node import RoleHost, Switches, Tries
+from .choreography_node import RoleHost
 from .config import SimulationConfig
 from .coverage import Coverage
 from .fates import draw_fates, forced_fates, make_network
@@ -70,6 +71,9 @@ class _SagaRecord:
     fates: list[StepFate]
     started_at: float
     finished: bool = False
+    phase: str = "pending"
+    """What the occupancy counts it as until it ends: ``pending`` (its steps go forward), then
+    ``compensating`` once a role of it starts undoing its step."""
 
 
 class _Recorder:
@@ -122,7 +126,7 @@ class ChoreographyRun:
         self.domain = scenario.make_domain(stream(seed, "domain"))
         definition = effective_definition(scenario, config)
         projection = project(choreography)
-        consumers = _consumers(choreography, projection.roles)
+        consumers = consumers_of(choreography, projection.roles)
         subscribers = {
             event: tuple(dict.fromkeys(r.participant for r in roles))
             for event, roles in consumers.items()
@@ -135,7 +139,7 @@ class ChoreographyRun:
             tries=EVENT_TRIES_SIMULATED,
             faults=self.faults,
         )
-        tries = _tries(choreography, definition)
+        tries = tries_of(choreography, definition)
         index = {name: i for i, name in enumerate(self.step_names)}
         self.hosts: dict[str, RoleHost] = {}
         self.participants: dict[str, SimParticipant] = {}
@@ -154,6 +158,7 @@ class ChoreographyRun:
                 self._outcome,
                 self.triggers,
                 switches,
+                on_compensating=self._compensating,
             )
             if any(s.participant == name for s in choreography.steps):
                 if name not in services:
@@ -202,6 +207,12 @@ class ChoreographyRun:
             guard = self.env.timeout(self.config.termination_bound)
             guard.callbacks.append(self._termination_bound)
 
+    def _compensating(self, saga_id: str) -> None:
+        record = self.records.get(saga_id)
+        if record is not None and not record.finished and record.phase == "pending":
+            record.phase = "compensating"
+            self.occupancy.move(self.env.now, "pending", "compensating")
+
     def _outcome(self, saga_id: str, state: str) -> None:
         now = self.env.now
         record = self.records[saga_id]
@@ -211,7 +222,7 @@ class ChoreographyRun:
         record.finished = True
         if state == SagaState.FAILED.value:
             self.triggers["saga", "abort"] += 1  # what the compensation rate counts
-        self.occupancy.move(now, "pending", state)
+        self.occupancy.move(now, record.phase, state)
         self.metrics.saga_finished(state, record.started_at, now, None)
         self.domain.saga_finished(saga_id, record.data, SagaState(state))
         self.finished += 1
@@ -298,48 +309,6 @@ class ChoreographyRun:
         self.usage_span = max(0.0, self.ended_at - self.metrics.first_start)
         if self.unfinished_reason is None:
             self.env.run()  # late events, deadlines and retentions: the ledgers complete
-
-
-def _consumers(
-    definition: ChoreographyDefinition, roles: tuple[Role, ...]
-) -> dict[str, tuple[Role, ...]]:
-    """Each event and the roles it goes to: every role with a row or a declared ignore for it,
-    but the one that emits it (a role moves on its own event as it emits it)."""
-    emits: dict[str, set[str]] = {}
-    for step in definition.steps:
-        emits.setdefault(step.name, set()).update(step.produces)
-    for compensation in definition.compensations:
-        emits.setdefault(compensation.step, set()).add(compensation.emits)
-    events = {definition.start} | {e for r in definition.reactions for e in r.produces}
-    found: dict[str, tuple[Role, ...]] = {}
-    for event in sorted(events):
-        who = tuple(
-            r
-            for r in roles
-            if (event in r.spec.triggers or any(i.trigger == event for i in r.spec.ignored))
-            and event not in emits.get(r.step or "", set())
-            and not (r.step is None and event == definition.start)
-        )
-        if who:
-            found[event] = who
-    return found
-
-
-def _tries(definition: ChoreographyDefinition, saga: SagaDefinition) -> dict[str, Tries]:
-    """Each step's tries: its namesake's in the scenario's definition, else the defaults."""
-    known = {s.name: s for s in saga.steps}
-    tries = {}
-    for step in definition.steps:
-        same = known.get(step.name)
-        if same is None:
-            tries[step.name] = Tries(
-                timeout=saga.steps[0].timeout, retry=RetryPolicy(), compensation_retry=RetryPolicy()
-            )
-        else:
-            tries[step.name] = Tries(
-                timeout=same.timeout, retry=same.retry, compensation_retry=same.compensation_retry
-            )
-    return tries
 
 
 def _coverage(choreography: ChoreographyDefinition, moves: set[tuple[str, ...]]) -> dict[str, Any]:
