@@ -46,6 +46,7 @@ from .events import (
     Event,
     StepFailed,
     StepSucceeded,
+    checked_success,
 )
 from .history import RawRecord
 from .lifecycle import SAGA_LIFECYCLE
@@ -336,13 +337,20 @@ def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envel
     )
 
 
-def event_for(reply: Envelope) -> Event:
-    """The engine event a participant's reply stands for."""
+def event_for(reply: Envelope, *, checked: bool = False) -> Event:
+    """The engine event a participant's reply stands for.
+
+    ``checked``: the reply was built in this process from values already checked (the
+    simulator's participants check and copy their service's result), so a success event takes a
+    copy of its result without checking it again (:func:`sagafsm.events.checked_success`). A
+    reply read from elsewhere (a store, the wire) is checked as any event is."""
     saga_id, step = reply.saga_id, reply.step
     succeeded = reply.outcome is Outcome.SUCCEEDED
     if reply.kind is MessageKind.ACTION_REPLY:
         key = reply.idempotency_key
         if succeeded:
+            if checked:
+                return checked_success(saga_id, step, reply.result or {}, key)
             return StepSucceeded(
                 saga_id=saga_id, step=step, result=reply.result or {}, idempotency_key=key
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from helpers import saga_of
 
@@ -20,7 +22,7 @@ from sagafsm import (
 )
 from sagafsm.commands import CancelTimer
 from sagafsm.errors import InvalidArgument
-from sagafsm.messages import ORCHESTRATOR, MessageKind, Outcome
+from sagafsm.messages import ORCHESTRATOR, Envelope, MessageKind, Outcome
 from sagafsm.orchestration import OrchestrationCore, Transaction, envelope_for, event_for
 
 AB = saga_of("a", "b")
@@ -192,3 +194,40 @@ def test_commands_and_replies_cross_as_envelopes() -> None:
     assert isinstance(event, StepSucceeded) and event.result == {"ok": True}
     with pytest.raises(InvalidArgument, match="not a reply"):
         event_for(envelope)
+
+
+def _success_reply(result: Any) -> Envelope:
+    return Envelope(
+        message_id=2,
+        kind=MessageKind.ACTION_REPLY,
+        saga_id="s1",
+        causation_id=1,
+        idempotency_key="s1/a/action",
+        source="pa",
+        dest=ORCHESTRATOR,
+        step="a",
+        operation="do_a",
+        outcome=Outcome.SUCCEEDED,
+        result=result,
+    )
+
+
+def test_a_checked_reply_becomes_the_same_event_with_its_own_copy_of_the_result() -> None:
+    """``checked=True`` builds the event the checked path builds (equal, same type), with a
+    plain copy of the result that shares nothing with the reply's."""
+    reply = _success_reply({"id": 7, "seats": [1, 2], "nested": {"a": (3,)}})
+    event, trusted = event_for(reply), event_for(reply, checked=True)
+    assert type(trusted) is StepSucceeded and trusted == event
+    assert trusted.result == {"id": 7, "seats": [1, 2], "nested": {"a": [3]}}
+    assert trusted.result is not reply.result
+    assert trusted.result["seats"] is not reply.result["seats"]  # type: ignore[index]
+    assert event_for(_success_reply(None), checked=True).result == {}
+
+
+def test_only_an_unchecked_reply_has_its_result_checked() -> None:
+    """A reply from elsewhere is checked as any event; one built from checked values is not
+    checked again (that check is what ``checked`` saves)."""
+    bad = _success_reply({"when": float("nan")})
+    with pytest.raises(InvalidArgument, match="JSON"):
+        event_for(bad)
+    assert event_for(bad, checked=True).result["when"] != 0.0

@@ -107,6 +107,9 @@ class SimParticipant:
         """Action key -> the reply it got (with the result handed out)."""
         self._tombstones: set[str] = set()
         self._compensated: set[str] = set()
+        self._keys: dict[str, list[str]] = {}
+        """Saga id -> every key this participant recorded for it (in any of the three above),
+        so that forgetting a saga touches only what it left."""
         self._epoch = 0
         """Bumped at each crash: operations in service across a crash are abandoned."""
         self.busy_time = 0.0
@@ -145,12 +148,24 @@ class SimParticipant:
         if length > self.max_queue:
             self.max_queue = length
 
-    def forget(self, keys: list[str]) -> None:
-        """Drop a long-finished saga's idempotency records (its retention ran out)."""
+    def forget(self, saga_id: str) -> None:
+        """Drop a long-finished saga's idempotency records (its retention ran out). Nothing of
+        it is read again: the run refuses its stale requests first (they find no fates)."""
+        keys = self._keys.pop(saga_id, None)
+        if keys is None:
+            return
+        replies, tombstones, compensated = self._replies, self._tombstones, self._compensated
         for key in keys:
-            self._replies.pop(key, None)
-            self._tombstones.discard(key)
-            self._compensated.discard(key)
+            replies.pop(key, None)
+            tombstones.discard(key)
+            compensated.discard(key)
+
+    def _keep(self, saga_id: str, key: str) -> None:
+        keys = self._keys.get(saga_id)
+        if keys is None:
+            self._keys[saga_id] = [key]
+        else:
+            keys.append(key)
 
     def _begin(self, message: Envelope, epoch: int) -> None:
         service_time = self._service_time()
@@ -225,7 +240,9 @@ class SimParticipant:
         if result is None:
             reason = f"{self.name} declined {operation}"
             return self._record(message, (_FAILED, None, reason), Effect.ACTION_FAILED)
-        if not isinstance(result, Mapping) or not is_json_value(result):
+        if (result.__class__ is not dict and not isinstance(result, Mapping)) or not is_json_value(
+            result
+        ):
             raise InvalidConfig(
                 f"the {self.name!r} service's {operation}() returned {result!r}: a result must be "
                 "a mapping of JSON data (or None, or raise Declined, for a definite failure)"
@@ -236,7 +253,9 @@ class SimParticipant:
         return self._record(message, (_SUCCEEDED, plain_json(result), ""), Effect.ACTION)
 
     def _record(self, message: Envelope, reply: Reply, effect: str) -> Reply:
-        self._replies[message.idempotency_key] = reply
+        key = message.idempotency_key
+        self._replies[key] = reply
+        self._keep(message.saga_id, key)
         self._effect(message, effect)
         return reply
 
@@ -269,8 +288,10 @@ class SimParticipant:
         else:
             if self._use_tombstones:
                 self._tombstones.add(action_key)
+                self._keep(message.saga_id, action_key)
             self._effect(message, Effect.COMPENSATION_NOOP)
         self._compensated.add(key)
+        self._keep(message.saga_id, key)
         return _COMPENSATED
 
     def _effect(self, message: Envelope, effect: str) -> None:

@@ -23,8 +23,6 @@ import simpy
 
 from .._validate import is_json_value
 from ..checks import StreamingChecker, Violation
-from ..commands import action_key, compensation_key
-from ..definition import StepKind
 from ..engine import SagaInstance
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE, SagaState
@@ -112,18 +110,9 @@ class _Run:
             engine=mutant.engine if mutant else SagaInstance,
             send_before_save=mutant.send_before_save if mutant else False,
         )
-        self.participant_steps: dict[str, list[str]] = {}
-        self.participant_keys: dict[str, list[tuple[str, int]]] = {}
-        """Participant -> (step, generation) of every action key a saga may use with it."""
-        for step in self.definition.steps:
-            self.participant_steps.setdefault(step.participant, []).append(step.name)
-            generations = step.retry.max_attempts if step.kind is StepKind.RETRIABLE else 1
-            self.participant_keys.setdefault(step.participant, []).extend(
-                (step.name, g) for g in range(generations)
-            )
         self.participants: dict[str, SimParticipant] = {}
         services = self.domain.services
-        for name in self.participant_steps:
+        for name in dict.fromkeys(step.participant for step in self.definition.steps):
             if name not in services:
                 raise InvalidConfig(f"scenario {scenario.name!r} has no service for {name!r}")
             participant = SimParticipant(
@@ -142,6 +131,7 @@ class _Run:
             )
             self.participants[name] = participant
             self.network.register(name, participant.receive)
+        self.participant_list = list(self.participants.values())
 
     # -- saga bookkeeping ----------------------------------------------------------------------
 
@@ -158,7 +148,9 @@ class _Run:
         fates = draw_fates(rng, self.definition.step_names, self.forced_fates.get(saga_id, {}))
         now = self.env.now
         order = self.scenario.make_order(rng)
-        if not isinstance(order, Mapping) or not is_json_value(order):
+        if (order.__class__ is not dict and not isinstance(order, Mapping)) or not is_json_value(
+            order
+        ):
             raise InvalidConfig(
                 f"scenario {self.scenario.name!r}: make_order() must return a mapping of JSON "
                 f"data (the saga's input), got {order!r}"
@@ -198,10 +190,8 @@ class _Run:
         """The retention ran out: participants forget the saga, and so does the checker."""
         saga_id = str(event.value)
         del self.records[saga_id]
-        for name, steps in self.participant_steps.items():
-            keys = [action_key(saga_id, s, g) for s, g in self.participant_keys[name]]
-            keys += [compensation_key(saga_id, s) for s in steps]
-            self.participants[name].forget(keys)
+        for participant in self.participant_list:
+            participant.forget(saga_id)
         self.trace.record(self.env.now, "forget", saga_id)
 
     # -- processes -----------------------------------------------------------------------------
