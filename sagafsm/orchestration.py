@@ -26,8 +26,8 @@ Commands become envelopes with :func:`envelope_for`, replies become events with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, overload
 
 from .commands import (
     CancelTimer,
@@ -50,7 +50,7 @@ from .events import (
 )
 from .history import RawRecord
 from .lifecycle import SAGA_LIFECYCLE
-from .messages import NO_PAYLOAD, ORCHESTRATOR, Envelope, MessageKind, Outcome
+from .messages import NO_PAYLOAD, ORCHESTRATOR, Envelope, Message, MessageKind, Outcome
 
 __all__ = [
     "Transaction",
@@ -66,6 +66,7 @@ NO_RUNNING_SAGA = "no running saga with that id"
 """The reason recorded for an event whose saga is not running here (finished, or unknown)."""
 
 Outbound = ExecuteStep | CompensateStep
+_M = TypeVar("_M", bound=Message)
 
 
 class BufferingRecorder:
@@ -302,10 +303,23 @@ def timer_record(now: float, command: StartTimer) -> RawRecord:
     )
 
 
-def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envelope:
-    """The envelope that carries a command to its participant."""
+@overload
+def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envelope: ...
+@overload
+def envelope_for(
+    command: Outbound, message_id: int, cause: int | None, make: Callable[..., _M]
+) -> _M: ...
+def envelope_for(
+    command: Outbound,
+    message_id: int,
+    cause: int | None,
+    make: Callable[..., Message] = Envelope,
+) -> Message:
+    """The envelope that carries a command to its participant. ``make`` builds it: an
+    :class:`~sagafsm.messages.Envelope`, or the simulator's
+    :class:`~sagafsm.messages.WireMessage`, which has the same fields."""
     if isinstance(command, ExecuteStep):
-        return Envelope(
+        return make(
             message_id=message_id,
             kind=MessageKind.EXECUTE,
             saga_id=command.saga_id,
@@ -319,7 +333,7 @@ def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envel
             data=command.data,
             results=command.results,
         )
-    return Envelope(
+    return make(
         message_id=message_id,
         kind=MessageKind.COMPENSATE,
         saga_id=command.saga_id,
@@ -337,7 +351,7 @@ def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envel
     )
 
 
-def event_for(reply: Envelope, *, checked: bool = False) -> Event:
+def event_for(reply: Message, *, checked: bool = False) -> Event:
     """The engine event a participant's reply stands for.
 
     ``checked``: the reply was built in this process from values already checked (the

@@ -31,7 +31,7 @@ from ..choreography.projection import DEADLINE_PASSED, Role, RoleRun, RoleState
 from ..choreography.table import ChoreographyDefinition, ChoreographyStep, OutcomeReaction
 from ..commands import action_key, compensation_key
 from ..definition import RetryPolicy, StepKind
-from ..messages import Envelope, MessageKind, Outcome
+from ..messages import Envelope, Message, MessageKind, Outcome
 from .choreography_bus import EventBus, EventMessage, WireKind
 from .participant import Reply, SimParticipant
 from .trace import Trace
@@ -292,7 +292,7 @@ class RoleHost:
                     )
                 )
 
-    def answered(self, message: Envelope, reply: Reply) -> None:
+    def answered(self, message: Message, reply: Reply) -> None:
         """The ledger's outcome of one operation (the hook :class:`SimParticipant` calls)."""
         saga = self._sagas.get(message.saga_id)
         role = self._by_step[message.step]

@@ -31,7 +31,7 @@ from ..definition import SagaDefinition
 from ..engine import SagaInstance
 from ..events import Event, TimerFired
 from ..lifecycle import SagaState
-from ..messages import ORCHESTRATOR, Envelope
+from ..messages import ORCHESTRATOR, Message, WireMessage
 from ..orchestration import (
     NO_RUNNING_SAGA,
     OrchestrationCore,
@@ -176,7 +176,7 @@ class SimOrchestrator:
 
     # -- inbound -------------------------------------------------------------------------------
 
-    def _receive(self, message: Envelope) -> None:
+    def _receive(self, message: Message) -> None:
         # the participant checked and copied its service's result (SimParticipant._apply)
         self._handle(event_for(message, checked=True), message.message_id)
 
@@ -269,7 +269,7 @@ class SimOrchestrator:
 
     def _send(self, command: ExecuteStep | CompensateStep, cause: int | None) -> None:
         network = self._network
-        network.send(envelope_for(command, network.next_message_id(), cause))
+        network.send(envelope_for(command, network.next_message_id(), cause, WireMessage))
 
     def _start_timer(self, command: StartTimer, cause: int | None) -> None:
         self._trace.add(timer_record(self._env.now, command))
