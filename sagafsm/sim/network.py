@@ -156,10 +156,12 @@ class Network:
                 targeted_copy = target.fault == "duplicate"
                 if target.fault == "delay":
                     extra = target.delay
-        reason = self._down.get(message.source) or self._down.get(message.dest)
-        if reason is not None:
-            self._drop(message, reason)
-            return
+        down = self._down
+        if down:  # mostly empty: no endpoint is down
+            reason = down.get(message.source) or down.get(message.dest)
+            if reason is not None:
+                self._drop(message, reason)
+                return
         if now < self._faults_until:
             if lost:
                 self._drop(message, "loss")
@@ -189,12 +191,14 @@ class Network:
         message: Carried = event.value  # type: ignore[assignment]  # what _schedule put there
         # A message already on the wire still arrives if its sender crashed meanwhile; not if
         # its receiver is down, or its sender is cut off by a partition.
-        reason = self._down.get(message.dest)
-        if reason is None and self._down.get(message.source) == "participant_partition":
-            reason = "participant_partition"
-        if reason is not None:
-            self._drop(message, reason)
-            return
+        down = self._down
+        if down:
+            reason = down.get(message.dest)
+            if reason is None and down.get(message.source) == "participant_partition":
+                reason = "participant_partition"
+            if reason is not None:
+                self._drop(message, reason)
+                return
         self.delivered += 1
         self._trace.record(
             self._env.now, "deliver", message.saga_id, message.message_id, message.dest

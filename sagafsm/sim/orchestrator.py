@@ -244,7 +244,8 @@ class SimOrchestrator:
 
     def _publish(self, transaction: Transaction, cause: int | None, records: list[Record]) -> None:
         self._unaccepted.discard(transaction.saga_id)
-        self._emit_committed(records)
+        if records:
+            self._emit_committed(records)
         for command in transaction.commands:
             self._dispatch(command, cause)
 
