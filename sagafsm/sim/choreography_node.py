@@ -153,9 +153,18 @@ class RoleHost:
         (outcome,) = [r for r in self._roles.values() if r.step is None]
         self._fire(saga_id, saga, outcome, start, None)
 
-    def forget(self, saga_id: str) -> None:
-        """Drop the saga (its retention ran out)."""
-        self._sagas.pop(saga_id, None)
+    def forget(self, saga_id: str) -> list[str]:
+        """Drop the saga (its retention ran out); returns the idempotency keys its steps used
+        here, for the ledger to forget too."""
+        saga = self._sagas.pop(saga_id, None)
+        if saga is None:
+            return []
+        keys = []
+        for role in self._by_step.values():
+            step = role.step or ""
+            keys += [action_key(saga_id, step, g) for g in range(saga.generation[role.name] + 1)]
+            keys.append(compensation_key(saga_id, step))
+        return keys
 
     def _saga(self, saga_id: str) -> _Saga:
         saga = self._sagas.get(saga_id)

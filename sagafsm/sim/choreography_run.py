@@ -230,9 +230,9 @@ class ChoreographyRun:
         saga_id = str(event.value)
         del self.records[saga_id]
         for name, host in self.hosts.items():
-            host.forget(saga_id)
+            keys = host.forget(saga_id)
             if name in self.participants:
-                self.participants[name].forget(saga_id)
+                self.participants[name].forget(keys)
         self.bus.forget(saga_id)
         self.trace.record(self.env.now, "forget", saga_id)
 

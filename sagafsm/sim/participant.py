@@ -107,9 +107,6 @@ class SimParticipant:
         """Action key -> the reply it got (with the result handed out)."""
         self._tombstones: set[str] = set()
         self._compensated: set[str] = set()
-        self._keys: dict[str, list[str]] = {}
-        """Saga id -> every key this participant recorded for it (in any of the three above),
-        so that forgetting a saga touches only what it left."""
         self._epoch = 0
         """Bumped at each crash: operations in service across a crash are abandoned."""
         self.busy_time = 0.0
@@ -148,24 +145,12 @@ class SimParticipant:
         if length > self.max_queue:
             self.max_queue = length
 
-    def forget(self, saga_id: str) -> None:
-        """Drop a long-finished saga's idempotency records (its retention ran out). Nothing of
-        it is read again: the run refuses its stale requests first (they find no fates)."""
-        keys = self._keys.pop(saga_id, None)
-        if keys is None:
-            return
-        replies, tombstones, compensated = self._replies, self._tombstones, self._compensated
+    def forget(self, keys: list[str]) -> None:
+        """Drop a long-finished saga's idempotency records (its retention ran out)."""
         for key in keys:
-            replies.pop(key, None)
-            tombstones.discard(key)
-            compensated.discard(key)
-
-    def _keep(self, saga_id: str, key: str) -> None:
-        keys = self._keys.get(saga_id)
-        if keys is None:
-            self._keys[saga_id] = [key]
-        else:
-            keys.append(key)
+            self._replies.pop(key, None)
+            self._tombstones.discard(key)
+            self._compensated.discard(key)
 
     def _begin(self, message: Message, epoch: int) -> None:
         service_time = self._service_time()
@@ -253,9 +238,7 @@ class SimParticipant:
         return self._record(message, (_SUCCEEDED, plain_json(result), ""), Effect.ACTION)
 
     def _record(self, message: Message, reply: Reply, effect: str) -> Reply:
-        key = message.idempotency_key
-        self._replies[key] = reply
-        self._keep(message.saga_id, key)
+        self._replies[message.idempotency_key] = reply
         self._effect(message, effect)
         return reply
 
@@ -288,10 +271,8 @@ class SimParticipant:
         else:
             if self._use_tombstones:
                 self._tombstones.add(action_key)
-                self._keep(message.saga_id, action_key)
             self._effect(message, Effect.COMPENSATION_NOOP)
         self._compensated.add(key)
-        self._keep(message.saga_id, key)
         return _COMPENSATED
 
     def _effect(self, message: Message, effect: str) -> None:

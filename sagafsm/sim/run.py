@@ -23,6 +23,8 @@ import simpy
 
 from .._validate import is_json_value
 from ..checks import StreamingChecker, Violation
+from ..commands import action_key, compensation_key
+from ..definition import StepKind
 from ..engine import SagaInstance
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE, SagaState
@@ -110,9 +112,18 @@ class _Run:
             engine=mutant.engine if mutant else SagaInstance,
             send_before_save=mutant.send_before_save if mutant else False,
         )
+        self.participant_steps: dict[str, list[str]] = {}
+        self.participant_keys: dict[str, list[tuple[str, int]]] = {}
+        """Participant -> (step, generation) of every action key a saga may use with it."""
+        for step in self.definition.steps:
+            self.participant_steps.setdefault(step.participant, []).append(step.name)
+            generations = step.retry.max_attempts if step.kind is StepKind.RETRIABLE else 1
+            self.participant_keys.setdefault(step.participant, []).extend(
+                (step.name, g) for g in range(generations)
+            )
         self.participants: dict[str, SimParticipant] = {}
         services = self.domain.services
-        for name in dict.fromkeys(step.participant for step in self.definition.steps):
+        for name in self.participant_steps:
             if name not in services:
                 raise InvalidConfig(f"scenario {scenario.name!r} has no service for {name!r}")
             participant = SimParticipant(
@@ -131,7 +142,6 @@ class _Run:
             )
             self.participants[name] = participant
             self.network.register(name, participant.receive)
-        self.participant_list = list(self.participants.values())
 
     # -- saga bookkeeping ----------------------------------------------------------------------
 
@@ -190,8 +200,10 @@ class _Run:
         """The retention ran out: participants forget the saga, and so does the checker."""
         saga_id = str(event.value)
         del self.records[saga_id]
-        for participant in self.participant_list:
-            participant.forget(saga_id)
+        for name, steps in self.participant_steps.items():
+            keys = [action_key(saga_id, s, g) for s, g in self.participant_keys[name]]
+            keys += [compensation_key(saga_id, s) for s in steps]
+            self.participants[name].forget(keys)
         self.trace.record(self.env.now, "forget", saga_id)
 
     # -- processes -----------------------------------------------------------------------------
