@@ -27,6 +27,7 @@ import attrs
 __all__ = [
     "MessageKind",
     "Outcome",
+    "Carried",
     "Envelope",
     "Message",
     "WireMessage",
@@ -89,19 +90,16 @@ class Envelope:
         return self.saga_id
 
 
-class Message(Protocol):
-    """What is read of a message: an :class:`Envelope`, or the simulator's :class:`WireMessage`."""
+class Carried(Protocol):
+    """What a network reads of a message: an :class:`Envelope`, a :class:`WireMessage`, or a
+    choreography event (:mod:`sagafsm.sim.choreography_bus`)."""
 
     @property
     def message_id(self) -> int: ...
     @property
-    def kind(self) -> MessageKind: ...
+    def kind(self) -> enum.Enum: ...
     @property
     def saga_id(self) -> str: ...
-    @property
-    def causation_id(self) -> int | None: ...
-    @property
-    def idempotency_key(self) -> str: ...
     @property
     def source(self) -> str: ...
     @property
@@ -112,6 +110,19 @@ class Message(Protocol):
     def operation(self) -> str: ...
     @property
     def attempt(self) -> int: ...
+    @property
+    def outcome(self) -> enum.Enum | None: ...
+
+
+class Message(Carried, Protocol):
+    """What is read of a message: an :class:`Envelope`, or the simulator's :class:`WireMessage`."""
+
+    @property
+    def kind(self) -> MessageKind: ...
+    @property
+    def causation_id(self) -> int | None: ...
+    @property
+    def idempotency_key(self) -> str: ...
     @property
     def outcome(self) -> Outcome | None: ...
     @property

@@ -197,43 +197,6 @@ def test_commands_and_replies_cross_as_envelopes() -> None:
         event_for(envelope)
 
 
-def _success_reply(result: Any) -> Envelope:
-    return Envelope(
-        message_id=2,
-        kind=MessageKind.ACTION_REPLY,
-        saga_id="s1",
-        causation_id=1,
-        idempotency_key="s1/a/action",
-        source="pa",
-        dest=ORCHESTRATOR,
-        step="a",
-        operation="do_a",
-        outcome=Outcome.SUCCEEDED,
-        result=result,
-    )
-
-
-def test_a_checked_reply_becomes_the_same_event_with_its_own_copy_of_the_result() -> None:
-    """``checked=True`` builds the event the checked path builds (equal, same type), with a
-    plain copy of the result that shares nothing with the reply's."""
-    reply = _success_reply({"id": 7, "seats": [1, 2], "nested": {"a": (3,)}})
-    event, trusted = event_for(reply), event_for(reply, checked=True)
-    assert type(trusted) is StepSucceeded and trusted == event
-    assert trusted.result == {"id": 7, "seats": [1, 2], "nested": {"a": [3]}}
-    assert trusted.result is not reply.result
-    assert trusted.result["seats"] is not reply.result["seats"]  # type: ignore[index]
-    assert event_for(_success_reply(None), checked=True).result == {}
-
-
-def test_only_an_unchecked_reply_has_its_result_checked() -> None:
-    """A reply from elsewhere is checked as any event; one built from checked values is not
-    checked again (that check is what ``checked`` saves)."""
-    bad = _success_reply({"when": float("nan")})
-    with pytest.raises(InvalidArgument, match="JSON"):
-        event_for(bad)
-    assert event_for(bad, checked=True).result["when"] != 0.0
-
-
 def test_the_simulators_wire_message_has_the_envelopes_fields_and_defaults() -> None:
     """WireMessage cannot drift from Envelope: the same field names, and built with only the
     required fields, the same defaults (it converts to an equal Envelope)."""

@@ -8,45 +8,20 @@ come from streams of their own. So turning one knob up does not reshuffle the ot
 
 from __future__ import annotations
 
-import enum
 import random
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import simpy
 
-from ..messages import ORCHESTRATOR, Envelope
+from ..messages import ORCHESTRATOR, Carried, Envelope
 from .config import SimulationConfig, TargetedFault
 from .distributions import Distribution
 from .trace import Trace
 
 __all__ = ["Carried", "Network", "NetworkStatistics", "ORCHESTRATOR"]
-
-
-class Carried(Protocol):
-    """What the network reads of a message: an :class:`~sagafsm.messages.Envelope`, or a
-    choreography event (:mod:`sagafsm.sim.choreography_node`)."""
-
-    @property
-    def message_id(self) -> int: ...
-    @property
-    def kind(self) -> enum.Enum: ...
-    @property
-    def saga_id(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def dest(self) -> str: ...
-    @property
-    def step(self) -> str: ...
-    @property
-    def operation(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def outcome(self) -> enum.Enum | None: ...
 
 
 @attrs.frozen(kw_only=True)
