@@ -73,7 +73,7 @@ def is_json_value(value: Any, depth: int = 0) -> bool:
 
 def check_json_mapping(value: Any, what: str) -> Mapping[str, Any]:
     """A mapping from strings to plain JSON data (see :func:`is_json_value`)."""
-    if not isinstance(value, Mapping):
+    if value.__class__ is not dict and not isinstance(value, Mapping):  # dict: no ABC check
         raise InvalidArgument(f"{what} must be a mapping, got {value!r}")
     if not is_json_value(value):
         raise InvalidArgument(

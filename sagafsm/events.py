@@ -91,6 +91,22 @@ class StepSucceeded:
         object.__setattr__(self, "result", result)
 
 
+def checked_success(
+    saga_id: str, step: str, result: Mapping[str, Any], idempotency_key: str | None
+) -> StepSucceeded:
+    """A :class:`StepSucceeded` from fields its driver has checked already: ``result`` a plain
+    JSON mapping (the simulated participants check and copy what their service returns), the
+    names non-empty strings. Only the copy is taken, not the checks again; internal, for the
+    simulator's replies (:func:`sagafsm.orchestration.event_for`)."""
+    event = object.__new__(StepSucceeded)
+    put = object.__setattr__  # as attrs' own __init__ sets the fields of a frozen instance
+    put(event, "saga_id", saga_id)
+    put(event, "step", step)
+    put(event, "result", plain_json(result))
+    put(event, "idempotency_key", idempotency_key)
+    return event
+
+
 @attrs.frozen(kw_only=True)
 class StepFailed:
     """Definite failure: the participant did not apply the action and never will.

@@ -26,8 +26,8 @@ Commands become envelopes with :func:`envelope_for`, replies become events with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, overload
 
 from .commands import (
     CancelTimer,
@@ -46,10 +46,11 @@ from .events import (
     Event,
     StepFailed,
     StepSucceeded,
+    checked_success,
 )
 from .history import RawRecord
 from .lifecycle import SAGA_LIFECYCLE
-from .messages import NO_PAYLOAD, ORCHESTRATOR, Envelope, MessageKind, Outcome
+from .messages import NO_PAYLOAD, ORCHESTRATOR, Envelope, Message, MessageKind, Outcome
 
 __all__ = [
     "Transaction",
@@ -65,6 +66,7 @@ NO_RUNNING_SAGA = "no running saga with that id"
 """The reason recorded for an event whose saga is not running here (finished, or unknown)."""
 
 Outbound = ExecuteStep | CompensateStep
+_M = TypeVar("_M", bound=Message)
 
 
 class BufferingRecorder:
@@ -301,10 +303,23 @@ def timer_record(now: float, command: StartTimer) -> RawRecord:
     )
 
 
-def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envelope:
-    """The envelope that carries a command to its participant."""
+@overload
+def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envelope: ...
+@overload
+def envelope_for(
+    command: Outbound, message_id: int, cause: int | None, make: Callable[..., _M]
+) -> _M: ...
+def envelope_for(
+    command: Outbound,
+    message_id: int,
+    cause: int | None,
+    make: Callable[..., Message] = Envelope,
+) -> Message:
+    """The envelope that carries a command to its participant. ``make`` builds it: an
+    :class:`~sagafsm.messages.Envelope`, or the simulator's
+    :class:`~sagafsm.messages.WireMessage`, which has the same fields."""
     if isinstance(command, ExecuteStep):
-        return Envelope(
+        return make(
             message_id=message_id,
             kind=MessageKind.EXECUTE,
             saga_id=command.saga_id,
@@ -318,7 +333,7 @@ def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envel
             data=command.data,
             results=command.results,
         )
-    return Envelope(
+    return make(
         message_id=message_id,
         kind=MessageKind.COMPENSATE,
         saga_id=command.saga_id,
@@ -336,13 +351,20 @@ def envelope_for(command: Outbound, message_id: int, cause: int | None) -> Envel
     )
 
 
-def event_for(reply: Envelope) -> Event:
-    """The engine event a participant's reply stands for."""
+def event_for(reply: Message, *, checked: bool = False) -> Event:
+    """The engine event a participant's reply stands for.
+
+    ``checked``: the reply was built in this process from values already checked (the
+    simulator's participants check and copy their service's result), so a success event takes a
+    copy of its result without checking it again (:func:`sagafsm.events.checked_success`). A
+    reply read from elsewhere (a store, the wire) is checked as any event is."""
     saga_id, step = reply.saga_id, reply.step
     succeeded = reply.outcome is Outcome.SUCCEEDED
     if reply.kind is MessageKind.ACTION_REPLY:
         key = reply.idempotency_key
         if succeeded:
+            if checked:
+                return checked_success(saga_id, step, reply.result or {}, key)
             return StepSucceeded(
                 saga_id=saga_id, step=step, result=reply.result or {}, idempotency_key=key
             )

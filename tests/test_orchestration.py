@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 import pytest
 from helpers import saga_of
 
@@ -20,7 +23,7 @@ from sagafsm import (
 )
 from sagafsm.commands import CancelTimer
 from sagafsm.errors import InvalidArgument
-from sagafsm.messages import ORCHESTRATOR, MessageKind, Outcome
+from sagafsm.messages import ORCHESTRATOR, Envelope, MessageKind, Outcome, WireMessage, reply_to
 from sagafsm.orchestration import OrchestrationCore, Transaction, envelope_for, event_for
 
 AB = saga_of("a", "b")
@@ -192,3 +195,48 @@ def test_commands_and_replies_cross_as_envelopes() -> None:
     assert isinstance(event, StepSucceeded) and event.result == {"ok": True}
     with pytest.raises(InvalidArgument, match="not a reply"):
         event_for(envelope)
+
+
+def test_the_simulators_wire_message_has_the_envelopes_fields_and_defaults() -> None:
+    """WireMessage cannot drift from Envelope: the same field names, and built with only the
+    required fields, the same defaults (it converts to an equal Envelope)."""
+    assert sorted(WireMessage.__slots__) == sorted(a.name for a in attrs.fields(Envelope))
+    required: dict[str, Any] = {
+        "message_id": 1,
+        "kind": MessageKind.EXECUTE,
+        "saga_id": "s1",
+        "causation_id": None,
+        "idempotency_key": "k",
+        "source": ORCHESTRATOR,
+        "dest": "pa",
+        "step": "a",
+        "operation": "do_a",
+    }
+    assert WireMessage(**required).envelope() == Envelope(**required)
+
+
+def test_commands_and_replies_built_as_wire_messages_are_the_same_messages() -> None:
+    """envelope_for and reply_to with ``make=WireMessage`` give what they give by default,
+    field for field, for an action, a compensation and both replies."""
+    core = OrchestrationCore([AB])
+    core.start(AB, "s1", 0.0)
+    moved = core.handle(StepSucceeded(saga_id="s1", step="a", result={"id": 7}), 0.2)
+    assert moved is not None
+    failed = core.handle(StepFailed(saga_id="s1", step="b", reason="no"), 0.3)
+    assert failed is not None
+    for command in (*moved.outbound, *failed.outbound):
+        wire = envelope_for(command, 5, 4, WireMessage)
+        assert type(wire) is WireMessage
+        assert wire.envelope() == envelope_for(command, 5, 4)
+        for outcome, result in ((Outcome.SUCCEEDED, {"x": 1}), (Outcome.FAILED, None)):
+            fields: dict[str, Any] = {
+                "message_id": 6,
+                "source": "pa",
+                "outcome": outcome,
+                "result": result,
+                "reason": "r",
+            }
+            answer = reply_to(wire, **fields, make=WireMessage)
+            assert type(answer) is WireMessage
+            assert answer.envelope() == reply_to(wire.envelope(), **fields)
+            assert event_for(answer, checked=True) == event_for(answer.envelope())

@@ -312,3 +312,25 @@ def test_a_recovered_saga_records_its_moves_like_any_other() -> None:
         (0.6, "transition", "s1", "a", "succeed", "executing", "succeeded"),
         (0.6, "transition", "s1", "b", "send", "pending", "executing"),
     ]
+
+
+def test_a_checked_reply_becomes_the_same_event_with_its_own_copy_of_the_result() -> None:
+    """``checked=True`` builds the event the checked path builds (equal, same type), with a
+    plain copy of the result that shares nothing with the reply's."""
+    result = {"id": 7, "seats": [1, 2], "nested": {"a": (3,)}}
+    answer = reply(MessageKind.ACTION_REPLY, Outcome.SUCCEEDED, result=result)
+    event, trusted = event_for(answer), event_for(answer, checked=True)
+    assert type(trusted) is StepSucceeded and trusted == event
+    assert trusted.result == {"id": 7, "seats": [1, 2], "nested": {"a": [3]}}
+    assert trusted.result is not result and trusted.result["seats"] is not result["seats"]
+    empty = reply(MessageKind.ACTION_REPLY, Outcome.SUCCEEDED, result=None)
+    assert event_for(empty, checked=True).result == {}
+
+
+def test_only_an_unchecked_reply_has_its_result_checked() -> None:
+    """A reply from elsewhere is checked as any event; one built from checked values is not
+    checked again (that check is what ``checked`` saves)."""
+    bad = reply(MessageKind.ACTION_REPLY, Outcome.SUCCEEDED, result={"when": float("nan")})
+    with pytest.raises(InvalidArgument, match="JSON"):
+        event_for(bad)
+    assert event_for(bad, checked=True).result["when"] != 0.0

@@ -203,3 +203,26 @@ def test_an_injected_failure_says_so() -> None:
     harness = Harness(compensation_failure_rate=1.0)
     harness.execute()
     assert harness.compensate(None).reason == INJECTED
+
+
+def test_forgetting_a_saga_drops_every_record_it_left_and_no_other() -> None:
+    """Once a saga's retention ran out its action reply, tombstone and compensation are gone
+    (a repeat applies again, a late action is no longer blocked); another saga's stay."""
+    harness = Harness()
+    harness.execute("s0")
+    harness.compensate(None, saga="s1")  # a tombstone for s1's action, and s1's compensation
+    harness.execute("s2")
+    for saga in ("s0", "s1", "never-seen"):  # the keys the run forgets at a saga's eviction
+        harness.participant.forget([f"{saga}/book/action", f"{saga}/book/compensation"])
+    assert harness.execute("s0").result == {"ticket": "t-3", "for": 7, "after": {"verify": {}}}
+    assert harness.execute("s1").outcome is Outcome.SUCCEEDED  # no tombstone left
+    harness.compensate(None, saga="s1")  # applies again: the compensation was forgotten too
+    assert harness.execute("s2").result == {"ticket": "t-2", "for": 7, "after": {"verify": {}}}
+    assert harness.effects() == [
+        "action",
+        "compensation_noop",
+        "action",
+        "action",
+        "action",
+        "compensation",
+    ]

@@ -35,7 +35,7 @@ import attrs
 
 from ..commands import action_key, compensation_key
 from ..definition import RetryPolicy, StepKind
-from ..messages import Envelope, MessageKind, Outcome
+from ..messages import Envelope, Message, MessageKind, Outcome
 from .events import ChoreographyEvent
 from .projection import DEADLINE_PASSED, OutcomeState, Role, RoleRun, RoleState
 from .table import ChoreographyDefinition, ChoreographyStep, OutcomeReaction
@@ -339,7 +339,7 @@ class RoleNode:
                 saga.generation[role.name] += 1
                 self._port.run(self._action(saga_id, saga, role, step, 1))
 
-    def answered(self, saga: SagaRoles, message: Envelope, answer: Answer) -> None:
+    def answered(self, saga: SagaRoles, message: Message, answer: Answer) -> None:
         """The ledger's answer to ``message`` (one :meth:`Port.run` handed it)."""
         role = self._by_step[message.step]
         run, step = saga.runs[role.name], self._steps[message.step]

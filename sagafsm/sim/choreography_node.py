@@ -18,7 +18,7 @@ import simpy
 from ..choreography.node import RoleNode, SagaRoles, Switches, Tries
 from ..choreography.projection import Role
 from ..choreography.table import ChoreographyDefinition
-from ..messages import Envelope
+from ..messages import Envelope, Message
 from .choreography_bus import EventBus, EventMessage, WireKind
 from .participant import Reply, SimParticipant
 from .trace import Trace
@@ -88,7 +88,7 @@ class RoleHost:
             saga = self._sagas[saga_id] = self._node.new_saga()
         return saga
 
-    def answered(self, message: Envelope, reply: Reply) -> None:
+    def answered(self, message: Message, reply: Reply) -> None:
         """The ledger's outcome of one operation (the hook :class:`SimParticipant` calls)."""
         saga = self._sagas.get(message.saga_id)
         if saga is not None:

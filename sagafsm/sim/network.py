@@ -8,45 +8,20 @@ come from streams of their own. So turning one knob up does not reshuffle the ot
 
 from __future__ import annotations
 
-import enum
 import random
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import simpy
 
-from ..messages import ORCHESTRATOR, Envelope
+from ..messages import ORCHESTRATOR, Carried, Envelope
 from .config import SimulationConfig, TargetedFault
 from .distributions import Distribution
 from .trace import Trace
 
 __all__ = ["Carried", "Network", "NetworkStatistics", "ORCHESTRATOR"]
-
-
-class Carried(Protocol):
-    """What the network reads of a message: an :class:`~sagafsm.messages.Envelope`, or a
-    choreography event (:mod:`sagafsm.sim.choreography_node`)."""
-
-    @property
-    def message_id(self) -> int: ...
-    @property
-    def kind(self) -> enum.Enum: ...
-    @property
-    def saga_id(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def dest(self) -> str: ...
-    @property
-    def step(self) -> str: ...
-    @property
-    def operation(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def outcome(self) -> enum.Enum | None: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -156,10 +131,12 @@ class Network:
                 targeted_copy = target.fault == "duplicate"
                 if target.fault == "delay":
                     extra = target.delay
-        reason = self._down.get(message.source) or self._down.get(message.dest)
-        if reason is not None:
-            self._drop(message, reason)
-            return
+        down = self._down
+        if down:  # mostly empty: no endpoint is down
+            reason = down.get(message.source) or down.get(message.dest)
+            if reason is not None:
+                self._drop(message, reason)
+                return
         if now < self._faults_until:
             if lost:
                 self._drop(message, "loss")
@@ -189,12 +166,14 @@ class Network:
         message: Carried = event.value  # type: ignore[assignment]  # what _schedule put there
         # A message already on the wire still arrives if its sender crashed meanwhile; not if
         # its receiver is down, or its sender is cut off by a partition.
-        reason = self._down.get(message.dest)
-        if reason is None and self._down.get(message.source) == "participant_partition":
-            reason = "participant_partition"
-        if reason is not None:
-            self._drop(message, reason)
-            return
+        down = self._down
+        if down:
+            reason = down.get(message.dest)
+            if reason is None and down.get(message.source) == "participant_partition":
+                reason = "participant_partition"
+            if reason is not None:
+                self._drop(message, reason)
+                return
         self.delivered += 1
         self._trace.record(
             self._env.now, "deliver", message.saga_id, message.message_id, message.dest

@@ -31,7 +31,7 @@ from ..definition import SagaDefinition
 from ..engine import SagaInstance
 from ..events import Event, TimerFired
 from ..lifecycle import SagaState
-from ..messages import ORCHESTRATOR, Envelope
+from ..messages import ORCHESTRATOR, Message, WireMessage
 from ..orchestration import (
     NO_RUNNING_SAGA,
     OrchestrationCore,
@@ -62,8 +62,18 @@ class TraceCounters:
 
     def emit(self, record: Record) -> None:
         self._add(record)
-        if record[1] != "transition":
-            return
+        if record[1] == "transition":
+            self._count(record)
+
+    def emit_all(self, records: list[Record]) -> None:
+        """:meth:`emit` each of ``records``, in order (one call for a whole move)."""
+        add = self._add
+        for record in records:
+            add(record)
+            if record[1] == "transition":
+                self._count(record)
+
+    def _count(self, record: Record) -> None:
         if record[3] is None:
             self.triggers["saga", record[4]] += 1
             self.saga_moved(record[0], record[5], record[6])
@@ -105,6 +115,14 @@ class SimOrchestrator:
         self._unaccepted: set[str] = set()
         self._epoch = 0
         self.timers = Timers(env, self._timer_fired)
+        self._carriers: dict[type, Callable[[Any, int | None], None]] = {
+            ExecuteStep: self._send,
+            CompensateStep: self._send,
+            StartTimer: self._start_timer,
+            CancelTimer: self._cancel_timer,
+            SagaFinished: self._finished,
+        }
+        """What carries out each command class (see :meth:`_dispatch`)."""
         self.up = True
         self.crashes = 0
         network.register(ORCHESTRATOR, self._receive)
@@ -158,8 +176,9 @@ class SimOrchestrator:
 
     # -- inbound -------------------------------------------------------------------------------
 
-    def _receive(self, message: Envelope) -> None:
-        self._handle(event_for(message), message.message_id)
+    def _receive(self, message: Message) -> None:
+        # the participant checked and copied its service's result (SimParticipant._apply)
+        self._handle(event_for(message, checked=True), message.message_id)
 
     def _timer_fired(self, saga_id: str, timer_id: str) -> None:
         self._trace.record(self._env.now, "timer_fired", saga_id, timer_id)
@@ -182,9 +201,7 @@ class SimOrchestrator:
         causation id."""
         records = transaction.records
         if not self._store_latency:
-            emit = self._counters.emit
-            for record in records:
-                emit(record)
+            self._counters.emit_all(records)
             if transaction.changed:
                 self._save(transaction)
                 self._publish(transaction, cause, [])
@@ -227,7 +244,8 @@ class SimOrchestrator:
 
     def _publish(self, transaction: Transaction, cause: int | None, records: list[Record]) -> None:
         self._unaccepted.discard(transaction.saga_id)
-        self._emit_committed(records)
+        if records:
+            self._emit_committed(records)
         for command in transaction.commands:
             self._dispatch(command, cause)
 
@@ -239,18 +257,32 @@ class SimOrchestrator:
             emit((now, *fields[1:]))
 
     def _dispatch(self, command: Command, cause: int | None) -> None:
-        if isinstance(command, (ExecuteStep, CompensateStep)):
-            network = self._network
-            network.send(envelope_for(command, network.next_message_id(), cause))
-        elif isinstance(command, StartTimer):
-            self._trace.record(*timer_record(self._env.now, command))
-            self.timers.arm(command.saga_id, command.timer_id, command.delay)
-        elif isinstance(command, CancelTimer):
-            self.timers.cancel(command.saga_id)
-        elif isinstance(command, SagaFinished):
-            self.timers.forget(command.saga_id)
-            self._core.drop(command.saga_id)
-            self._on_finished(command.saga_id, command.state, command.reason)
+        # by exact class, one dict look-up: the engine builds these classes, never subclasses
+        carry = self._carriers.get(command.__class__)
+        if carry is not None:
+            carry(command, cause)
+            return
+        for kind, carry in self._carriers.items():  # a subclass: found once, then cached
+            if isinstance(command, kind):
+                self._carriers[command.__class__] = carry
+                carry(command, cause)
+                return
+
+    def _send(self, command: ExecuteStep | CompensateStep, cause: int | None) -> None:
+        network = self._network
+        network.send(envelope_for(command, network.next_message_id(), cause, WireMessage))
+
+    def _start_timer(self, command: StartTimer, cause: int | None) -> None:
+        self._trace.add(timer_record(self._env.now, command))
+        self.timers.arm(command.saga_id, command.timer_id, command.delay)
+
+    def _cancel_timer(self, command: CancelTimer, cause: int | None) -> None:
+        self.timers.cancel(command.saga_id)
+
+    def _finished(self, command: SagaFinished, cause: int | None) -> None:
+        self.timers.forget(command.saga_id)
+        self._core.drop(command.saga_id)
+        self._on_finished(command.saga_id, command.state, command.reason)
 
 
 def _creation_order(saga_id: str) -> tuple[int, str]:

@@ -36,7 +36,7 @@ import simpy
 from .._validate import is_json_value, plain_json
 from ..errors import InvalidConfig
 from ..history import LedgerEffect
-from ..messages import Envelope, MessageKind, Outcome, reply_to
+from ..messages import Message, MessageKind, Outcome, WireMessage, reply_to
 from .config import ParticipantConfig
 from .network import Network
 from .scenario import Declined, Service
@@ -81,7 +81,7 @@ class SimParticipant:
         *,
         dedup: bool = True,
         tombstones: bool = True,
-        answer: Callable[[Envelope, Reply], None] | None = None,
+        answer: Callable[[Message, Reply], None] | None = None,
     ) -> None:
         self.name = name
         self._answer_to = answer
@@ -99,7 +99,7 @@ class SimParticipant:
         self._step_index = step_index
         self.capacity = config.capacity
         self._in_service = 0
-        self._waiting: deque[tuple[Envelope, int]] = deque()
+        self._waiting: deque[tuple[Message, int]] = deque()
         """Operations waiting for a free slot, in arrival order, with the epoch they came in."""
         self._dedup = dedup  # False only for the no-dedup-participant mutant
         self._use_tombstones = tombstones  # False only for the no-tombstone mutant
@@ -119,7 +119,7 @@ class SimParticipant:
 
     # -- network side --------------------------------------------------------------------------
 
-    def receive(self, message: Envelope) -> None:
+    def receive(self, message: Message) -> None:
         if self._in_service < self.capacity:
             self._in_service += 1
             self._begin(message, self._epoch)
@@ -152,7 +152,7 @@ class SimParticipant:
             self._tombstones.discard(key)
             self._compensated.discard(key)
 
-    def _begin(self, message: Envelope, epoch: int) -> None:
+    def _begin(self, message: Message, epoch: int) -> None:
         service_time = self._service_time()
         done = self._env.timeout(service_time, (message, epoch, service_time))
         done.callbacks.append(self._served)
@@ -171,7 +171,7 @@ class SimParticipant:
         else:
             self._in_service -= 1
 
-    def _answer(self, message: Envelope, epoch: int) -> None:
+    def _answer(self, message: Message, epoch: int) -> None:
         if epoch != self._epoch:
             return  # crashed while serving: rolled back, nobody answers
         fates = self._fates(message.saga_id)
@@ -191,7 +191,7 @@ class SimParticipant:
 
     # -- the ledger ----------------------------------------------------------------------------
 
-    def _execute(self, message: Envelope, fate: StepFate) -> Reply | None:
+    def _execute(self, message: Message, fate: StepFate) -> Reply | None:
         key = message.idempotency_key
         if key in self._tombstones:
             self._effect(message, Effect.ACTION_BLOCKED)
@@ -216,7 +216,7 @@ class SimParticipant:
             return None
         return self._apply(message)
 
-    def _apply(self, message: Envelope) -> Reply:
+    def _apply(self, message: Message) -> Reply:
         operation = message.operation
         try:
             result = self._service.apply(operation, message.saga_id, message.data, message.results)
@@ -225,7 +225,9 @@ class SimParticipant:
         if result is None:
             reason = f"{self.name} declined {operation}"
             return self._record(message, (_FAILED, None, reason), Effect.ACTION_FAILED)
-        if not isinstance(result, Mapping) or not is_json_value(result):
+        if (result.__class__ is not dict and not isinstance(result, Mapping)) or not is_json_value(
+            result
+        ):
             raise InvalidConfig(
                 f"the {self.name!r} service's {operation}() returned {result!r}: a result must be "
                 "a mapping of JSON data (or None, or raise Declined, for a definite failure)"
@@ -235,12 +237,12 @@ class SimParticipant:
         # orchestrator hands back.
         return self._record(message, (_SUCCEEDED, plain_json(result), ""), Effect.ACTION)
 
-    def _record(self, message: Envelope, reply: Reply, effect: str) -> Reply:
+    def _record(self, message: Message, reply: Reply, effect: str) -> Reply:
         self._replies[message.idempotency_key] = reply
         self._effect(message, effect)
         return reply
 
-    def _compensate(self, message: Envelope, fate: StepFate) -> Reply:
+    def _compensate(self, message: Message, fate: StepFate) -> Reply:
         key = message.idempotency_key
         if key in self._compensated and self._dedup:
             return _COMPENSATED
@@ -273,12 +275,12 @@ class SimParticipant:
         self._compensated.add(key)
         return _COMPENSATED
 
-    def _effect(self, message: Envelope, effect: str) -> None:
+    def _effect(self, message: Message, effect: str) -> None:
         self._trace.record(
             self._env.now, "effect", message.saga_id, self.name, message.step, effect
         )
 
-    def _reply(self, message: Envelope, reply: Reply) -> None:
+    def _reply(self, message: Message, reply: Reply) -> None:
         network = self._network
         outcome, result, reason = reply
         network.send(
@@ -289,5 +291,6 @@ class SimParticipant:
                 outcome=outcome,
                 result=result,
                 reason=reason,
+                make=WireMessage,
             )
         )

@@ -158,7 +158,9 @@ class _Run:
         fates = draw_fates(rng, self.definition.step_names, self.forced_fates.get(saga_id, {}))
         now = self.env.now
         order = self.scenario.make_order(rng)
-        if not isinstance(order, Mapping) or not is_json_value(order):
+        if (order.__class__ is not dict and not isinstance(order, Mapping)) or not is_json_value(
+            order
+        ):
             raise InvalidConfig(
                 f"scenario {self.scenario.name!r}: make_order() must return a mapping of JSON "
                 f"data (the saga's input), got {order!r}"
