@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["register", "run", "format_real_report"]
 
-_MUTANTS = ("publish-before-commit", "no-inbox")
+_MUTANTS = ("publish-before-commit", "no-inbox", "no-saga-lock", "no-claim-lease")
 """The names of :data:`sagafsm.runtime.mutants.RUNTIME_MUTANTS`, for the help text: building the
 parser must not import the runtime (every ``sagafsm`` command builds it)."""
 
@@ -47,11 +47,18 @@ def register(subparsers: Any) -> None:
         "--concurrency", type=int, default=50, metavar="C", help="sagas in flight at most"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="orchestrator worker processes sharing the store (2 or more: PostgreSQL only)",
+    )
+    parser.add_argument(
         "--kill-every",
         type=float,
         metavar="SECONDS",
-        help="SIGKILL the orchestrator this long after each start (once it has recovered), "
-        "and start it again",
+        help="SIGKILL an orchestrator this long after each start (once it has recovered), "
+        "and start it again; with several workers, one at a time, in turn",
     )
     parser.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="every step's reply timeout"
@@ -108,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         timeout=args.timeout,
         kill_every=args.kill_every,
+        workers=args.workers,
         mutant=args.mutant,
     )
     progress, stop = _progress(not args.json, sys.stderr.isatty())

@@ -103,6 +103,11 @@ class Runtime:
     often, in seconds, the store is asked for operators' retry requests (``sagafsm retry``).
     """
 
+    _takes_over = True
+    """Whether open() takes over every unfinished saga, timer and unsent row of the store (this
+    runtime owns it); False for workers sharing a store, which load a saga when they move it
+    (:mod:`.postgres_workers`)."""
+
     def __init__(
         self,
         store: Store,
@@ -165,7 +170,7 @@ class Runtime:
             raise InvalidArgument("this runtime is already open")
         await self._store.open()
         try:
-            stored = await self._store.running()
+            stored = await self._store.running() if self._takes_over else []
             for saga in stored:
                 self._core.definition(saga.definition)  # every one known, before any change
             self._boot = await self._store.boot()
@@ -180,7 +185,7 @@ class Runtime:
             ((saga.definition, saga.snapshot) for saga in stored), now, resend=False
         )
         self.recovered = len(stored)
-        for row in await self._store.timers():
+        for row in await self._store.timers() if self._takes_over else ():
             self._timers.arm(row.saga_id, row.timer_id, row.due)
         retention = getattr(self._store, "retention", None)
         if isinstance(retention, (int, float)) and retention > 0:
@@ -192,7 +197,7 @@ class Runtime:
         restart: RawRecord = (now, "restart", None, ORCHESTRATOR, len(stored))
         await self._store.append_trace([restart])
         self._open = True
-        await self._publish(await self._store.unsent(), [])
+        await self._publish(await self._store.unsent() if self._takes_over else [], [])
         if first_moves:
             await self._commit_and_publish(first_moves, [], [], [])
         # Retries asked for while no runtime ran: applied before open() returns, so a caller

@@ -76,6 +76,14 @@ class FinishWaiters:
         )
         waiter.set_result(status)
 
+    def finished_elsewhere(self, saga_id: str) -> None:
+        """Another worker sharing the store committed the saga's finish: its waiter is answered
+        with None (the caller reads the status back)."""
+        self._started_at.pop(saga_id, None)
+        waiter = self._waiters.pop(saga_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def fail(self, error: BaseException) -> None:
         """The runtime stopped: every waiter is told why, rather than left waiting forever."""
         for waiter in self._waiters.values():

@@ -27,7 +27,8 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from ..errors import InvalidConfig, InvalidDefinition
@@ -107,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=50, metavar="C")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="every step's timeout")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="orchestrator workers sharing the store (PostgreSQL); this one is --worker",
+    )
+    parser.add_argument("--worker", type=int, default=0, metavar="K", help="this worker, from 0")
+    parser.add_argument(
         "--mutant",
         choices=sorted(RUNTIME_MUTANTS),
         help="a deliberately broken variant (each role applies the one that concerns it)",
@@ -115,10 +124,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(options: argparse.Namespace) -> None:
-    for flag in ("sagas", "concurrency"):
+    for flag in ("sagas", "concurrency", "workers"):
         value = getattr(options, flag)
         if value < 1:
             raise InvalidConfig(f"--{flag} must be at least 1, got {value}")
+    if not 0 <= options.worker < options.workers:
+        raise InvalidConfig(f"--worker must be 0 to {options.workers - 1}, got {options.worker}")
 
 
 async def _until_stopped(stop: asyncio.Event, work: asyncio.Future[None]) -> bool:
@@ -147,15 +158,25 @@ async def _orchestrate(
         )
     )
     transport = transport_for(store)
+    runtime: Runtime
+    others: Callable[[], Awaitable[None]] | None = None
+    if options.workers > 1:  # workers sharing a PostgreSQL store: each starts its share
+        from .postgres_run import all_finished, worker_runtime
+
+        shared, runtime = worker_runtime(store, transport, definition, options.mutant)
+        store, others = shared, partial(all_finished, shared, list(data))
+    else:
+        runtime = runtime_class(store, transport, [definition])
+    mine = list(data)[options.worker :: options.workers]
     try:
-        async with runtime_class(store, transport, [definition]) as runtime:
+        async with runtime:
             print(READY_LINE, flush=True)
             known = {saga.saga_id: saga.state for saga in await store.sagas()}
             # Those already running hold their slots first: they are in flight whatever we do.
             todo = sorted(
-                (i for i in data if known.get(i) not in _FINAL), key=lambda i: i not in known
+                (i for i in mine if known.get(i) not in _FINAL), key=lambda i: i not in known
             )
-            slots = asyncio.Semaphore(options.concurrency)
+            slots = asyncio.Semaphore(-(-options.concurrency // options.workers))
 
             async def one(saga_id: str) -> None:
                 async with slots:
@@ -167,6 +188,8 @@ async def _orchestrate(
                 async with asyncio.TaskGroup() as group:
                     for saga_id in todo:
                         group.create_task(one(saga_id))
+                if others is not None:  # it serves the others' sagas too, until all finished
+                    await others()
 
             work = asyncio.ensure_future(every())
             if await _until_stopped(stop, work):
