@@ -1,4 +1,4 @@
-"""The orchestrator workers of a real run on PostgreSQL with ``--workers N`` (N >= 2), and the
+"""The orchestrator workers of a real run on PostgreSQL (``--workers N``, 1 or more), and the
 broken variants of them the tests show caught.
 
 Worker ``K`` of ``N`` starts the sagas ``K, K+N, K+2N, ...`` of the run (by position in the
@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from ..definition import SagaDefinition
 from ..errors import InvalidConfig
+from .mutants import PublishBeforeCommitRuntime
 from .postgres_shared import LOCK_SAGAS, SharedPostgresStore
 from .postgres_store import PostgresStore
 from .postgres_workers import WorkerRuntime
@@ -43,8 +44,13 @@ class UnleasedStore(SharedPostgresStore):
         self.claim_lease = 0.0
 
 
+class PublishBeforeCommitWorker(PublishBeforeCommitRuntime, WorkerRuntime):
+    """The single runtime's broken variant, as a worker: it sends a batch's commands before
+    the batch's transaction commits (under its sagas' locks)."""
+
+
 WORKER_MUTANTS: Final = {"no-saga-lock": UnlockedStore, "no-claim-lease": UnleasedStore}
-"""The broken variants of shared workers (``--mutant``, with ``--workers`` 2 or more)."""
+"""The broken variants of shared workers' store (``--mutant``, with ``--workers`` 2 or more)."""
 
 
 def worker_runtime(
@@ -55,7 +61,10 @@ def worker_runtime(
         raise InvalidConfig(f"{store!r}: several workers need a PostgreSQL store")
     store_class = WORKER_MUTANTS.get(mutant or "", SharedPostgresStore)
     shared = store_class(store.url, pool_size=store.pool_size, retention=store.retention)
-    return shared, WorkerRuntime(shared, transport, [definition])
+    runtime_class = (
+        PublishBeforeCommitWorker if mutant == "publish-before-commit" else WorkerRuntime
+    )
+    return shared, runtime_class(shared, transport, [definition])
 
 
 async def all_finished(store: SharedPostgresStore, saga_ids: Sequence[str]) -> None:

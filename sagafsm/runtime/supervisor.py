@@ -125,8 +125,6 @@ class RunPlan:
             )
         if self.mutant in WORKER_ONLY and workers < 2:
             raise InvalidConfig(f"mutant {self.mutant!r} breaks shared workers: give --workers 2+")
-        if self.mutant == "publish-before-commit" and workers > 1:
-            raise InvalidConfig(f"mutant {self.mutant!r} runs one orchestrator: --workers 1")
         scenario = load_runtime_scenario(self.scenario, timeout=self.timeout)
         scenario.schema(store.dialect)  # a scenario without tables for this store: refused
         return scenario

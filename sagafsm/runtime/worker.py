@@ -160,7 +160,7 @@ async def _orchestrate(
     transport = transport_for(store)
     runtime: Runtime
     others: Callable[[], Awaitable[None]] | None = None
-    if options.workers > 1:  # workers sharing a PostgreSQL store: each starts its share
+    if store.dialect == "postgresql":  # workers sharing the database: each starts its share
         from .postgres_run import all_finished, worker_runtime
 
         shared, runtime = worker_runtime(store, transport, definition, options.mutant)
