@@ -71,7 +71,9 @@ async def _worker(
 
         ready.put(k)
         await asyncio.get_running_loop().run_in_executor(None, go.wait)
+        cpu = time.process_time()
         await asyncio.gather(*(client() for _ in range(clients)))
+        cpu = time.process_time() - cpu
         ready.put(("done", k))
         # Serving the others' sagas until all are done: a worker that left would strand the
         # replies it had claimed for their lease.
@@ -86,6 +88,8 @@ async def _worker(
         "commits": runtime.commits,
         "participant_transactions": stats.transactions,
         "latencies": runtime.latencies,
+        "cpu_seconds": cpu,
+        "conflicts": runtime.conflicts,
     }
 
 
@@ -141,6 +145,8 @@ def run_workers(url: str, n: int, sagas: int, concurrency: int) -> dict[str, Any
         "seconds": elapsed,
         "states": states,
         "orchestrator_commits": sum(r["commits"] for r in results),
+        "cpu_seconds": sum(r["cpu_seconds"] for r in results),
+        "conflicts": sum(r["conflicts"] for r in results),
         "participant_transactions": sum(r["participant_transactions"] for r in results),
         "claim_p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
         "claim_p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
@@ -210,6 +216,10 @@ def measure_workers(args: Any, server_url: str, counts: list[int]) -> list[dict[
                 "participant_transactions_per_saga": last["participant_transactions"] / args.sagas,
                 "bare_commits_per_second": transactions / base,
                 "ratio": seconds / base,
+                "worker_cpu_ms_per_saga": statistics.median(
+                    1000 * r["cpu_seconds"] / args.sagas for r in runs
+                ),
+                "deadlocks_retried": sum(r["conflicts"] for r in runs),
                 "claim_p50_ms": statistics.median(r["claim_p50_ms"] or 0 for r in runs),
                 "claim_p99_ms": statistics.median(r["claim_p99_ms"] or 0 for r in runs),
                 "states": last["states"],

@@ -33,6 +33,7 @@ import psycopg
 
 from ..errors import InvalidArgument
 from .postgres_inbox import Connection
+from .postgres_schema import CONSUME
 from .postgres_store import PostgresStore
 from .store import Commit, OutboxRow, StoredSaga, TimerRow
 from .store_encoding import EncodedBatch, loads
@@ -86,9 +87,11 @@ class LockedSagas:
         conn: Connection,
         rows: Sequence[tuple[Any, ...]],
         retries: set[str],
+        consumed: Sequence[int] = (),
     ) -> None:
         self._store = store
         self._conn = conn
+        self._consumed = consumed
         self.stored = {row[0] for row in rows}
         self.sagas = [StoredSaga(i, name, loads(snap)) for i, name, snap in rows if snap]
         self.retries = retries
@@ -97,7 +100,7 @@ class LockedSagas:
     async def commit(self, commits: Sequence[Commit]) -> list[OutboxRow]:
         store = self._store
         rows = await store._commit_on(
-            self._conn, EncodedBatch(commits), (), store._claimed_until(commits)
+            self._conn, EncodedBatch(commits), self._consumed, store._claimed_until(commits)
         )
         self.committed = True
         return rows
@@ -124,11 +127,12 @@ class SharedPostgresStore(PostgresStore):
 
     @contextlib.asynccontextmanager
     async def locked(
-        self, saga_ids: Sequence[str], retries: Sequence[str] = ()
+        self, saga_ids: Sequence[str], retries: Sequence[str] = (), consumed: Sequence[int] = ()
     ) -> AsyncIterator[LockedSagas]:
         """A transaction holding the row locks of ``saga_ids`` (see the module docstring),
         rolled back on an exception, committed by :meth:`LockedSagas.commit` (or on a clean
-        exit, if nothing was committed: the locks are let go)."""
+        exit, if nothing was committed: the locks are let go). ``consumed`` are transport rows
+        (replies) the transaction deletes, whether it commits moves or not."""
         async with self._open_pool().connection() as conn:
             try:
                 async with conn.pipeline():
@@ -138,9 +142,11 @@ class SharedPostgresStore(PostgresStore):
                         requests = await conn.execute(LOCK_REQUESTS, (list(retries),))
                     rows = await sagas.fetchall()
                     waiting = {row[0] for row in await requests.fetchall()} if requests else set()
-                held = LockedSagas(self, conn, rows, waiting)
+                held = LockedSagas(self, conn, rows, waiting, consumed)
                 yield held
                 if not held.committed:
+                    if consumed:
+                        await conn.execute(CONSUME, (list(consumed),))
                     await conn.commit()
             except BaseException:
                 with contextlib.suppress(psycopg.Error):

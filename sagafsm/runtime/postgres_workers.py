@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 
@@ -42,7 +42,6 @@ from ..history import RawRecord
 from ..messages import ORCHESTRATOR, Envelope
 from ..orchestration import event_for
 from . import crashpoints
-from .clock import Clock
 from .codec import envelope_from_dict
 from .commits import send_record
 from .postgres_shared import LockedSagas, SharedPostgresStore
@@ -76,13 +75,12 @@ class WorkerRuntime(Runtime):
         transport: Transport,
         definitions: Iterable[SagaDefinition],
         *,
-        clock: Clock | None = None,
-        batch_size: int = 256,
-        retry_poll: float = 1.0,
         timer_poll: float = 0.5,
         relay_poll: float = 0.5,
         finish_poll: float = 0.05,
+        **options: Any,
     ) -> None:
+        """``options`` are :class:`Runtime`'s (``clock``, ``batch_size``, ``retry_poll``)."""
         if not isinstance(store, SharedPostgresStore):
             raise InvalidArgument(f"workers share a SharedPostgresStore, got {store!r}")
         for name, value in (
@@ -92,10 +90,7 @@ class WorkerRuntime(Runtime):
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise InvalidArgument(f"{name} must be a positive number, got {value!r}")
-        super().__init__(
-            store, transport, definitions, clock=clock, batch_size=batch_size,
-            retry_poll=retry_poll,
-        )  # fmt: skip
+        super().__init__(store, transport, definitions, **options)
         self._shared = store
         self._timer_poll = float(timer_poll)
         self._relay_poll = float(relay_poll)
@@ -121,13 +116,29 @@ class WorkerRuntime(Runtime):
     async def wait(self, saga_id: str) -> SagaStatus:
         self._watching.add(saga_id)
         try:
-            return await super().wait(saga_id)
+            if not self._waiters.started_here(saga_id):
+                return await super().wait(saga_id)
+            # Started here: its finish is this worker's commit or the poll's find, no read now.
+            finished = await asyncio.shield(self._waiters.waiter(saga_id))
         finally:
             self._watching.discard(saga_id)
+        if finished is None:  # finished on another worker: its status is in the store
+            finished = await self._store.status(saga_id)
+            assert finished is not None
+        return finished
 
     # -- a batch under its sagas' locks -----------------------------------------------------
 
     async def _apply(self, batch: list[_Start | _Inbound | RetryItem]) -> None:
+        # The replies' rows are deleted by the batch's own commit (a crash keeps both or
+        # neither), not acked after it in a transaction of their own.
+        receipts = [i.receipt for i in batch if isinstance(i, _Inbound) and i.receipt is not None]
+        batch = [
+            _Inbound(i.event, i.cause, None, i.record)
+            if isinstance(i, _Inbound) and i.receipt is not None
+            else i
+            for i in batch
+        ]
         retries = [item.request.saga_id for item in batch if isinstance(item, RetryItem)]
         ids = {
             item.saga_id if isinstance(item, _Start) else item.event.saga_id
@@ -138,7 +149,7 @@ class WorkerRuntime(Runtime):
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             held: LockedSagas | None = None
             try:
-                async with self._shared.locked(sorted(ids), retries) as held:
+                async with self._shared.locked(sorted(ids), retries, receipts) as held:
                     await self._apply_held(batch, held)
                 return
             except _CONFLICTS:

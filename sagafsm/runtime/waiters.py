@@ -40,6 +40,10 @@ class FinishWaiters:
         """A saga this runtime started (its finish can be answered from memory)."""
         self._started_at[saga_id] = now
 
+    def started_here(self, saga_id: str) -> bool:
+        """Whether this runtime started the saga and has not yet seen it finish."""
+        return saga_id in self._started_at
+
     def waiter(self, saga_id: str) -> asyncio.Future[SagaStatus | None]:
         """The saga's future, made on the first call (before the caller reads the store, so a
         finish committed meanwhile resolves it)."""
