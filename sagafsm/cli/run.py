@@ -2,7 +2,8 @@
 store.
 
 The participants run in one process, the orchestrator in another (:mod:`sagafsm.runtime.worker`),
-in real time; ``--kill-every`` SIGKILLs the orchestrator while it works and starts it again. Once
+or in ``--workers N`` others on PostgreSQL, in real time; ``--kill-every`` SIGKILLs an
+orchestrator while it works (one at a time) and starts it again. Once
 every saga finished, the store is read back and judged by the checkers ``simulate`` runs, plus
 the scenario's invariants over its tables (:mod:`sagafsm.runtime.verdict`). Every input is checked
 before anything is created. ``SAGAFSM_CRASH_AT=POINT:COUNT`` in the environment arms the first
@@ -30,7 +31,8 @@ def register(subparsers: Any) -> None:
         "run",
         help="run a scenario's saga for real: orchestrator and participants as OS processes",
         description="Run a scenario's saga on the real runtime: participants and orchestrator "
-        "as two processes over a SQLite or PostgreSQL store, in real time; then judge the "
+        "(--workers of them on PostgreSQL) as processes over a SQLite or PostgreSQL store, in "
+        "real time; then judge the "
         "store's trace and tables. Exit status: 0 clean, 1 a property was violated, 2 bad "
         "input, 3 an internal error (--debug prints its traceback).",
     )

@@ -1,24 +1,26 @@
-"""Runs a scenario for real as two OS processes, kills them as asked, and judges what they did.
+"""Runs a scenario for real as OS processes, kills them as asked, and judges what they did.
 
 :func:`supervise` prepares the store (its schema, the scenario's tables), starts the participants
-worker and the orchestrator worker (:mod:`sagafsm.runtime.worker`) on the same store (a SQLite
-file or a PostgreSQL database), and watches them until the orchestrator exits 0, every saga
-finished. Along the way it kills:
+worker and the orchestrator workers (:mod:`sagafsm.runtime.worker`; ``workers`` of them, several
+only on PostgreSQL) on the same store (a SQLite file or a PostgreSQL database), and watches them
+until every orchestrator exits 0, every saga finished. Along the way it kills:
 
-- ``kill_every`` seconds after each orchestrator life is ready (it prints a line once it has
-  recovered and runs), the orchestrator with SIGKILL, and starts it again at once: moments that
+- ``kill_every`` seconds after an orchestrator life is ready (it prints a line once it has
+  recovered and runs), that orchestrator with SIGKILL, and starts it again at once: moments that
   fall anywhere in its work (mid-commit, mid-publish); counting from readiness means every life
-  gets work done, however long the machine takes to start a process. ``kills`` spreads a fixed
-  number of kills over the run instead (by progress, each after a random delay);
+  gets work done, however long the machine takes to start a process. With several workers, one
+  is killed at a time, in turn, while the others carry on. ``kills`` spreads a fixed number of
+  kills over the run instead (by progress, each after a random delay);
 - at crash points: each life of a process may be armed with one ``SAGAFSM_CRASH_AT`` spec
-  (``orchestrator_crashes``/``participant_crashes``, one per life, in order). A process that dies
-  of SIGKILL, whoever sent it, is counted and restarted with the next spec.
+  (``orchestrator_crashes``, for the first orchestrator worker, and ``participant_crashes``, one
+  per life, in order). A process that dies of SIGKILL, whoever sent it, is counted and restarted
+  with the next spec.
 
 Then it stops the participants (SIGTERM: the command in hand is finished) and hands the store to
 :func:`sagafsm.runtime.verdict.judge`. The tests of the crash matrix and ``sagafsm run`` both go
 through here, so what the tests prove is what the command does.
 
-The supervisor shares its process group with the workers (a Ctrl-C reaches all three, and each
+The supervisor shares its process group with the workers (a Ctrl-C reaches them all, and each
 worker stops gracefully); whatever way it leaves, it stops the workers it started.
 """
 

@@ -10,7 +10,9 @@ exactly what was committed.
   sagas ``{scenario}-1`` ... ``{scenario}-N`` with the data the seed draws, at most
   ``--concurrency`` in flight, skipping every id the store already holds: a restarted
   orchestrator recovers what its predecessor started and carries on with the rest. It exits 0
-  once all N have finished.
+  once all N have finished. On PostgreSQL it is worker ``--worker K`` of ``--workers W``, a
+  :class:`~sagafsm.runtime.postgres_workers.WorkerRuntime` that starts every W-th saga from the
+  K-th and moves any saga (:mod:`sagafsm.runtime.postgres_run`).
 - ``participants`` creates the scenario's tables (idempotently) and serves its participants with
   a :class:`~sagafsm.runtime.host.ParticipantHost` until SIGTERM.
 
