@@ -183,7 +183,7 @@ def baseline_parallel(url: str, n: int, transactions: int, rows: float, payload:
 
 
 def measure_workers(args: Any, server_url: str, counts: list[int]) -> list[dict[str, Any]]:
-    from bench_runtime_pg import fresh_database
+    from bench_runtime_pg import fresh_database, summary
 
     found = []
     for n in counts:
@@ -198,31 +198,15 @@ def measure_workers(args: Any, server_url: str, counts: list[int]) -> list[dict[
             runs.append(run)
             print(f"{n} workers, repeat {repeat + 1}: {args.sagas / run['seconds']:.0f} sagas/s",
                   file=sys.stderr)  # fmt: skip
-        seconds = statistics.median(r["seconds"] for r in runs)
-        base = statistics.median(bases)
-        last = runs[-1]
-        transactions = last["orchestrator_commits"] + last["participant_transactions"]
         found.append(
             {
-                "workers": n,
-                "sagas": args.sagas,
-                "concurrency": args.concurrency,
-                "synchronous_commit": args.synchronous_commit,
-                "sagas_per_second": args.sagas / seconds,
-                "completed_per_second": statistics.median(
-                    r["states"].get("completed", 0) / r["seconds"] for r in runs
-                ),
-                "orchestrator_commits_per_saga": last["orchestrator_commits"] / args.sagas,
-                "participant_transactions_per_saga": last["participant_transactions"] / args.sagas,
-                "bare_commits_per_second": transactions / base,
-                "ratio": seconds / base,
+                **summary(args, runs, bases, workers=n),
                 "worker_cpu_ms_per_saga": statistics.median(
                     1000 * r["cpu_seconds"] / args.sagas for r in runs
                 ),
                 "deadlocks_retried": sum(r["conflicts"] for r in runs),
                 "claim_p50_ms": statistics.median(r["claim_p50_ms"] or 0 for r in runs),
                 "claim_p99_ms": statistics.median(r["claim_p99_ms"] or 0 for r in runs),
-                "states": last["states"],
             }
         )
     return found

@@ -98,6 +98,32 @@ def baseline(url: str, transactions: int, rows_per_transaction: float, payload: 
         return time.perf_counter() - began
 
 
+def summary(
+    args: Any, runs: list[dict[str, Any]], bases: list[float], *, workers: int
+) -> dict[str, Any]:
+    """The figures of ``runs`` (medians) against their baselines' (``bases``, seconds)."""
+    seconds = statistics.median(r["seconds"] for r in runs)
+    base = statistics.median(bases)
+    last = runs[-1]
+    transactions = last["orchestrator_commits"] + last["participant_transactions"]
+    return {
+        "sagas": args.sagas,
+        "concurrency": args.concurrency,
+        "workers": workers,
+        "synchronous_commit": args.synchronous_commit,
+        "sagas_per_second": args.sagas / seconds,
+        "completed_per_second": statistics.median(
+            r["states"].get("completed", 0) / r["seconds"] for r in runs
+        ),
+        "orchestrator_commits_per_saga": last["orchestrator_commits"] / args.sagas,
+        "participant_transactions_per_saga": last["participant_transactions"] / args.sagas,
+        "bare_commits_per_second": transactions / base,
+        "baseline_seconds": base,
+        "ratio": seconds / base,
+        "states": last["states"],
+    }
+
+
 def start_server(directory: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs, when XDG_RUNTIME_DIR is unset
@@ -159,26 +185,7 @@ def main() -> None:
         finally:
             if server is not None:
                 server.cleanup()
-    seconds = statistics.median(r["seconds"] for r in runs)
-    base = statistics.median(bases)
-    last = runs[-1]
-    transactions = last["orchestrator_commits"] + last["participant_transactions"]
-    result = {
-        "sagas": args.sagas,
-        "concurrency": args.concurrency,
-        "workers": 1,
-        "synchronous_commit": args.synchronous_commit,
-        "sagas_per_second": args.sagas / seconds,
-        "completed_per_second": statistics.median(
-            r["states"].get("completed", 0) / r["seconds"] for r in runs
-        ),
-        "orchestrator_commits_per_saga": last["orchestrator_commits"] / args.sagas,
-        "participant_transactions_per_saga": last["participant_transactions"] / args.sagas,
-        "bare_commits_per_second": transactions / base,
-        "baseline_seconds": base,
-        "ratio": seconds / base,
-        "states": last["states"],
-    }
+    result = summary(args, runs, bases, workers=1)
     if args.json:
         print(json.dumps(result, indent=2))
         return
