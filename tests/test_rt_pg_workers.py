@@ -230,7 +230,8 @@ def test_workers_claiming_without_a_lease_send_rows_twice_and_fire_timers_twice(
 
 SAGAS = 150
 COUNTS = (3, 1, 7)
-DEADLINE = 180.0
+DEADLINE = 600.0
+"""About 30 s each on the shared machine, minutes when it is very busy: a hang still fails."""
 
 
 def workers_plan(url: str, point: str | None, workers: int, **options: Any) -> RunPlan:
@@ -250,7 +251,7 @@ def workers_plan(url: str, point: str | None, workers: int, **options: Any) -> R
 
 
 def assert_clean(result: RealRunResult, sagas: int = SAGAS) -> None:
-    assert result.stopped is None
+    assert result.stopped is None, (result.outcomes, result.faults, result.wall_seconds)
     assert not result.violations, result.violation_counts
     assert "unfinished" not in result.outcomes and sum(result.outcomes.values()) == sagas
     assert result.outcomes["completed"] > 0

@@ -67,10 +67,15 @@ def worker_runtime(
     return shared, runtime_class(shared, transport, [definition])
 
 
-async def all_finished(store: SharedPostgresStore, saga_ids: Sequence[str]) -> None:
-    """Return once every one of ``saga_ids`` has finished, on any worker."""
+async def all_finished(
+    store: SharedPostgresStore, saga_ids: Sequence[str], runtime: Runtime
+) -> None:
+    """Return once every one of ``saga_ids`` has finished, on any worker; raise what stopped
+    ``runtime`` if it stops meanwhile (a worker whose runtime died must not wait on)."""
     waiting = list(saga_ids)
     while waiting:
+        if runtime.failure is not None:
+            raise runtime.failure
         done = set(await store.finished_among(waiting))
         waiting = [saga_id for saga_id in waiting if saga_id not in done]
         if waiting:

@@ -166,7 +166,7 @@ async def _orchestrate(
         from .postgres_run import all_finished, worker_runtime
 
         shared, runtime = worker_runtime(store, transport, definition, options.mutant)
-        store, others = shared, partial(all_finished, shared, list(data))
+        store, others = shared, partial(all_finished, shared, list(data), runtime)
     else:
         runtime = runtime_class(store, transport, [definition])
     mine = list(data)[options.worker :: options.workers]
