@@ -66,9 +66,13 @@ def test_run_on_postgresql_is_clean_and_has_the_keys_of_the_sqlite_run(
 
 
 def test_a_broken_runtime_on_postgresql_exits_1_with_its_violations(
-    pg_url: str, capsys: pytest.CaptureFixture[str]
+    pg_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--mutant publish-before-commit on PostgreSQL: the same checkers catch it (exit 1)."""
+    """--mutant publish-before-commit on PostgreSQL: the same checkers catch it (exit 1). The
+    orchestrator dies between its publish and its commit once, so that a participant certainly
+    acts on a move the store never saw (without a kill, catching it is a race the participant
+    must win, which a busy machine can lose)."""
+    monkeypatch.setenv("SAGAFSM_CRASH_AT", "orchestrator.before_commit:5")
     status, out, _ = _run(
         ["--store", pg_url, "--sagas", "40", "--mutant", "publish-before-commit"], capsys
     )
