@@ -137,15 +137,8 @@ class PostgresTransport:
             await migrated(self.url, self.name)
             listener = await self._connect(autocommit=True)
             await listener.execute(f"LISTEN {CHANNEL}")
-            # Autocommit: each operation is one statement (a send with its notification, a
-            # claim, an ack), its own transaction without a BEGIN and a COMMIT to wait for.
             pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self._pool_size,
-                kwargs={"autocommit": True},
-                open=False,
-                name="sagafsm-bus",
+                self.url, min_size=1, max_size=self._pool_size, open=False, name="sagafsm-bus"
             )
             try:
                 await pool.open(wait=True, timeout=10.0)
@@ -189,7 +182,7 @@ class PostgresTransport:
         if self._pool is None:
             await self.open()
         assert self._pool is not None
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
             cursor = await conn.execute(sql, parameters)
             return await cursor.fetchall() if cursor.description is not None else []
 

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Final, TypeAlias
 
@@ -171,7 +173,7 @@ async def _orchestrate(
         runtime = runtime_class(store, transport, [definition])
     mine = list(data)[options.worker :: options.workers]
     try:
-        async with runtime:
+        async with _opened(runtime):
             print(READY_LINE, flush=True)
             known = {saga.saga_id: saga.state for saga in await store.sagas()}
             # Those already running hold their slots first: they are in flight whatever we do.
@@ -207,7 +209,32 @@ async def _orchestrate(
             await asyncio.gather(work, return_exceptions=True)
             return STOPPED
     finally:
-        await transport.close()
+        await _bounded(transport.close(), "closing the transport")
+
+
+_CLOSE_GRACE: Final = 10.0
+"""Seconds a worker gives its runtime and transport to close once its work is done or
+stopped. Everything that matters is committed by then; psycopg's cancelling of a query in
+flight (and psycopg_pool's tasks at shutdown) have been seen to wait forever, rarely."""
+
+
+@contextlib.asynccontextmanager
+async def _opened(runtime: Runtime) -> AsyncIterator[Runtime]:
+    await runtime.open()
+    try:
+        yield runtime
+    finally:
+        await _bounded(runtime.close(), "closing the runtime")
+
+
+async def _bounded(closing: Awaitable[None], what: str) -> None:
+    """Wait for ``closing`` at most :data:`_CLOSE_GRACE` seconds, then leave it to the exit."""
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=_CLOSE_GRACE)
+    if not done:
+        print(f"sagafsm worker: {what} took over {_CLOSE_GRACE:g} s; exiting", file=sys.stderr)
+    elif task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
 
 
 async def _serve(
@@ -245,8 +272,11 @@ async def _main(options: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(argv)
+    # Not asyncio.run: its clean-up waits on every task left, and a database driver's may
+    # never end; the process exits at once after this returns (see the end of the module).
+    runner = asyncio.Runner()
     try:
-        return asyncio.run(_main(options))
+        return runner.run(_main(options))
     except (StoreError, InvalidConfig, InvalidDefinition) as error:
         # Raised at start-up, before anything is written: bad input, not a failed run.
         print(f"sagafsm worker {options.role}: error: {error}", file=sys.stderr)
@@ -254,4 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # what this process did is committed: no finalizer may hold it up
