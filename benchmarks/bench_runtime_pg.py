@@ -3,7 +3,11 @@ saga, and our time against the same number of bare PostgreSQL transactions of th
 in the same process against the same server.
 
     python benchmarks/bench_runtime_pg.py [--sagas 2000] [--repeats 3] [--concurrency 200]
-                                          [--url postgresql://...] [--json]
+                                          [--url postgresql://...] [--json] [--workers 1,2,4]
+
+With ``--workers``, each count N runs N processes (:mod:`bench_pg_workers`), each a
+:class:`~sagafsm.runtime.postgres_workers.WorkerRuntime` with a ParticipantHost of its own, all
+talking through the PostgreSQL transport, and the baseline commits from N connections at once.
 
 The workload is bench_runtime.py's (a 4-step order saga, in-process participants through an
 InProcessTransport, one ParticipantHost), on a PostgresStore. Without ``--url`` the script
@@ -94,6 +98,32 @@ def baseline(url: str, transactions: int, rows_per_transaction: float, payload: 
         return time.perf_counter() - began
 
 
+def summary(
+    args: Any, runs: list[dict[str, Any]], bases: list[float], *, workers: int
+) -> dict[str, Any]:
+    """The figures of ``runs`` (medians) against their baselines' (``bases``, seconds)."""
+    seconds = statistics.median(r["seconds"] for r in runs)
+    base = statistics.median(bases)
+    last = runs[-1]
+    transactions = last["orchestrator_commits"] + last["participant_transactions"]
+    return {
+        "sagas": args.sagas,
+        "concurrency": args.concurrency,
+        "workers": workers,
+        "synchronous_commit": args.synchronous_commit,
+        "sagas_per_second": args.sagas / seconds,
+        "completed_per_second": statistics.median(
+            r["states"].get("completed", 0) / r["seconds"] for r in runs
+        ),
+        "orchestrator_commits_per_saga": last["orchestrator_commits"] / args.sagas,
+        "participant_transactions_per_saga": last["participant_transactions"] / args.sagas,
+        "bare_commits_per_second": transactions / base,
+        "baseline_seconds": base,
+        "ratio": seconds / base,
+        "states": last["states"],
+    }
+
+
 def start_server(directory: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs, when XDG_RUNTIME_DIR is unset
@@ -118,7 +148,23 @@ def main() -> None:
         "nothing, a crashed server the last moments (what SQLite's synchronous=NORMAL gives)",
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--workers", metavar="N,N,...", help="worker process counts to measure (e.g. 1,2,4)"
+    )
     args = parser.parse_args()
+    if args.workers:
+        from bench_pg_workers import measure_workers
+
+        counts = [int(n) for n in args.workers.split(",")]
+        with tempfile.TemporaryDirectory() as scratch:
+            server = None if args.url else start_server(Path(scratch))
+            try:
+                found = measure_workers(args, args.url or server.get_uri("postgres"), counts)
+            finally:
+                if server is not None:
+                    server.cleanup()
+        print(json.dumps(found, indent=2))
+        return
     with tempfile.TemporaryDirectory() as scratch:
         server = None if args.url else start_server(Path(scratch))
         server_url = args.url or server.get_uri("postgres")
@@ -139,26 +185,7 @@ def main() -> None:
         finally:
             if server is not None:
                 server.cleanup()
-    seconds = statistics.median(r["seconds"] for r in runs)
-    base = statistics.median(bases)
-    last = runs[-1]
-    transactions = last["orchestrator_commits"] + last["participant_transactions"]
-    result = {
-        "sagas": args.sagas,
-        "concurrency": args.concurrency,
-        "workers": 1,
-        "synchronous_commit": args.synchronous_commit,
-        "sagas_per_second": args.sagas / seconds,
-        "completed_per_second": statistics.median(
-            r["states"].get("completed", 0) / r["seconds"] for r in runs
-        ),
-        "orchestrator_commits_per_saga": last["orchestrator_commits"] / args.sagas,
-        "participant_transactions_per_saga": last["participant_transactions"] / args.sagas,
-        "bare_commits_per_second": transactions / base,
-        "baseline_seconds": base,
-        "ratio": seconds / base,
-        "states": last["states"],
-    }
+    result = summary(args, runs, bases, workers=1)
     if args.json:
         print(json.dumps(result, indent=2))
         return

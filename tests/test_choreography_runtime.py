@@ -159,6 +159,7 @@ def test_sagafsm_run_style_choreography_prints_a_clean_verdict(tmp_path: Path) -
         (("--store", "memory://"), "a real run needs a store its processes share"),
         (("--mutant", "publish-before-commit"), "unknown mutant 'publish-before-commit'"),
         (("--sagas", "0"), "--sagas must be at least 1"),
+        (("--workers", "2"), "--workers 2: a choreography has no orchestrator"),
     ],
 )
 def test_bad_combinations_are_refused_in_one_line(

@@ -76,7 +76,7 @@ def test_a_newer_schema_is_refused_and_left_as_it_was(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         conn.execute("UPDATE sagafsm_meta SET value = 99 WHERE key = 'schema_version'")
     before = tables(pg_url)
-    with pytest.raises(StoreError, match=r"newer sagafsm \(schema 99, this one reads up to 2\)"):
+    with pytest.raises(StoreError, match=r"newer sagafsm \(schema 99, this one reads up to 3\)"):
         opened(pg_url)
     assert tables(pg_url) == before
 

@@ -2,7 +2,8 @@
 store.
 
 The participants run in one process, the orchestrator in another (:mod:`sagafsm.runtime.worker`),
-in real time; ``--kill-every`` SIGKILLs the orchestrator while it works and starts it again. Once
+or in ``--workers N`` others on PostgreSQL, in real time; ``--kill-every`` SIGKILLs an
+orchestrator while it works (one at a time) and starts it again. Once
 every saga finished, the store is read back and judged by the checkers ``simulate`` runs, plus
 the scenario's invariants over its tables (:mod:`sagafsm.runtime.verdict`). Every input is checked
 before anything is created. ``SAGAFSM_CRASH_AT=POINT:COUNT`` in the environment arms the first
@@ -20,7 +21,7 @@ from typing import Any
 
 __all__ = ["register", "run", "format_real_report"]
 
-_MUTANTS = ("publish-before-commit", "no-inbox")
+_MUTANTS = ("publish-before-commit", "no-inbox", "no-saga-lock", "no-claim-lease")
 """The names of :data:`sagafsm.runtime.mutants.RUNTIME_MUTANTS`, for the help text: building the
 parser must not import the runtime (every ``sagafsm`` command builds it)."""
 _CHOREOGRAPHY_MUTANTS = ("no-dedup-events", "no-timer-rearm")
@@ -32,7 +33,8 @@ def register(subparsers: Any) -> None:
         "run",
         help="run a scenario's saga for real: orchestrator and participants as OS processes",
         description="Run a scenario's saga on the real runtime: participants and orchestrator "
-        "as two processes over a SQLite or PostgreSQL store, in real time; then judge the "
+        "(--workers of them on PostgreSQL) as processes over a SQLite or PostgreSQL store, in "
+        "real time; then judge the "
         "store's trace and tables. Exit status: 0 clean, 1 a property was violated, 2 bad "
         "input, 3 an internal error (--debug prints its traceback).",
     )
@@ -49,11 +51,18 @@ def register(subparsers: Any) -> None:
         "--concurrency", type=int, default=50, metavar="C", help="sagas in flight at most"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="orchestrator worker processes sharing the store (2 or more: PostgreSQL only)",
+    )
+    parser.add_argument(
         "--kill-every",
         type=float,
         metavar="SECONDS",
-        help="SIGKILL the orchestrator this long after each start (once it has recovered), "
-        "and start it again",
+        help="SIGKILL an orchestrator this long after each start (once it has recovered), "
+        "and start it again; with several workers, one at a time, in turn",
     )
     parser.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="every step's reply timeout"
@@ -124,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         timeout=args.timeout,
         kill_every=args.kill_every,
+        workers=args.workers,
         mutant=args.mutant,
     )
     progress, stop = _progress(not args.json, sys.stderr.isatty())

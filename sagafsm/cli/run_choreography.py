@@ -24,6 +24,10 @@ def run_choreography(args: argparse.Namespace, crash_spec: str | None) -> int:
     from ..runtime.scenario import load_runtime_scenario
     from .run import _progress
 
+    if args.workers != 1:  # (the default): each participant is one process already
+        raise InvalidConfig(
+            f"--workers {args.workers}: a choreography has no orchestrator to run as workers"
+        )
     crashes: dict[str, tuple[str, ...]] = {}
     if crash_spec:
         if crash_spec.partition(":")[0] not in CHOREOGRAPHY_CRASH_POINTS:

@@ -8,6 +8,7 @@ checkers as the correct runtime, and must find violations.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from .codec import envelope_from_dict
 from .host import ParticipantHost
@@ -41,5 +42,12 @@ class NoInboxHost(ParticipantHost):
 RUNTIME_MUTANTS: Mapping[str, str] = {
     "publish-before-commit": "the orchestrator sends commands before their transaction commits",
     "no-inbox": "participants keep no inbox: duplicates run twice, no tombstones",
+    "no-saga-lock": "workers read a saga without its row lock (PostgreSQL, --workers 2 or more)",
+    "no-claim-lease": "workers claim outbox rows and timers without a lease (PostgreSQL, "
+    "--workers 2 or more)",
 }
-"""Name -> what it breaks (the worker's ``--mutant`` choices)."""
+"""Name -> what it breaks (the worker's ``--mutant`` choices). The last two are
+:data:`sagafsm.runtime.postgres_run.WORKER_MUTANTS`, kept there (they need psycopg)."""
+
+WORKER_ONLY: Final = frozenset({"no-saga-lock", "no-claim-lease"})
+"""The mutants of workers sharing a PostgreSQL store (``--workers`` 2 or more)."""

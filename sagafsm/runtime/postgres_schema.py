@@ -82,7 +82,15 @@ _V2: Final = (
         requested_at double precision NOT NULL)""",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+_V3: Final = (
+    # Several orchestrator workers on one store (:mod:`.postgres_workers`): a row is claimed by
+    # moving ``claimed_until`` (the workers' clock, epoch seconds) ahead; nobody else takes it
+    # before then, and a dead worker's claim runs out. 0 means unclaimed.
+    "ALTER TABLE sagafsm_outbox ADD COLUMN claimed_until double precision NOT NULL DEFAULT 0",
+    "ALTER TABLE sagafsm_timers ADD COLUMN claimed_until double precision NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 """Migration ``n`` (from 1) brings a store from schema ``n - 1`` to ``n``, inside the migrating
 transaction. Append only; never edit a released one."""
 
@@ -181,17 +189,21 @@ UPDATE_SAGAS: Final = """
 saga's row to the commit: two processes moving one saga take turns."""
 
 INSERT_OUTBOX: Final = """
-    INSERT INTO sagafsm_outbox (saga_id, message)
-    SELECT saga_id, message FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY
+    INSERT INTO sagafsm_outbox (saga_id, message, claimed_until)
+    SELECT saga_id, message, %s FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY
          AS u(saga_id, message, ord)
     ORDER BY ord
     RETURNING id"""
-"""Identities are drawn in ``ord`` order: sorted, the ids returned follow the batch's order."""
+"""Identities are drawn in ``ord`` order: sorted, the ids returned follow the batch's order.
+The rows come claimed until the first parameter: the committing worker publishes them itself,
+and other workers' relays leave them alone unless it dies (:mod:`.postgres_workers`)."""
 
 ARM: Final = """
     INSERT INTO sagafsm_timers (saga_id, timer_id, due)
     SELECT * FROM unnest(%b::text[], %b::text[], %b::float8[])
-    ON CONFLICT (saga_id) DO UPDATE SET timer_id = EXCLUDED.timer_id, due = EXCLUDED.due"""
+    ON CONFLICT (saga_id) DO UPDATE SET timer_id = EXCLUDED.timer_id, due = EXCLUDED.due,
+        claimed_until = 0"""
+"""A timer armed again is a new timer: unclaimed, whoever claimed the one it replaces."""
 CANCEL: Final = "DELETE FROM sagafsm_timers WHERE saga_id = ANY(%b::text[])"
 APPEND: Final = "INSERT INTO sagafsm_trace (records) VALUES (%s)"
 # Inbound transport rows handled by this batch leave with it: a crash redelivers both or neither.

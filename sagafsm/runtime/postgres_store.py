@@ -20,6 +20,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -204,10 +205,28 @@ class PostgresStore:
         self, commits: Sequence[Commit], consumed: Sequence[int] = ()
     ) -> list[OutboxRow]:
         batch = EncodedBatch(commits)  # here, while the caller's dicts cannot change
+        async with self._write_lock, self._open_pool().connection() as conn:
+            return await self._commit_on(conn, batch, consumed, self._claimed_until(commits))
+
+    async def _commit_on(
+        self,
+        conn: Connection,
+        batch: EncodedBatch,
+        consumed: Sequence[int],
+        claimed_until: float,
+    ) -> list[OutboxRow]:
+        """Write ``batch`` and commit, on ``conn`` (in a transaction already or not: a worker
+        sharing the store holds its sagas' row locks from before it decided the moves)."""
         try:
-            async with self._write_lock, self._transaction(pipeline=True) as conn:
-                await self._write_sagas(conn, batch)
-                outbox = await self._write_rest(conn, batch, consumed)
+            try:
+                async with conn.pipeline():
+                    await self._write_sagas(conn, batch)
+                    outbox = await self._write_rest(conn, batch, consumed, claimed_until)
+                    await conn.commit()
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+                raise
             # The COMMIT went with the last statements, in one round trip; the ids came back.
             if outbox is None:
                 return []
@@ -240,15 +259,23 @@ class PostgresStore:
                 if saga_id not in updated:
                     raise InvalidArgument(f"saga {saga_id!r}: a commit for a saga never started")
 
+    def _claimed_until(self, commits: Sequence[Commit]) -> float:
+        """Until when the outbox rows of a commit stay claimed by their writer: never past
+        their commit here (one runtime publishes what it commits and, at open, whatever it
+        finds); a store shared by several workers claims them (:mod:`.postgres_workers`)."""
+        return 0.0
+
     @staticmethod
     async def _write_rest(
-        conn: Connection, batch: EncodedBatch, consumed: Sequence[int]
+        conn: Connection, batch: EncodedBatch, consumed: Sequence[int], claimed_until: float
     ) -> Cursor | None:
         """The rest of the batch, sent without waiting; the outbox insert's cursor, whose ids
         are read once the transaction has committed."""
         outbox = None
         if batch.outbox:
-            outbox = await conn.execute(_sql.INSERT_OUTBOX, _columns(batch.outbox, 2))
+            outbox = await conn.execute(
+                _sql.INSERT_OUTBOX, [claimed_until, *_columns(batch.outbox, 2)]
+            )
         cancel = [saga_id for saga_id, timer in batch.timers.items() if timer is None]
         arm = [(t.saga_id, t.timer_id, float(t.due)) for t in batch.timers.values() if t]
         if cancel:

@@ -103,6 +103,11 @@ class Runtime:
     often, in seconds, the store is asked for operators' retry requests (``sagafsm retry``).
     """
 
+    _takes_over = True
+    """Whether open() takes over every unfinished saga, timer and unsent row of the store (this
+    runtime owns it); False for workers sharing a store, which load a saga when they move it
+    (:mod:`.postgres_workers`)."""
+
     def __init__(
         self,
         store: Store,
@@ -165,7 +170,7 @@ class Runtime:
             raise InvalidArgument("this runtime is already open")
         await self._store.open()
         try:
-            stored = await self._store.running()
+            stored = await self._store.running() if self._takes_over else []
             for saga in stored:
                 self._core.definition(saga.definition)  # every one known, before any change
             self._boot = await self._store.boot()
@@ -180,7 +185,7 @@ class Runtime:
             ((saga.definition, saga.snapshot) for saga in stored), now, resend=False
         )
         self.recovered = len(stored)
-        for row in await self._store.timers():
+        for row in await self._store.timers() if self._takes_over else ():
             self._timers.arm(row.saga_id, row.timer_id, row.due)
         retention = getattr(self._store, "retention", None)
         if isinstance(retention, (int, float)) and retention > 0:
@@ -192,7 +197,8 @@ class Runtime:
         restart: RawRecord = (now, "restart", None, ORCHESTRATOR, len(stored))
         await self._store.append_trace([restart])
         self._open = True
-        unsent = await self._store.unsent()
+        # A worker sharing the store leaves other workers' rows to its relay (their claims expire).
+        unsent = await self._store.unsent() if self._takes_over else []
         for first in range(0, len(unsent), self._batch_size):  # a batch's worth at a time
             await self._publish(unsent[first : first + self._batch_size], [])
         if first_moves:

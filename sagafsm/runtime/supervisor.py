@@ -1,24 +1,26 @@
-"""Runs a scenario for real as two OS processes, kills them as asked, and judges what they did.
+"""Runs a scenario for real as OS processes, kills them as asked, and judges what they did.
 
 :func:`supervise` prepares the store (its schema, the scenario's tables), starts the participants
-worker and the orchestrator worker (:mod:`sagafsm.runtime.worker`) on the same store (a SQLite
-file or a PostgreSQL database), and watches them until the orchestrator exits 0, every saga
-finished. Along the way it kills:
+worker and the orchestrator workers (:mod:`sagafsm.runtime.worker`; ``workers`` of them, several
+only on PostgreSQL) on the same store (a SQLite file or a PostgreSQL database), and watches them
+until every orchestrator exits 0, every saga finished. Along the way it kills:
 
-- ``kill_every`` seconds after each orchestrator life is ready (it prints a line once it has
-  recovered and runs), the orchestrator with SIGKILL, and starts it again at once: moments that
+- ``kill_every`` seconds after an orchestrator life is ready (it prints a line once it has
+  recovered and runs), that orchestrator with SIGKILL, and starts it again at once: moments that
   fall anywhere in its work (mid-commit, mid-publish); counting from readiness means every life
-  gets work done, however long the machine takes to start a process. ``kills`` spreads a fixed
-  number of kills over the run instead (by progress, each after a random delay);
+  gets work done, however long the machine takes to start a process. With several workers, one
+  is killed at a time, in turn, while the others carry on. ``kills`` spreads a fixed number of
+  kills over the run instead (by progress, each after a random delay);
 - at crash points: each life of a process may be armed with one ``SAGAFSM_CRASH_AT`` spec
-  (``orchestrator_crashes``/``participant_crashes``, one per life, in order). A process that dies
-  of SIGKILL, whoever sent it, is counted and restarted with the next spec.
+  (``orchestrator_crashes``, for the first orchestrator worker, and ``participant_crashes``, one
+  per life, in order). A process that dies of SIGKILL, whoever sent it, is counted and restarted
+  with the next spec.
 
 Then it stops the participants (SIGTERM: the command in hand is finished) and hands the store to
 :func:`sagafsm.runtime.verdict.judge`. The tests of the crash matrix and ``sagafsm run`` both go
 through here, so what the tests prove is what the command does.
 
-The supervisor shares its process group with the workers (a Ctrl-C reaches all three, and each
+The supervisor shares its process group with the workers (a Ctrl-C reaches them all, and each
 worker stops gracefully); whatever way it leaves, it stops the workers it started.
 """
 
@@ -42,7 +44,7 @@ import attrs
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE
 from .crashpoints import CRASH_POINTS, ENVIRONMENT_VARIABLE
-from .mutants import RUNTIME_MUTANTS
+from .mutants import RUNTIME_MUTANTS, WORKER_ONLY
 from .scenario import RuntimeScenario, load_runtime_scenario
 from .verdict import RealRunResult, judge, prepare_store
 from .worker import READY_LINE, RunStore, run_store
@@ -74,8 +76,11 @@ class RunPlan:
     concurrency: int = 50
     timeout: float | None = None
     """Every step's timeout in seconds (None: the scenario's runtime default)."""
+    workers: int = 1
+    """Orchestrator worker processes (``--workers``); more than one needs a PostgreSQL store."""
     kill_every: float | None = None
-    """SIGKILL the orchestrator this many seconds after each life is ready (``--kill-every``)."""
+    """SIGKILL an orchestrator this many seconds after each life is ready (``--kill-every``):
+    one worker at a time, in turn, while the others carry on."""
     kills: int = 0
     """SIGKILL the orchestrator this many times, spread over the run by progress (tests: a
     number of kills that does not depend on the machine's speed)."""
@@ -97,6 +102,9 @@ class RunPlan:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):
                 raise InvalidConfig(f"--{name.replace('_', '-')} must be positive, got {value!r}")
+        workers = self.workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InvalidConfig(f"--workers must be at least 1, got {workers!r}")
         if isinstance(self.kills, bool) or not isinstance(self.kills, int) or self.kills < 0:
             raise InvalidConfig(f"kills must be an int, 0 or more, got {self.kills!r}")
         if self.mutant is not None and self.mutant not in RUNTIME_MUTANTS:
@@ -112,11 +120,19 @@ class RunPlan:
                     f"point among {', '.join(CRASH_POINTS)}"
                 )
         store = run_store(self.store)  # the URL: refused before anything exists
+        if workers > 1 and store.dialect != "postgresql":
+            raise InvalidConfig(
+                f"--workers {workers}: several orchestrator workers share a PostgreSQL store; "
+                f"{store.name} serves one (use --store postgresql://...)"
+            )
+        if self.mutant in WORKER_ONLY and workers < 2:
+            raise InvalidConfig(f"mutant {self.mutant!r} breaks shared workers: give --workers 2+")
         scenario = load_runtime_scenario(self.scenario, timeout=self.timeout)
         scenario.schema(store.dialect)  # a scenario without tables for this store: refused
         return scenario
 
-    def worker_arguments(self, role: str) -> list[str]:
+    def worker_arguments(self, role: str, index: int = 0) -> list[str]:
+        """The command line of a worker process (``index``: which orchestrator worker)."""
         arguments = [
             sys.executable, "-m", "sagafsm.runtime.worker", role,
             "--scenario", self.scenario, "--store", self.store,
@@ -127,15 +143,19 @@ class RunPlan:
             arguments += ["--timeout", repr(float(self.timeout))]
         if self.mutant is not None:
             arguments += ["--mutant", self.mutant]
+        if role == "orchestrator" and self.workers > 1:
+            arguments += ["--workers", str(self.workers), "--worker", str(index)]
         return arguments
 
 
 class _Worker:
     """One role's current process, its lives, and the crash specs left for its next lives."""
 
-    def __init__(self, plan: RunPlan, role: str, crashes: tuple[str, ...], logs: Path) -> None:
-        self.role = role
-        self.arguments = plan.worker_arguments(role)
+    def __init__(
+        self, plan: RunPlan, role: str, crashes: tuple[str, ...], logs: Path, index: int = 0
+    ) -> None:
+        self.role = role if plan.workers == 1 or role != "orchestrator" else f"{role}-{index}"
+        self.arguments = plan.worker_arguments(role, index)
         self.crashes = list(crashes)
         self.logs = logs
         self.lives = 0
@@ -143,6 +163,8 @@ class _Worker:
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_at: float | None = None
         """When this life said it is ready (the orchestrator: recovered and running)."""
+        self.done = False
+        """It exited 0 (an orchestrator: every saga finished)."""
         self._said = b""
         self._log: IO[bytes] | None = None
 
@@ -220,9 +242,11 @@ class _Worker:
 
 
 class _Killer:
-    """When to SIGKILL the orchestrator: ``kill_every`` seconds after each life is ready, and
-    the ``kills`` spread over the run, the k-th once k/(kills+1) of the sagas finished plus a
-    random delay (seeded), so that each life gets work done, whatever the machine's speed."""
+    """When to SIGKILL an orchestrator, and which: ``kill_every`` seconds after its life is
+    ready, and the ``kills`` spread over the run, the k-th once k/(kills+1) of the sagas
+    finished plus a random delay (seeded), so that each life gets work done, whatever the
+    machine's speed. With several workers the victims take turns (one at a time: the others
+    carry on), skipping any that already finished its work."""
 
     def __init__(self, plan: RunPlan) -> None:
         self.every = plan.kill_every
@@ -230,26 +254,36 @@ class _Killer:
         self.sagas = plan.sagas
         self._rng = random.Random(f"{plan.seed}/kills")
         self._made = 0
+        self._turn = 0
         self._due: float | None = None
 
-    def due(self, orchestrator: _Worker, finished: Callable[[], int], now: float) -> bool:
-        if not orchestrator.ready():
-            return False
-        assert orchestrator.ready_at is not None
-        if self.every is not None and now - orchestrator.ready_at >= self.every:
-            return True
+    def victim(
+        self, orchestrators: list[_Worker], finished: Callable[[], int], now: float
+    ) -> _Worker | None:
+        """The worker to kill now, if one is due."""
+        running = [w for w in orchestrators if not w.done]
+        if not running:
+            return None
+        target = running[self._turn % len(running)]
+        if not target.ready():
+            return None
+        assert target.ready_at is not None
+        if self.every is not None and now - target.ready_at >= self.every:
+            self._turn += 1
+            return target
         if self._made >= self.spread:
-            return False
+            return None
         if self._due is None:
             share = (self._made + 1) * self.sagas // (self.spread + 1)
             if finished() < share:
-                return False
+                return None
             self._due = now + self._rng.uniform(0.0, _MAX_KILL_DELAY)
         if now < self._due:
-            return False
+            return None
         self._due = None
         self._made += 1
-        return True
+        self._turn += 1
+        return target
 
 
 _FINAL_STATES: Final = tuple(state.value for state in SAGA_LIFECYCLE.terminal)
@@ -292,6 +326,14 @@ class _FinishedCounter:
             self._runner.close()
 
 
+def _all_done(orchestrators: list[_Worker]) -> bool:
+    """Whether every orchestrator exited 0 (polled: a killed one is restarted meanwhile)."""
+    for orchestrator in orchestrators:
+        if not orchestrator.done and orchestrator.poll() == 0:
+            orchestrator.done = True
+    return all(orchestrator.done for orchestrator in orchestrators)
+
+
 def supervise(plan: RunPlan, progress: Progress | None = None) -> RealRunResult:
     """Run ``plan`` (module docstring) and return the verdict. Bad input raises before anything
     is created; a worker failing on its own raises :class:`WorkerFailed`."""
@@ -305,22 +347,30 @@ def supervise(plan: RunPlan, progress: Progress | None = None) -> RealRunResult:
         _FinishedCounter(plan.store) as finished,
     ):
         participants = _Worker(plan, "participants", plan.participant_crashes, Path(logs))
-        orchestrator = _Worker(plan, "orchestrator", plan.orchestrator_crashes, Path(logs))
+        # The crash specs arm the first worker's lives: the others carry on meanwhile.
+        orchestrators = [
+            _Worker(
+                plan, "orchestrator", plan.orchestrator_crashes if k == 0 else (), Path(logs), k
+            )
+            for k in range(plan.workers)
+        ]
         killer = _Killer(plan)
         kills: Counter[str] = Counter()
         try:
             participants.start()
-            orchestrator.start()
+            for orchestrator in orchestrators:
+                orchestrator.start()
             shown = 0.0
             while True:
-                if orchestrator.poll() == 0:
+                if _all_done(orchestrators):
                     break
                 participants.poll()
                 now = time.monotonic()
-                if killer.due(orchestrator, finished, now):
-                    if orchestrator.kill():
+                victim = killer.victim(orchestrators, finished, now)
+                if victim is not None:
+                    if victim.kill():
                         kills["orchestrator_kill"] += 1
-                    if orchestrator.poll() == 0:  # it finished just before
+                    if _all_done(orchestrators):  # it finished just before
                         break
                 if plan.deadline is not None and now - begun > plan.deadline:
                     stopped = f"the deadline of {plan.deadline:g} s passed"
@@ -330,12 +380,13 @@ def supervise(plan: RunPlan, progress: Progress | None = None) -> RealRunResult:
                     shown = now
                 time.sleep(_POLL)
         finally:
-            orchestrator.stop()
+            for orchestrator in orchestrators:
+                orchestrator.stop()
             participants.stop()
         wall = time.monotonic() - begun
         if progress is not None:
             progress(finished(fresh=True), plan.sagas)
-    crash_kills = orchestrator.kills - kills["orchestrator_kill"]
+    crash_kills = sum(w.kills for w in orchestrators) - kills["orchestrator_kill"]
     if crash_kills:
         kills["orchestrator_crash_point"] = crash_kills
     if participants.kills:

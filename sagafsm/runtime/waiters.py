@@ -40,6 +40,10 @@ class FinishWaiters:
         """A saga this runtime started (its finish can be answered from memory)."""
         self._started_at[saga_id] = now
 
+    def started_here(self, saga_id: str) -> bool:
+        """Whether this runtime started the saga and has not yet seen it finish."""
+        return saga_id in self._started_at
+
     def waiter(self, saga_id: str) -> asyncio.Future[SagaStatus | None]:
         """The saga's future, made on the first call (before the caller reads the store, so a
         finish committed meanwhile resolves it)."""
@@ -75,6 +79,14 @@ class FinishWaiters:
             retryable=commit.parked is not None,
         )
         waiter.set_result(status)
+
+    def finished_elsewhere(self, saga_id: str) -> None:
+        """Another worker sharing the store committed the saga's finish: its waiter is answered
+        with None (the caller reads the status back)."""
+        self._started_at.pop(saga_id, None)
+        waiter = self._waiters.pop(saga_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def fail(self, error: BaseException) -> None:
         """The runtime stopped: every waiter is told why, rather than left waiting forever."""

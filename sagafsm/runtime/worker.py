@@ -10,7 +10,9 @@ exactly what was committed.
   sagas ``{scenario}-1`` ... ``{scenario}-N`` with the data the seed draws, at most
   ``--concurrency`` in flight, skipping every id the store already holds: a restarted
   orchestrator recovers what its predecessor started and carries on with the rest. It exits 0
-  once all N have finished.
+  once all N have finished. On PostgreSQL it is worker ``--worker K`` of ``--workers W``, a
+  :class:`~sagafsm.runtime.postgres_workers.WorkerRuntime` that starts every W-th saga from the
+  K-th and moves any saga (:mod:`sagafsm.runtime.postgres_run`).
 - ``participants`` creates the scenario's tables (idempotently) and serves its participants with
   a :class:`~sagafsm.runtime.host.ParticipantHost` until SIGTERM.
 
@@ -25,9 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from ..errors import InvalidConfig, InvalidDefinition
@@ -107,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=50, metavar="C")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="every step's timeout")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="orchestrator workers sharing the store (PostgreSQL); this one is --worker",
+    )
+    parser.add_argument("--worker", type=int, default=0, metavar="K", help="this worker, from 0")
+    parser.add_argument(
         "--mutant",
         choices=sorted(RUNTIME_MUTANTS),
         help="a deliberately broken variant (each role applies the one that concerns it)",
@@ -115,10 +128,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(options: argparse.Namespace) -> None:
-    for flag in ("sagas", "concurrency"):
+    for flag in ("sagas", "concurrency", "workers"):
         value = getattr(options, flag)
         if value < 1:
             raise InvalidConfig(f"--{flag} must be at least 1, got {value}")
+    if not 0 <= options.worker < options.workers:
+        raise InvalidConfig(f"--worker must be 0 to {options.workers - 1}, got {options.worker}")
 
 
 async def _until_stopped(stop: asyncio.Event, work: asyncio.Future[None]) -> bool:
@@ -147,15 +162,25 @@ async def _orchestrate(
         )
     )
     transport = transport_for(store)
+    runtime: Runtime
+    others: Callable[[], Awaitable[None]] | None = None
+    if store.dialect == "postgresql":  # workers sharing the database: each starts its share
+        from .postgres_run import all_finished, worker_runtime
+
+        shared, runtime = worker_runtime(store, transport, definition, options.mutant)
+        store, others = shared, partial(all_finished, shared, list(data), runtime)
+    else:
+        runtime = runtime_class(store, transport, [definition])
+    mine = list(data)[options.worker :: options.workers]
     try:
-        async with runtime_class(store, transport, [definition]) as runtime:
+        async with _opened(runtime):
             print(READY_LINE, flush=True)
             known = {saga.saga_id: saga.state for saga in await store.sagas()}
             # Those already running hold their slots first: they are in flight whatever we do.
             todo = sorted(
-                (i for i in data if known.get(i) not in _FINAL), key=lambda i: i not in known
+                (i for i in mine if known.get(i) not in _FINAL), key=lambda i: i not in known
             )
-            slots = asyncio.Semaphore(options.concurrency)
+            slots = asyncio.Semaphore(-(-options.concurrency // options.workers))
 
             async def one(saga_id: str) -> None:
                 async with slots:
@@ -167,6 +192,8 @@ async def _orchestrate(
                 async with asyncio.TaskGroup() as group:
                     for saga_id in todo:
                         group.create_task(one(saga_id))
+                if others is not None:  # it serves the others' sagas too, until all finished
+                    await others()
 
             work = asyncio.ensure_future(every())
             if await _until_stopped(stop, work):
@@ -182,7 +209,32 @@ async def _orchestrate(
             await asyncio.gather(work, return_exceptions=True)
             return STOPPED
     finally:
-        await transport.close()
+        await _bounded(transport.close(), "closing the transport")
+
+
+_CLOSE_GRACE: Final = 10.0
+"""Seconds a worker gives its runtime and transport to close once its work is done or
+stopped. Everything that matters is committed by then; psycopg's cancelling of a query in
+flight (and psycopg_pool's tasks at shutdown) have been seen to wait forever, rarely."""
+
+
+@contextlib.asynccontextmanager
+async def _opened(runtime: Runtime) -> AsyncIterator[Runtime]:
+    await runtime.open()
+    try:
+        yield runtime
+    finally:
+        await _bounded(runtime.close(), "closing the runtime")
+
+
+async def _bounded(closing: Awaitable[None], what: str) -> None:
+    """Wait for ``closing`` at most :data:`_CLOSE_GRACE` seconds, then leave it to the exit."""
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=_CLOSE_GRACE)
+    if not done:
+        print(f"sagafsm worker: {what} took over {_CLOSE_GRACE:g} s; exiting", file=sys.stderr)
+    elif task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
 
 
 async def _serve(
@@ -220,8 +272,11 @@ async def _main(options: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parser().parse_args(argv)
+    # Not asyncio.run: its clean-up waits on every task left, and a database driver's may
+    # never end; the process exits at once after this returns (see the end of the module).
+    runner = asyncio.Runner()
     try:
-        return asyncio.run(_main(options))
+        return runner.run(_main(options))
     except (StoreError, InvalidConfig, InvalidDefinition) as error:
         # Raised at start-up, before anything is written: bad input, not a failed run.
         print(f"sagafsm worker {options.role}: error: {error}", file=sys.stderr)
@@ -229,4 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # what this process did is committed: no finalizer may hold it up
