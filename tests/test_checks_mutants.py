@@ -125,3 +125,12 @@ def test_a_step_the_definition_lacks_is_judged_by_the_table_too() -> None:
         "participant 'elsewhere' recorded action for step 'extra' before the orchestrator "
         "committed the step executing"
     ]
+
+
+def test_transition_coverage_counts_a_step_the_definition_lacks_under_the_step_lifecycle() -> None:
+    """Its moves are the step table's moves, so coverage reads them as such."""
+    history = completed().step("extra", "send", "pending", "executing")
+    checker = StreamingChecker(THREE)
+    checker.observe_block(history.records)
+    assert ("step", "pending", "send", "executing") in checker.moves
+    assert ("saga", "pending", "complete", "completed") in checker.moves
