@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 
 from sagafsm import SagaBuilder
 from sagafsm.checks import StreamingChecker
@@ -82,14 +83,7 @@ COMPLETED = [
 """Each action recorded while its role acts: after the move into acting, before done."""
 
 REFUNDED = [
-    (None, "OrderCreated", "started", "pending"),
-    ("reserve_inventory", "OrderCreated", "waiting", "acting"),
-    ("reserve_inventory", "action"),
-    ("reserve_inventory", "InventoryReserved", "acting", "done"),
-    ("process_payment", "InventoryReserved", "waiting", "acting"),
-    ("process_payment", "action"),
-    ("process_payment", "PaymentProcessed", "acting", "done"),
-    ("create_shipment", "PaymentProcessed", "waiting", "acting"),
+    *COMPLETED[:8],  # up to the shipping role's move into acting
     ("create_shipment", "action_failed"),
     ("create_shipment", "ShipmentFailed", "acting", "failed"),
     ("process_payment", "ShipmentFailed", "done", "compensating"),
@@ -109,28 +103,35 @@ def test_a_completed_and_a_compensated_choreography_are_clean() -> None:
     assert check(finished(history(*REFUNDED))) == {}
 
 
-def test_effect_before_event_catches_an_action_recorded_after_its_announcement() -> None:
-    """The inventory's action recorded after its role moved to done: it emitted first."""
-    moves = [*COMPLETED]
-    moves[2], moves[3] = moves[3], moves[2]
-    assert check(finished(history(*moves))) == {
-        "effect-before-event": [
+def swapped(moves: list[tuple[Any, ...]], at: int) -> list[tuple[Any, ...]]:
+    """The moves with entries ``at`` and ``at + 1`` in each other's place."""
+    moves = [*moves]
+    moves[at], moves[at + 1] = moves[at + 1], moves[at]
+    return moves
+
+
+@pytest.mark.parametrize(
+    ("moves", "line"),
+    [
+        (
+            swapped(COMPLETED, 2),
             "participant 'inventory' recorded action for step 'reserve_inventory' after its "
-            "role had announced it (the role was already 'done')"
-        ]
-    }
-
-
-def test_effect_before_event_catches_a_compensation_recorded_after_its_announcement() -> None:
-    """The inventory's release recorded after its role emitted InventoryReleased."""
-    moves = [*REFUNDED]
-    moves[14], moves[15] = moves[15], moves[14]
-    assert check(finished(history(*moves))) == {
-        "effect-before-event": [
+            "role had announced it (the role was already 'done')",
+        ),
+        (
+            swapped(REFUNDED, 14),
             "participant 'inventory' recorded compensation for step 'reserve_inventory' after "
-            "its role had announced it (the role was already 'compensated')"
-        ]
-    }
+            "its role had announced it (the role was already 'compensated')",
+        ),
+    ],
+    ids=["the reservation after InventoryReserved", "the release after InventoryReleased"],
+)
+def test_effect_before_event_catches_an_effect_recorded_after_its_announcement(
+    moves: list[tuple[Any, ...]], line: str
+) -> None:
+    """The inventory's action, or its compensation, recorded after its role moved on: it had
+    emitted the event first."""
+    assert check(finished(history(*moves))) == {"effect-before-event": [line]}
 
 
 def test_termination_by_quiescence_catches_a_role_left_done() -> None:
@@ -167,9 +168,7 @@ def test_a_role_that_never_started_is_not_judged_by_quiescence() -> None:
 def test_without_the_choreography_switch_neither_extension_runs() -> None:
     """The same roles' tables with ``choreography`` off: an effect after its announcement and a
     role left mid-way are no longer reported (an orchestrator's saga ends when it says so)."""
-    moves = [*COMPLETED[:-1]]
-    moves[2], moves[3] = moves[3], moves[2]
-    records = finished(history(*moves))
+    records = finished(history(*swapped(COMPLETED[:-1], 2)))
     assert set(check(records)) == {"effect-before-event", "termination"}
     assert check(records, attrs.evolve(choreography_steps(order_saga()), choreography=False)) == {}
 
