@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from sagafsm import SagaBuilder
-from sagafsm.checks import StreamingChecker
+from sagafsm.checks import StreamingChecker, check_history
 from sagafsm.choreography import order_saga
 from sagafsm.choreography.checking import choreography_steps, undo_order
 from sagafsm.choreography.examples import order_saga_as_written_unchecked
@@ -57,9 +57,7 @@ def check(records: list[Record], steps: Any = None) -> dict[str, list[str]]:
     """What the checkers find, by property, with the choreography's Steps (made here, in the
     test, so that the mutation run sees the tables they are built from)."""
     found: dict[str, list[str]] = {}
-    checker = StreamingChecker(DEFINITION, steps=steps or choreography_steps(order_saga()))
-    checker.observe_block(records)
-    for v in checker.finish():
+    for v in check_history(records, DEFINITION, steps=steps or choreography_steps(order_saga())):
         found.setdefault(v.property, []).append(v.detail)
     return found
 
