@@ -125,3 +125,15 @@ def test_a_step_the_definition_lacks_is_judged_by_the_table_too() -> None:
         "participant 'elsewhere' recorded action for step 'extra' before the orchestrator "
         "committed the step executing"
     ]
+
+
+def test_transition_coverage_counts_a_step_the_definition_lacks_under_the_step_lifecycle() -> None:
+    """Its moves are the step table's moves, so coverage reads them as such (here the one move
+    no step of the definition made)."""
+    moves = []
+    for history in (completed(), completed().give_up("extra")):
+        checker = StreamingChecker(THREE)
+        checker.observe_block(history.records)
+        moves.append(checker.moves)
+    assert moves[1] - moves[0] == {("step", "executing", "give_up", "timed_out")}
+    assert ("saga", "pending", "complete", "completed") in moves[0]

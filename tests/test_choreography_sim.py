@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sagafsm.checks import check_history
-from sagafsm.choreography import order_saga, order_saga_as_written
-from sagafsm.choreography.checking import choreography_steps, undo_order
+from sagafsm.choreography import order_saga_as_written
 from sagafsm.choreography.examples import order_saga_as_written_unchecked
 from sagafsm.cli import main
 from sagafsm.errors import InvalidDefinition
@@ -97,108 +95,7 @@ def test_the_bypass_is_only_for_mutants_the_builder_still_refuses_the_notes_tabl
     assert release is not None and set(release.on) == {"PaymentFailed", "ShipmentFailed"}
 
 
-# -- the checkers' choreography extensions, on hand-made histories ------------------------------
-
-DEFINITION = load_scenario("order_fulfillment").definition
-
-
-def _history(*moves: tuple[str | None, str, str, str], effects: tuple[int, str, str] = ()):  # type: ignore[no-untyped-def,assignment]
-    """A saga of order_saga(): start, the given moves, then ledger effects inserted at indexes."""
-    records: list[tuple[object, ...]] = [(0.0, "start", "s0", "order_saga")]
-    for step, trigger, source, dest in moves:
-        records.append((0.0, "transition", "s0", step, trigger, source, dest))
-    for at, step, what in sorted(effects, reverse=True):  # type: ignore[misc]
-        records.insert(at, (0.0, "effect", "s0", "p", step, what))
-    return records
-
-
-_COMPLETED = [
-    (None, "OrderCreated", "started", "pending"),
-    ("reserve_inventory", "OrderCreated", "waiting", "acting"),
-    ("reserve_inventory", "InventoryReserved", "acting", "done"),
-    ("process_payment", "InventoryReserved", "waiting", "acting"),
-    ("process_payment", "PaymentProcessed", "acting", "done"),
-    ("create_shipment", "PaymentProcessed", "waiting", "acting"),
-    ("create_shipment", "ShipmentCreated", "acting", "done"),
-    (None, "ShipmentCreated", "pending", "completed"),
-    ("reserve_inventory", "OrderFulfilled", "done", "finished"),
-    ("process_payment", "OrderFulfilled", "done", "finished"),
-    ("create_shipment", "OrderFulfilled", "done", "finished"),
-]
-
-
-def _check(records: list[tuple[object, ...]]) -> dict[str, list[str]]:
-    records.append((1.0, "finish", "s0", records_state(records), None))
-    found: dict[str, list[str]] = {}
-    for v in check_history(records, DEFINITION, steps=choreography_steps(order_saga())):
-        found.setdefault(v.property, []).append(v.detail)
-    return found
-
-
-def records_state(records: list[tuple[object, ...]]) -> str:
-    saga = [r for r in records if r[1] == "transition" and r[3] is None]
-    return str(saga[-1][6])
-
-
-def test_a_completed_choreography_with_effects_before_events_is_clean() -> None:
-    """Each action recorded while its role acts (after the move into acting, before done)."""
-    effects = ((3, "reserve_inventory", "action"), (5, "process_payment", "action"),
-               (7, "create_shipment", "action"))  # fmt: skip
-    assert _check(_history(*_COMPLETED, effects=effects)) == {}
-
-
-def test_effect_before_event_catches_an_effect_recorded_after_its_announcement() -> None:
-    """The inventory's action recorded after its role moved to done (it emitted first)."""
-    effects = ((4, "reserve_inventory", "action"), (5, "process_payment", "action"),
-               (7, "create_shipment", "action"))  # fmt: skip
-    found = _check(_history(*_COMPLETED, effects=effects))
-    assert list(found) == ["effect-before-event"]
-    assert "'reserve_inventory'" in found["effect-before-event"][0]
-
-
-def test_termination_by_quiescence_catches_a_role_left_done() -> None:
-    """The saga completed, but the shipping role never heard it: it stands in 'done'."""
-    effects = ((3, "reserve_inventory", "action"), (5, "process_payment", "action"),
-               (7, "create_shipment", "action"))  # fmt: skip
-    found = _check(_history(*_COMPLETED[:-1], effects=effects))
-    assert found == {"termination": ["the role of step 'create_shipment' stopped in 'done', "
-                                     "not a final state"]}  # fmt: skip
-
-
-def test_declared_transitions_reads_the_roles_tables() -> None:
-    """A move the shipping role's table does not have (waiting straight to done) is reported."""
-    moves = [*_COMPLETED]
-    moves[5] = ("create_shipment", "PaymentProcessed", "waiting", "done")
-    del moves[6]
-    effects = ((3, "reserve_inventory", "action"), (5, "process_payment", "action"))
-    found = _check(_history(*moves, effects=effects))
-    assert "declared-transitions" in found
-
-
-def test_reverse_order_is_the_order_the_table_implies() -> None:
-    """order_saga() releases the inventory on PaymentRefunded: refund first. The notes' table
-    undoes both side by side, so it implies no order."""
-    assert undo_order(order_saga()) == {("process_payment", "reserve_inventory")}
-    assert undo_order(order_saga_as_written_unchecked()) == frozenset()
-    failed = [
-        (None, "OrderCreated", "started", "pending"),
-        ("reserve_inventory", "OrderCreated", "waiting", "acting"),
-        ("reserve_inventory", "InventoryReserved", "acting", "done"),
-        ("process_payment", "InventoryReserved", "waiting", "acting"),
-        ("process_payment", "PaymentProcessed", "acting", "done"),
-        ("create_shipment", "PaymentProcessed", "waiting", "acting"),
-        ("create_shipment", "ShipmentFailed", "acting", "failed"),
-        ("reserve_inventory", "deadline passed", "done", "compensating"),
-        ("reserve_inventory", "InventoryReleased", "compensating", "compensated"),
-        ("process_payment", "ShipmentFailed", "done", "compensating"),
-        ("process_payment", "PaymentRefunded", "compensating", "compensated"),
-        (None, "InventoryReleased", "pending", "failed"),
-    ]
-    effects = ((3, "reserve_inventory", "action"), (5, "process_payment", "action"),
-               (7, "create_shipment", "action_failed"), (9, "reserve_inventory", "compensation"),
-               (11, "process_payment", "compensation"))  # fmt: skip
-    found = _check(_history(*failed, effects=effects))
-    assert list(found) == ["reverse-order"]
+# The checkers' choreography extensions on hand-made histories: test_choreography_checks.py.
 
 
 # -- the command line -------------------------------------------------------------------------

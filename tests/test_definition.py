@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sagafsm import (
     InvalidDefinition,
@@ -261,3 +263,104 @@ def test_a_bad_option_is_refused_when_given_not_at_build(
         with pytest.raises(InvalidDefinition, match=message):
             getattr(builder, method)("a", participant="p", action="do", **extra, **options)
         assert builder._steps == []  # nothing half-added
+
+
+# -- the lines a user reads ----------------------------------------------------------------------
+
+_NOT_A_NAME = st.one_of(
+    st.just(""), st.none(), st.booleans(), st.integers(), st.floats(), st.binary(max_size=3),
+    st.lists(st.text(max_size=2), max_size=2),
+)  # fmt: skip
+"""What a saga or step name cannot be: empty, or not a string."""
+
+
+@given(_NOT_A_NAME)
+def test_a_saga_name_that_is_not_a_non_empty_string_is_refused_in_one_line(name: Any) -> None:
+    """By the builder, before any step is added, and by a SagaDefinition made directly."""
+    line = f"saga name must be a non-empty string, got {name!r}"
+    with pytest.raises(InvalidDefinition) as refused:
+        SagaBuilder(name)
+    assert str(refused.value) == line
+    with pytest.raises(InvalidDefinition) as refused:
+        SagaDefinition(name=name, steps=[step("a")])
+    assert str(refused.value) == line
+
+
+@given(st.one_of(st.just(""), st.booleans(), st.integers(), st.binary(max_size=3)))
+def test_a_compensation_that_is_not_a_non_empty_string_is_refused_in_one_line(
+    compensation: Any,
+) -> None:
+    """None means "no compensation"; an empty string or a non-string is a mistake, not None."""
+    with pytest.raises(InvalidDefinition) as refused:
+        StepDefinition(name="a", participant="p", action="do", compensation=compensation)
+    assert str(refused.value) == (
+        f"step 'a': compensation must be a non-empty string or None, got {compensation!r}"
+    )
+
+
+@pytest.mark.parametrize("steps", ["ab", b"ab", {"a": 1}, 5, None])
+def test_steps_that_are_not_a_sequence_of_steps_are_refused_in_one_line(steps: Any) -> None:
+    """A string is iterable but is not a list of steps; neither is a mapping or a number."""
+    with pytest.raises(InvalidDefinition) as refused:
+        SagaDefinition(name="order", steps=steps)
+    assert str(refused.value) == (
+        f"saga steps must be a sequence of StepDefinition, got {steps!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("build", "line"),
+    [
+        (
+            lambda: StepDefinition(name="reserve", participant="inv", action="reserve"),
+            "step 'reserve': a compensatable step needs a compensation "
+            "(declare a step with nothing to undo as read-only)",
+        ),
+        (
+            lambda: step("verify", StepKind.READ_ONLY, compensation="undo"),
+            "step 'verify': a read-only step cannot have a compensation (it has no effect to undo)",
+        ),
+        (
+            lambda: step("charge", StepKind.PIVOT, compensation="refund"),
+            "step 'charge': a pivot step cannot have a compensation "
+            "(nothing at or after the pivot is ever undone)",
+        ),
+        (
+            lambda: step("notify", StepKind.RETRIABLE, compensation="unsend"),
+            "step 'notify': a retriable step cannot have a compensation "
+            "(nothing at or after the pivot is ever undone)",
+        ),
+        (
+            lambda: SagaDefinition(
+                name="order", steps=[step("p", StepKind.PIVOT), step("v", StepKind.READ_ONLY)]
+            ),
+            "saga 'order': read-only step 'v' comes after the pivot 'p'",
+        ),
+        (
+            lambda: SagaDefinition(name="order", steps=[step("p", StepKind.PIVOT), step("late")]),
+            "saga 'order': compensatable step 'late' comes after the pivot 'p'",
+        ),
+        (
+            lambda: SagaBuilder("order", timout=1.0),
+            "saga 'order': unknown step option 'timout' "
+            "(known: compensation_retry, compensation_timeout, retry, timeout)",
+        ),
+    ],
+    ids=[
+        "no compensation",
+        "read-only compensated",
+        "pivot compensated",
+        "retriable compensated",
+        "read-only after the pivot",
+        "compensatable after the pivot",
+        "unknown option",
+    ],
+)
+def test_each_step_kind_rule_is_refused_with_the_line_that_explains_it(
+    build: Any, line: str
+) -> None:
+    """The whole line, as a user reads it: the step, the rule it breaks, and why the rule holds
+    (kinds are written as in the docs, read-only with a hyphen)."""
+    with pytest.raises(InvalidDefinition) as refused:
+        build()
+    assert str(refused.value) == line

@@ -246,6 +246,35 @@ def test_each_retry_reopens_one_finish_only() -> None:
     ]
 
 
+def test_a_saga_retried_twice_may_finish_three_times() -> None:
+    """The retried compensation gives up again and parks the saga a second time; a second retry
+    reopens that finish too, and the run is clean."""
+    records = _retried()
+    at = records.index((5.1, "effect", "t-1", "cars", "car", "compensation"))
+    records[at:at] = [
+        (5.05, "effect", "t-1", "cars", "car", "compensation_failed"),
+        *_moves("t-1", [
+            ("car", "compensation_give_up", "compensating", "compensation_failed"),
+            (None, "escalate", "compensating", "operator_required"),
+        ]),
+        (5.06, "finish", "t-1", "operator_required", PARKED_REASON),
+        (5.07, "operator", "t-1", "retry", "the car desk is back, really"),
+        *_moves("t-1", [
+            (None, "operator_retry", "operator_required", "compensating"),
+            ("car", "operator_retry", "compensation_failed", "compensating"),
+        ]),
+    ]  # fmt: skip
+    assert found(records) == []
+    records.append((6.0, "finish", "t-1", "failed", "again"))
+    assert found(records) == [
+        (
+            "single-run",
+            "the saga finished 4 times (2 retried by an operator): "
+            "['operator_required', 'operator_required', 'failed', 'failed']",
+        )
+    ]
+
+
 def test_a_retried_saga_is_judged_by_its_last_finish() -> None:
     """Without the hotel's cancellation the parked saga would pass (operator_required asks
     nothing of the ledger); failed, its last finish, it must not."""
