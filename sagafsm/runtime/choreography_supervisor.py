@@ -193,11 +193,11 @@ def supervise_choreography(
     kills: Counter[str] = Counter()
     watch = _Watch(plan.store, choreography.initiator)
     with tempfile.TemporaryDirectory(prefix="sagafsm-choreography-") as logs:
-        workers = {
-            name: _Worker(plan, name, tuple(plan.crashes.get(name, ())), Path(logs))  # type: ignore[arg-type]
-            for name in choreography.participants
-        }
-        try:
+        workers: dict[str, _Worker] = {}
+        try:  # (the watch is closed however this ends)
+            for name in choreography.participants:
+                crashes = tuple(plan.crashes.get(name, ()))
+                workers[name] = _Worker(name, plan.worker_arguments(name), crashes, Path(logs))
             for worker in workers.values():
                 worker.start()
             made, due, last_kill, calm = 0, None, time.monotonic(), 0

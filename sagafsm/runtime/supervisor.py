@@ -152,10 +152,11 @@ class _Worker:
     """One role's current process, its lives, and the crash specs left for its next lives."""
 
     def __init__(
-        self, plan: RunPlan, role: str, crashes: tuple[str, ...], logs: Path, index: int = 0
+        self, role: str, arguments: list[str], crashes: tuple[str, ...], logs: Path
     ) -> None:
-        self.role = role if plan.workers == 1 or role != "orchestrator" else f"{role}-{index}"
-        self.arguments = plan.worker_arguments(role, index)
+        self.role = role
+        """Its name in logs and kill counts (``orchestrator-K`` among several workers)."""
+        self.arguments = arguments
         self.crashes = list(crashes)
         self.logs = logs
         self.lives = 0
@@ -346,11 +347,19 @@ def supervise(plan: RunPlan, progress: Progress | None = None) -> RealRunResult:
         tempfile.TemporaryDirectory(prefix="sagafsm-run-") as logs,
         _FinishedCounter(plan.store) as finished,
     ):
-        participants = _Worker(plan, "participants", plan.participant_crashes, Path(logs))
+        participants = _Worker(
+            "participants",
+            plan.worker_arguments("participants"),
+            plan.participant_crashes,
+            Path(logs),
+        )
         # The crash specs arm the first worker's lives: the others carry on meanwhile.
         orchestrators = [
             _Worker(
-                plan, "orchestrator", plan.orchestrator_crashes if k == 0 else (), Path(logs), k
+                "orchestrator" if plan.workers == 1 else f"orchestrator-{k}",
+                plan.worker_arguments("orchestrator", k),
+                plan.orchestrator_crashes if k == 0 else (),
+                Path(logs),
             )
             for k in range(plan.workers)
         ]
