@@ -36,11 +36,10 @@ from typing import Any, Final
 import psycopg
 
 from ..definition import SagaDefinition
-from ..errors import InvalidArgument, SagaError
+from ..errors import InvalidArgument
 from ..events import TimerFired
 from ..history import RawRecord
-from ..messages import ORCHESTRATOR, Envelope
-from ..orchestration import event_for
+from ..messages import Envelope
 from . import crashpoints
 from .codec import envelope_from_dict
 from .commits import send_record
@@ -48,7 +47,7 @@ from .postgres_shared import LockedSagas, SharedPostgresStore
 from .retries import RetryItem
 from .runtime import Runtime, _Inbound, _Start
 from .store import Commit, OutboxRow, SagaStatus
-from .transport import Transport, TransportClosed
+from .transport import Transport
 
 __all__ = ["WorkerRuntime"]
 
@@ -249,27 +248,8 @@ class WorkerRuntime(Runtime):
                 for saga_id in await self._shared.finished_among(sorted(self._watching)):
                     self._waiters.finished_elsewhere(saga_id)
 
-    async def _run_receiver(self) -> None:
-        """Replies in batches (one claim per batch, not per reply); no more claimed while the
-        loop has a batch's worth queued, so that claims do not outlive their lease unhandled."""
-        transport = self._transport
-        while True:
-            while self._queue.qsize() >= self._batch_size:
-                await asyncio.sleep(_MIN_WAIT)
-            try:
-                deliveries = await transport.receive_many(ORCHESTRATOR, self._batch_size)
-            except TransportClosed:
-                return
-            dropped: list[int] = []
-            for delivery in deliveries:
-                message = delivery.message
-                try:
-                    event = event_for(message)
-                except SagaError:
-                    log.warning("dropped a message that is not a reply: %r", message)
-                    if delivery.receipt is not None:
-                        dropped.append(delivery.receipt)
-                    continue
-                self._queue.put_nowait(_Inbound(event, message.message_id, delivery.receipt, None))
-            if dropped:
-                await transport.ack(ORCHESTRATOR, dropped)
+    async def _before_receive(self) -> None:
+        """Replies are claimed a batch at a time, and no more while the loop has a batch's worth
+        queued, so that claims do not outlive their lease unhandled."""
+        while self._queue.qsize() >= self._batch_size:
+            await asyncio.sleep(_MIN_WAIT)

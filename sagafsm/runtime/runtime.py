@@ -544,11 +544,13 @@ class Runtime:
     async def _run_receiver(self) -> None:
         transport, limit, put = self._transport, self._batch_size, self._queue.put_nowait
         while True:
+            await self._before_receive()
             try:
                 # What has come in, up to a batch, in one call: one wake-up for many replies.
                 deliveries = await transport.receive_many(ORCHESTRATOR, limit)
             except TransportClosed:
                 return
+            dropped: list[int] = []
             for delivery in deliveries:
                 message = delivery.message
                 try:
@@ -556,6 +558,11 @@ class Runtime:
                 except SagaError:
                     log.warning("dropped a message that is not a reply: %r", message)
                     if delivery.receipt is not None:
-                        await transport.ack(ORCHESTRATOR, [delivery.receipt])
+                        dropped.append(delivery.receipt)
                     continue
                 put(_Inbound(event, message.message_id, delivery.receipt, None))
+            if dropped:
+                await transport.ack(ORCHESTRATOR, dropped)
+
+    async def _before_receive(self) -> None:
+        """Called before each batch is taken (a worker sharing the store holds back here)."""
