@@ -201,7 +201,7 @@ def test_workers_reading_without_the_row_lock_are_caught_by_the_checkers(
     pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, out, _ = _run(
-        ["--store", pg_url, "--workers", "2", "--sagas", "200", "--timeout", "0.1",
+        ["--store", pg_url, "--workers", "2", "--sagas", "400", "--timeout", "0.03",
          "--mutant", "no-saga-lock", "--json"],
         capsys,
     )  # fmt: skip
