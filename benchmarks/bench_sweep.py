@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["memory"] = {
         "small": small,
         "large": large,
-        "kb_per_run": (large["peak_rss_mb"] - small["peak_rss_mb"]) * 1024
+        "kb_per_run": (large["peak_rss_mb"] - small["peak_rss_mb"])
+        * 1024
         / (large["runs"] - small["runs"]),
     }
     if args.json:

@@ -247,3 +247,28 @@ def test_a_compensation_that_overtakes_its_action_leaves_a_tombstone(tmp_path: P
     assert moves[0] == ("ProcessPaymentFailed", "waiting", "compensating")
     assert ("ReserveInventoryCompensated", "compensating", "compensated") in moves
     assert any(r[1] == "ignored" and r[3] == "VerifyCustomerSucceeded" for r in trace)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["orchestration", "choreography"])
+def test_a_store_holding_one_style_of_run_is_refused_by_the_other(
+    tmp_path: Path, first: str
+) -> None:
+    """The plan row remembers the style: the same scenario, seed and sagas in the other style
+    would judge tables the store never had, so it is refused in one line and the store is left
+    as it was."""
+    store = tmp_path / "run.db"
+    styles = {"orchestration": [], "choreography": ["--style", "choreography"]}
+    common = ["run", "order_fulfillment", "--store", f"sqlite:///{store}", "--sagas", "10"]
+
+    def run(style: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "sagafsm", *common, *styles[style]]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    assert run(first).returncode == 0
+    before = store.read_bytes()
+    second = run("choreography" if first == "orchestration" else "orchestration")
+    assert second.returncode == 2, second.stdout
+    assert second.stderr.count("\n") == 1 and "holds another run" in second.stderr
+    assert f"style {first}" in second.stderr
+    assert store.read_bytes() == before

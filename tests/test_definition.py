@@ -303,9 +303,7 @@ def test_steps_that_are_not_a_sequence_of_steps_are_refused_in_one_line(steps: A
     """A string is iterable but is not a list of steps; neither is a mapping or a number."""
     with pytest.raises(InvalidDefinition) as refused:
         SagaDefinition(name="order", steps=steps)
-    assert str(refused.value) == (
-        f"saga steps must be a sequence of StepDefinition, got {steps!r}"
-    )
+    assert str(refused.value) == (f"saga steps must be a sequence of StepDefinition, got {steps!r}")
 
 
 @pytest.mark.parametrize(

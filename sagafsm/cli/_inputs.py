@@ -55,9 +55,7 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def check_output_file(
-    path: str, flag: str, suffix: str | tuple[str, ...] | None = None
-) -> Path:
+def check_output_file(path: str, flag: str, suffix: str | tuple[str, ...] | None = None) -> Path:
     """The file an output flag names, refused unless it can be written where it is: its
     directory must exist and take new files; it must not be a directory. ``suffix``: the
     endings allowed (one or several)."""
@@ -124,7 +122,9 @@ class StagedOutputs:
         """A temporary file to write ``target``'s content into."""
         handle, name = tempfile.mkstemp(
             # ends as the target does: a writer choosing its format by the suffix still can
-            dir=target.parent, prefix=f"{_PREFIX}{target.name}.", suffix=_SUFFIX + target.suffix
+            dir=target.parent,
+            prefix=f"{_PREFIX}{target.name}.",
+            suffix=_SUFFIX + target.suffix,
         )
         os.close(handle)
         self._files.append((Path(name), target))

@@ -37,6 +37,7 @@ from .choreography_run import ChoreographyVerdict, choreography_for, install, ju
 from .choreography_worker import CHOREOGRAPHY_MUTANTS
 from .crashpoints import CHOREOGRAPHY_CRASH_POINTS
 from .dialects import in_dialect
+from .plan_checks import check_counts, check_crash_specs, check_mutant
 from .scenario import RuntimeScenario, load_runtime_scenario
 from .supervisor import _Worker
 from .verdict import prepare_store
@@ -67,19 +68,11 @@ class ChoreographyPlan:
     def check(self) -> tuple[RuntimeScenario, ChoreographyDefinition]:
         """Every value checked, nothing touched; :class:`InvalidConfig` (or a store's
         :class:`~.errors.StoreError`) in one line."""
-        for name in ("sagas", "concurrency"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidConfig(f"--{name} must be at least 1, got {value!r}")
-        for name in ("timeout", "kill_every", "deadline"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise InvalidConfig(f"--{name.replace('_', '-')} must be positive, got {value!r}")
-        if self.mutant is not None and self.mutant not in CHOREOGRAPHY_MUTANTS:
-            raise InvalidConfig(
-                f"unknown mutant {self.mutant!r} for a choreographed real run; "
-                f"known: {', '.join(CHOREOGRAPHY_MUTANTS)}"
-            )
+        check_counts(
+            sagas=self.sagas, concurrency=self.concurrency, timeout=self.timeout,
+            kill_every=self.kill_every, deadline=self.deadline, kills=self.kills,
+        )  # fmt: skip
+        check_mutant(self.mutant, CHOREOGRAPHY_MUTANTS, "a choreographed real run")
         store = run_store(self.store)
         scenario = load_runtime_scenario(self.scenario, timeout=self.timeout)
         scenario.schema(store.dialect)
@@ -90,15 +83,9 @@ class ChoreographyPlan:
                     f"crash specs for {name!r}: the choreography has no such participant "
                     f"({', '.join(choreography.participants)})"
                 )
-            for spec in specs:
-                point, _, count = spec.partition(":")
-                if point not in CHOREOGRAPHY_CRASH_POINTS or not (
-                    count.isdigit() and int(count) >= 1
-                ):
-                    raise InvalidConfig(
-                        f"crash spec {spec!r}: a choreographed participant's crash points are "
-                        f"{', '.join(CHOREOGRAPHY_CRASH_POINTS)} (POINT:COUNT, count 1 or more)"
-                    )
+            check_crash_specs(
+                specs, CHOREOGRAPHY_CRASH_POINTS, "a choreographed participant's point"
+            )
         return scenario, choreography
 
     def worker_arguments(self, role: str) -> list[str]:
@@ -185,7 +172,7 @@ def supervise_choreography(
     is created; a worker failing on its own raises :class:`~.supervisor.WorkerFailed`."""
     scenario, choreography = plan.check()
     store = run_store(plan.store)
-    prepare_store(store, scenario, plan)  # type: ignore[arg-type]  # reads name, seed, sagas
+    prepare_store(store, scenario, seed=plan.seed, sagas=plan.sagas, style="choreography")
     asyncio.run(_install(plan.store, scenario))
     rng = random.Random(f"{plan.seed}/choreography-kills")
     begun = time.monotonic()
@@ -244,11 +231,7 @@ def supervise_choreography(
 
 async def _install(url: str, scenario: RuntimeScenario) -> None:
     store = run_store(url)
-    async with store:
-        if await store.sagas():
-            raise InvalidConfig(
-                f"{store.name} holds an orchestrated run: a choreography needs a store of its own"
-            )
+    async with store:  # (prepare_store refused a store holding an orchestrated run)
         await install(store, scenario, store.dialect)
 
 

@@ -45,6 +45,7 @@ from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE
 from .crashpoints import CRASH_POINTS, ENVIRONMENT_VARIABLE
 from .mutants import RUNTIME_MUTANTS, WORKER_ONLY
+from .plan_checks import check_counts, check_crash_specs, check_mutant
 from .scenario import RuntimeScenario, load_runtime_scenario
 from .verdict import RealRunResult, judge, prepare_store
 from .worker import READY_LINE, RunStore, run_store
@@ -94,31 +95,17 @@ class RunPlan:
     def check(self) -> RuntimeScenario:
         """Every value checked, nothing touched: the scenario, or :class:`InvalidConfig` /
         :class:`StoreError` with one line."""
-        for name in ("sagas", "concurrency"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidConfig(f"--{name} must be at least 1, got {value!r}")
-        for name in ("kill_every", "timeout", "deadline"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise InvalidConfig(f"--{name.replace('_', '-')} must be positive, got {value!r}")
+        check_counts(
+            sagas=self.sagas, concurrency=self.concurrency, timeout=self.timeout,
+            kill_every=self.kill_every, deadline=self.deadline, kills=self.kills,
+        )  # fmt: skip
         workers = self.workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InvalidConfig(f"--workers must be at least 1, got {workers!r}")
-        if isinstance(self.kills, bool) or not isinstance(self.kills, int) or self.kills < 0:
-            raise InvalidConfig(f"kills must be an int, 0 or more, got {self.kills!r}")
-        if self.mutant is not None and self.mutant not in RUNTIME_MUTANTS:
-            raise InvalidConfig(
-                f"unknown mutant {self.mutant!r} for a real run; "
-                f"known: {', '.join(RUNTIME_MUTANTS)}"
-            )
-        for spec in self.orchestrator_crashes + self.participant_crashes:
-            point, _, count = spec.partition(":")
-            if point not in CRASH_POINTS or not (count.isdigit() and int(count) >= 1):
-                raise InvalidConfig(
-                    f"crash spec {spec!r}: not POINT:COUNT with a count of at least 1 and a "
-                    f"point among {', '.join(CRASH_POINTS)}"
-                )
+        check_mutant(self.mutant, RUNTIME_MUTANTS, "a real run")
+        check_crash_specs(
+            self.orchestrator_crashes + self.participant_crashes, CRASH_POINTS, "a point"
+        )
         store = run_store(self.store)  # the URL: refused before anything exists
         if workers > 1 and store.dialect != "postgresql":
             raise InvalidConfig(
@@ -340,7 +327,9 @@ def supervise(plan: RunPlan, progress: Progress | None = None) -> RealRunResult:
     is created; a worker failing on its own raises :class:`WorkerFailed`."""
     scenario = plan.check()
     store: RunStore = run_store(plan.store)
-    existing = prepare_store(store, scenario, plan)
+    existing = prepare_store(
+        store, scenario, seed=plan.seed, sagas=plan.sagas, style="orchestration"
+    )
     begun = time.monotonic()
     stopped: str | None = None
     with (

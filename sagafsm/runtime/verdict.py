@@ -18,7 +18,7 @@ import asyncio
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
@@ -46,9 +46,11 @@ OUTBOX_RULE: Final = "outbox-rule"
 commits breaks even when every effect balances."""
 
 PLAN_TABLE: Final = "run_plan"
-"""Remembers which run a store holds (scenario, seed, sagas): a second ``sagafsm run`` on the
-same store carries it on, and one with another seed is refused rather than judged against orders
-the store never saw."""
+"""Remembers which run a store holds (scenario, seed, sagas, style): a second ``sagafsm run`` on
+the same store carries it on, and one with another seed or style is refused rather than judged
+against orders (or tables) the store never saw."""
+
+Style = Literal["orchestration", "choreography"]
 
 _FINAL_ORDER: Final = (SagaState.COMPLETED, SagaState.FAILED, SagaState.OPERATOR_REQUIRED)
 _FINAL: Final = frozenset(state.value for state in SAGA_LIFECYCLE.terminal)
@@ -108,15 +110,18 @@ class RealRunResult:
         }
 
 
-def prepare_store(store: RunStore, scenario: RuntimeScenario, plan: RunPlan) -> bool:
+def prepare_store(
+    store: RunStore, scenario: RuntimeScenario, *, seed: int, sagas: int, style: Style
+) -> bool:
     """Create the store (or check it), the scenario's tables and the plan row, in that order;
     True if the store already holds this run. Refuses, changing nothing, a store that is not
-    one (:class:`StoreError`) or that holds another run (:class:`InvalidConfig`)."""
-    return asyncio.run(_prepare(store, scenario, plan))
+    one (:class:`StoreError`) or that holds another run (:class:`InvalidConfig`), an
+    orchestrated run and a choreographed one included."""
+    wanted = {"scenario": scenario.name, "seed": str(seed), "sagas": str(sagas), "style": style}
+    return asyncio.run(_prepare(store, scenario, wanted))
 
 
-async def _prepare(store: RunStore, scenario: RuntimeScenario, plan: RunPlan) -> bool:
-    wanted = {"scenario": scenario.name, "seed": str(plan.seed), "sagas": str(plan.sagas)}
+async def _prepare(store: RunStore, scenario: RuntimeScenario, wanted: dict[str, str]) -> bool:
     async with store:
         held = len(await store.sagas())
         async with store.transaction(SETUP_PARTICIPANT) as tx:
@@ -125,6 +130,9 @@ async def _prepare(store: RunStore, scenario: RuntimeScenario, plan: RunPlan) ->
                 f"CREATE TABLE IF NOT EXISTS {PLAN_TABLE} (key TEXT PRIMARY KEY, value TEXT)"
             )
             found = dict(await tx.execute(f"SELECT key, value FROM {PLAN_TABLE}"))
+            if found:
+                # Rows written before runs had a style were all orchestrated.
+                found.setdefault("style", "orchestration")
             if found and found != wanted:
                 shown = ", ".join(f"{key} {value}" for key, value in found.items())
                 raise InvalidConfig(

@@ -50,6 +50,7 @@ def bounds_of(metric: str) -> tuple[float, float]:
     """The values a figure can take: a share lies in [0, 1], every other figure is >= 0."""
     return (0.0, 1.0) if metric in SHARES else (0.0, math.inf)
 
+
 RESULT_COLUMNS: tuple[str, ...] = (
     *METRICS,
     *(f"violations.{name}" for name in PROPERTIES),
