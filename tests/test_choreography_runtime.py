@@ -272,3 +272,51 @@ def test_a_store_holding_one_style_of_run_is_refused_by_the_other(
     assert second.stderr.count("\n") == 1 and "holds another run" in second.stderr
     assert f"style {first}" in second.stderr
     assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize("initiator", [None, "payment"])
+def test_a_restarted_initiator_reads_back_which_sagas_ended(
+    tmp_path: Path, initiator: str | None
+) -> None:
+    """A second life of the initiator knows every saga the first one saw end, so carrying the
+    run on starts none again and waits for none: also when the initiator runs a step of its own
+    (here payment), whose saga rows hold its step's role next to the outcome role."""
+    import attrs
+
+    from sagafsm.runtime import InProcessTransport
+    from sagafsm.runtime import choreography_run as run
+    from sagafsm.runtime.clock import WallClock
+
+    scenario = load_runtime_scenario("order_fulfillment")
+    choreography = run.choreography_for(scenario)
+    if initiator is not None:
+        choreography = attrs.evolve(choreography, initiator=initiator)
+
+    def quiet(host: Any, transport: InProcessTransport) -> bool:
+        return host.idle() and not any(map(transport.queued, choreography.participants))
+
+    async def life(store: SqliteStore) -> dict[str, str]:
+        transport = InProcessTransport()
+        host = run.make_host(
+            scenario, choreography, choreography.participants, transport, store, WallClock()
+        )
+
+        async def drive() -> None:
+            await run.start_all(host, scenario, sagas=SAGAS, seed=1, concurrency=10)
+            await run.settle(store, queue=False, idle=lambda: quiet(host, transport))
+            await host.close()
+
+        async with asyncio.timeout(20), asyncio.TaskGroup() as group:
+            group.create_task(host.run())
+            group.create_task(drive())
+        return dict(host.outcomes)
+
+    async def go() -> tuple[dict[str, str], dict[str, str]]:
+        async with SqliteStore(tmp_path / "run.db") as store:
+            await run.install(store, scenario, store.dialect)
+            first = await life(store)
+        async with SqliteStore(tmp_path / "run.db") as store:
+            return first, await life(store)
+
+    first, second = asyncio.run(go())
+    assert len(first) == SAGAS and second == first

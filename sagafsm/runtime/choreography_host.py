@@ -41,11 +41,12 @@ from ..choreography.routing import consumers_of
 from ..choreography.table import ChoreographyDefinition
 from ..errors import InvalidArgument, InvalidConfig
 from ..messages import Envelope, MessageKind
+from . import choreography_tables as tables
 from . import crashpoints
-from .choreography_port import Pass, Player, sql
+from .choreography_port import Pass, Player
 from .choreography_wire import envelope_event
 from .clock import Clock
-from .codec import envelope_from_dict, envelope_to_dict
+from .codec import envelope_from_dict
 from .inbox import Abandon, Decision, InboxRules, TryFailed, warn
 from .participant import Participant
 from .store import ParticipantStore, ParticipantTx
@@ -182,25 +183,13 @@ class ChoreographyHost(InboxRules):
     async def _recover(self, player: Player) -> None:
         name = player.name
         async with self._store.transaction(name) as tx:
-            timers = await sql(
-                tx, "SELECT saga_id, role, token, what, due FROM choreography_timers "
-                "WHERE participant = ?", (name,),
-            )  # fmt: skip
-            pending = await sql(
-                tx, "SELECT message FROM choreography_pending WHERE participant = ?", (name,)
-            )
-            if player.node.runs_steps:
-                sagas = []
-            else:
-                sagas = await sql(
-                    tx, "SELECT saga_id, state FROM choreography_sagas WHERE participant = ?",
-                    (name,),
-                )  # fmt: skip
+            initiator = name == self.definition.initiator  # (its sagas' outcomes, read back)
+            timers, pending, sagas = await tables.read_recovery(tx, name, sagas=initiator)
         if self._rearm:  # (off: the broken variant that forgets its deadlines on a restart)
             for saga_id, role, token, what, due in timers:
                 player.timers.arm(f"{saga_id}\n{role}", f"{token}/{what}", float(due))
         for saga_id, state in sagas:
-            outcome = json.loads(state)["runs"][name]
+            outcome = json.loads(state)["runs"].get(name)
             if outcome in (OutcomeState.COMPLETED.value, OutcomeState.FAILED.value):
                 self.outcomes[saga_id] = outcome
         async with player.lock:
@@ -301,20 +290,20 @@ class ChoreographyHost(InboxRules):
         name, node = player.name, player.node
         async with player.lock:
             async with self._store.transaction(name) as tx:
-                rows = await sql(
-                    tx, "SELECT state, emitted FROM choreography_sagas "
-                    "WHERE participant = ? AND saga_id = ?", (name, saga_id),
-                )  # fmt: skip
-                if rows and fresh_only:
+                row = await tables.read_saga(tx, name, saga_id)
+                if row is not None and fresh_only:
                     return
-                saga = node.saga_from_json(json.loads(rows[0][0])) if rows else node.new_saga()
-                current = Pass(saga_id, saga, rows[0][1] if rows else 0, self._clock.now())
+                if row is None:
+                    current = Pass(saga_id, node.new_saga(), 0, self._clock.now())
+                else:
+                    saga = node.saga_from_json(json.loads(row[0]))
+                    current = Pass(saga_id, saga, row[1], self._clock.now())
                 player.current = current
                 try:
                     await decide(tx, current)
                 finally:
                     player.current = None
-                await self._write(tx, player, current)
+                await tables.write_pass(tx, name, node, current)
                 crashpoints.hit("participant.before_commit")
             self._passes += 1
             crashpoints.hit("participant.after_commit")
@@ -333,63 +322,19 @@ class ChoreographyHost(InboxRules):
         for message in current.runs:
             await self._operate(player, message)
 
-    async def _write(self, tx: ParticipantTx, player: Player, current: Pass) -> None:
-        name, saga_id, node = player.name, current.saga_id, player.node
-        await tx.append_trace(current.records)
-        await sql(
-            tx, "INSERT INTO choreography_sagas (participant, saga_id, state, emitted) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (participant, saga_id) DO UPDATE SET "
-            "state = excluded.state, emitted = excluded.emitted",
-            (name, saga_id, json.dumps(current.saga.to_json()), current.emitted),
-        )  # fmt: skip
-        for role, (token, what, due) in current.timers.items():
-            # one timer per role: a newer one replaces it (an older one would be stale anyway)
-            await sql(
-                tx, "INSERT INTO choreography_timers (participant, saga_id, role, token, what, "
-                "due) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (participant, saga_id, role) DO "
-                "UPDATE SET token = excluded.token, what = excluded.what, due = excluded.due",
-                (name, saga_id, role, token, what, due),
-            )  # fmt: skip
-        ended = [r for r, run in current.saga.runs.items() if run.state in node.terminal(r)]
-        for role in ended:  # a role that ended never moves again: its timer can only be stale
-            await sql(
-                tx, "DELETE FROM choreography_timers WHERE participant = ? AND saga_id = ? "
-                "AND role = ?", (name, saga_id, role),
-            )  # fmt: skip
-        for message in current.events:
-            await sql(
-                tx,
-                "INSERT INTO choreography_outbox (participant, message) VALUES (?, ?)",
-                (name, json.dumps(envelope_to_dict(message))),
-            )
-        for message in current.runs:
-            if message.kind is MessageKind.COMPENSATE:
-                await sql(
-                    tx, "INSERT INTO choreography_pending (participant, key, message) VALUES "
-                    "(?, ?, ?) ON CONFLICT (participant, key) DO NOTHING",
-                    (name, message.idempotency_key, json.dumps(envelope_to_dict(message))),
-                )  # fmt: skip
-
     async def _publish(self, player: Player) -> None:
         """Send what the outbox holds, then delete it (a crash between sends it again). Under
         the participant's lock: two at once would both send what the outbox holds."""
         name = player.name
         async with self._store.transaction(name) as tx:
-            rows = await sql(
-                tx, "SELECT id, message FROM choreography_outbox WHERE participant = ? "
-                "ORDER BY id", (name,),
-            )  # fmt: skip
+            rows = await tables.read_outbox(tx, name)
         if not rows:
             return
         await self._transport.send_many([envelope_from_dict(json.loads(m)) for _, m in rows])
         self._published += len(rows)
         crashpoints.hit("participant.after_publish")
         async with self._store.transaction(name) as tx:
-            await sql(
-                tx,
-                "DELETE FROM choreography_outbox WHERE participant = ? AND id <= ?",
-                (name, rows[-1][0]),
-            )
+            await tables.delete_published(tx, name, rows[-1][0])
 
     async def _fire(self, player: Player, key: str, timer_id: str) -> None:
         saga_id, role = key.split("\n")
@@ -397,17 +342,8 @@ class ChoreographyHost(InboxRules):
         token = int(token_text)
 
         async def due(tx: ParticipantTx, current: Pass) -> None:
-            found = await sql(
-                tx, "SELECT token, what FROM choreography_timers WHERE participant = ? AND "
-                "saga_id = ? AND role = ?", (player.name, saga_id, role),
-            )  # fmt: skip
-            if [tuple(row) for row in found] != [(token, what)]:
-                return  # replaced by a newer timer, or gone with its role's end
-            await sql(
-                tx, "DELETE FROM choreography_timers WHERE participant = ? AND saga_id = ? "
-                "AND role = ?", (player.name, saga_id, role),
-            )  # fmt: skip
-            player.node.timer_fired(saga_id, current.saga, role, token, what)
+            if await tables.take_timer(tx, player.name, saga_id, role, token, what):
+                player.node.timer_fired(saga_id, current.saga, role, token, what)
 
         await self._pass(player, saga_id, due)
 
@@ -425,11 +361,7 @@ class ChoreographyHost(InboxRules):
                         (current.now, "effect", message.saga_id, player.name, message.step, effect)
                     )
                 if compensation:
-                    await sql(
-                        tx,
-                        "DELETE FROM choreography_pending WHERE participant = ? AND key = ?",
-                        (player.name, message.idempotency_key),
-                    )
+                    await tables.forget_pending(tx, player.name, message.idempotency_key)
                 player.node.answered(current.saga, message, (outcome, result, reason))
 
             return apply
