@@ -4,6 +4,8 @@ the checkers' choreography extensions each shown catching a broken variant."""
 from __future__ import annotations
 
 import json
+import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -197,3 +199,38 @@ def test_emit_records_form_each_saga_s_causal_tree(tmp_path) -> None:  # type: i
             assert seen[record["cause"]] == "VerifyCustomerSucceeded"
         seen[record["event"]] = record["name"]
     assert starts == 200
+
+
+def _crashing(sagas: int, seed: int) -> Any:
+    """Three step participants down 60 times each for 50 ms, at random moments of the run
+    (random: windows in step with the bus's fixed redelivery period would defeat it)."""
+    draw = random.Random(seed)
+    windows = []
+    for name in ("customers", "inventory", "payment"):
+        for _ in range(60):
+            start = round(draw.uniform(0.0, sagas / 50), 3)  # arrivals at 50 sagas/s
+            windows.append({"participant": name, "start": start, "end": start + 0.05})
+    return _run(
+        sagas=sagas, seed=seed, faults__participant_crashes=windows,
+        participant__failure_rate=0.3,
+    )  # fmt: skip
+
+
+def test_a_compensation_a_participant_crash_abandons_is_run_again_at_its_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A compensation has no timer to try it again: one in service (or queued) when its
+    participant crashes is run again when the participant restarts, as the runtime runs its
+    pending ones. Without that, the sagas whose compensation the crash took stay compensating
+    for ever, and the checkers say so."""
+    from sagafsm.sim.choreography_node import RoleHost
+
+    result = _crashing(1000, 1)
+    assert result.violations == (), result.violations[:3]
+    assert result.faults["participant_crash"] > 0
+    assert result.outcomes.get("failed", 0) > 100
+
+    monkeypatch.setattr(RoleHost, "restarted", lambda self: None)  # the broken variant
+    broken = _crashing(1000, 1)
+    counts = broken.violation_counts
+    assert counts.get("termination", 0) > 0 or counts.get("compensated-exactly-once", 0) > 0

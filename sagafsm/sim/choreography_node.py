@@ -18,7 +18,7 @@ import simpy
 from ..choreography.node import RoleNode, SagaRoles, Switches, Tries
 from ..choreography.projection import Role
 from ..choreography.table import ChoreographyDefinition
-from ..messages import Envelope, Message
+from ..messages import Envelope, Message, MessageKind
 from .choreography_bus import EventBus, EventMessage, WireKind
 from .participant import Reply, SimParticipant
 from .trace import Trace
@@ -59,6 +59,10 @@ class RoleHost:
         self._sagas: dict[str, SagaRoles] = {}
         self.ledger: SimParticipant | None = None
         """The participant's ledger (None for an initiator that runs no step)."""
+        self._pending: dict[str, Envelope] = {}
+        """Compensations handed to the ledger and not answered yet, by idempotency key."""
+        self._abandoned: set[str] = set()
+        """Those of them a crash abandoned: run again when the participant restarts."""
 
     # -- events in -----------------------------------------------------------------------------
 
@@ -82,6 +86,21 @@ class RoleHost:
         saga = self._sagas.pop(saga_id, None)
         return [] if saga is None else self._node.keys(saga_id, saga)
 
+    # -- crashes -------------------------------------------------------------------------------
+
+    def crashed(self) -> None:
+        """The participant went down: the compensations its ledger had in hand are abandoned
+        (the ledger rolls them back). A compensation has no timer of its own to try it again,
+        so they are run again at the restart, as a real participant runs its pending ones."""
+        self._abandoned.update(self._pending)
+
+    def restarted(self) -> None:
+        if self.ledger is None:
+            return
+        for key in sorted(self._abandoned):  # (sorted: the run does not depend on set order)
+            self.ledger.receive(self._pending[key])
+        self._abandoned.clear()
+
     def _saga(self, saga_id: str) -> SagaRoles:
         saga = self._sagas.get(saga_id)
         if saga is None:
@@ -90,6 +109,9 @@ class RoleHost:
 
     def answered(self, message: Message, reply: Reply) -> None:
         """The ledger's outcome of one operation (the hook :class:`SimParticipant` calls)."""
+        if message.kind is MessageKind.COMPENSATE:
+            self._pending.pop(message.idempotency_key, None)
+            self._abandoned.discard(message.idempotency_key)
         saga = self._sagas.get(message.saga_id)
         if saga is not None:
             self._node.answered(saga, message, reply)
@@ -107,6 +129,8 @@ class RoleHost:
 
     def run(self, message: Envelope) -> None:
         assert self.ledger is not None
+        if message.kind is MessageKind.COMPENSATE:
+            self._pending[message.idempotency_key] = message
         self.ledger.receive(message)
 
     def outcome(self, saga_id: str, state: str) -> None:

@@ -277,10 +277,13 @@ class ChoreographyRun:
         self.down_windows.append(window)
         if kind == "crash" and name in self.participants:
             self.participants[name].crash()
+            self.hosts[name].crashed()  # (every participant with a ledger has a host)
         yield self.env.timeout(end - start)
         self.network.set_down(name, None)
         self.trace.record(self.env.now, "restart", None, name, 0)
         window[3] = self.env.now
+        if kind == "crash" and name in self.hosts:
+            self.hosts[name].restarted()
 
     def _termination_bound(self, event: simpy.Event) -> None:
         if not self.done.triggered:
