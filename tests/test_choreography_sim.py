@@ -234,3 +234,33 @@ def test_a_compensation_a_participant_crash_abandons_is_run_again_at_its_restart
     broken = _crashing(1000, 1)
     counts = broken.violation_counts
     assert counts.get("termination", 0) > 0 or counts.get("compensated-exactly-once", 0) > 0
+
+
+def test_exhaustive_pairs_a_fault_with_a_participant_crash_during_what_the_fault_set_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pair of exhaustive placements is a fault and a participant crash just after a delivery
+    of that fault's own run: payment fails, inventory hears it and compensates, and a crash lands
+    while the compensation is in service. The correct participants run it again at the restart;
+    the broken variant that does not is caught on that very pair."""
+    from sagafsm.sim.choreography_node import RoleHost
+    from sagafsm.sim.explore import Placement, _arrivals, plan_data
+
+    scenario = load_scenario("order_fulfillment")
+    fault = Placement(saga=0, fault="fail", step="process_payment")
+
+    def pairs() -> list[list[Placement]]:
+        data = plan_data(scenario, None, 1, [fault], style="choreography")
+        records: list[Any] = []
+        simulate(scenario, scenario.config(data), observe=records.append)
+        crash = [Placement(fault="participant_crash", participant=who, at=at)
+                 for who, at in _arrivals(scenario, records) if who == "inventory"]  # fmt: skip
+        return [[fault, c] for c in crash]
+
+    def violating() -> int:
+        plans = [plan_data(scenario, None, 1, pair, style="choreography") for pair in pairs()]
+        return sum(bool(simulate(scenario, scenario.config(p)).violations) for p in plans)
+
+    assert pairs() and violating() == 0
+    monkeypatch.setattr(RoleHost, "restarted", lambda self: None)
+    assert violating() >= 1

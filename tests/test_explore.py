@@ -53,9 +53,11 @@ def test_exhaustive_counts_every_placement_and_the_correct_system_survives_them(
     messages = sum(1 for r in records if r[1] == "send")
     assert messages == 2 * len(scenario.definition.steps)  # a command and its reply per step
     step_faults, message_faults = 4, 3
-    # Placements cover twice the messages of a fault-free run, plus a crash after each message.
+    # Placements cover twice the messages of a fault-free run, plus an orchestrator crash after
+    # each message, plus a crash of its participant after each command it is delivered.
     expected = len(scenario.definition.steps) * step_faults + 2 * messages * message_faults
-    assert report.single == expected + messages
+    commands = len(scenario.definition.steps)
+    assert report.single == expected + messages + commands
     assert report.violating == 0 and report.first is None
 
 

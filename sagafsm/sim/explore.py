@@ -1,12 +1,13 @@
 """Search fault placements for a violation, and shrink it to a minimal counterexample.
 
 Two modes. :func:`search` lets Hypothesis place faults (which message of which saga is dropped,
-duplicated or delayed past its timeout; which step fails or hangs; where the orchestrator crashes)
-and shrinks the first violating plan to the fewest sagas and faults. :func:`exhaustive` runs every
-placement of one fault, and of two, on a small run, so "no violation" is a statement about all of
-them, with the count. Both return plans as configuration data that ``sagafsm simulate --config``
-and ``sagafsm replay --config`` accept. Needs the ``explore`` extra (Hypothesis searches, plans
-are saved as TOML): without it, importing this module raises :class:`~sagafsm.MissingExtra`.
+duplicated or delayed past its timeout; which step fails or hangs; when the orchestrator, or a
+participant, crashes) and shrinks the first violating plan to the fewest sagas and faults.
+:func:`exhaustive` runs every placement of one fault, and of two, on a small run, so "no
+violation" is a statement about all of them, with the count. Both return plans as configuration
+data that ``sagafsm simulate --config`` and ``sagafsm replay --config`` accept. Needs the
+``explore`` extra (Hypothesis searches, plans are saved as TOML): without it, importing this
+module raises :class:`~sagafsm.MissingExtra`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class Placement:
     message: int | None = None
     step: str | None = None
     at: float | None = None
-    """For ``crash``: when the orchestrator goes down (it is back ``_CRASH_DOWNTIME`` later)."""
+    """For ``crash`` and ``participant_crash``: when the orchestrator (or ``participant``) goes
+    down; it is back ``_CRASH_DOWNTIME`` later."""
+    participant: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -109,10 +112,15 @@ def plan_data(
     timeout = max(step.timeout for step in scenario.definition.steps)
     targeted = []
     crashes = []
+    participant_crashes = []
     for p in placements:
         if p.fault == "crash":
             assert p.at is not None
             crashes.append({"start": p.at, "end": p.at + _CRASH_DOWNTIME})
+        elif p.fault == "participant_crash":
+            assert p.at is not None and p.participant is not None
+            window = {"participant": p.participant, "start": p.at, "end": p.at + _CRASH_DOWNTIME}
+            participant_crashes.append(window)
         elif p.message is not None:
             entry: dict[str, Any] = {"saga": f"s{p.saga}", "message": p.message, "fault": p.fault}
             if p.fault == "delay":
@@ -128,7 +136,11 @@ def plan_data(
             "seed": seed,
             "load": {"kind": "burst"},
             "store_latency": _STORE_LATENCY,
-            "faults": {"targeted": targeted, "orchestrator_crashes": crashes},
+            "faults": {
+                "targeted": targeted,
+                "orchestrator_crashes": crashes,
+                "participant_crashes": participant_crashes,
+            },
         },
     )
     if retry_attempts is not None:
@@ -150,6 +162,13 @@ def _run(
 ) -> tuple[Violation, ...]:
     observe = coverage.observe if coverage is not None else None
     return simulate(scenario, scenario.config(data), mutant=mutant, observe=observe).violations
+
+
+def _arrivals(scenario: Scenario, records: list[tuple[Any, ...]]) -> list[tuple[str, float]]:
+    """Just after each delivery to a participant that runs steps, in a run's ``records``: the
+    moments a crash of that participant takes what it was asked while it is in service."""
+    ledgers = set(_participants(scenario))
+    return sorted({(r[4], r[0] + 1e-6) for r in records if r[1] == "deliver" and r[4] in ledgers})
 
 
 def search(
@@ -179,6 +198,7 @@ def search(
     from hypothesis.errors import NoSuchExample
 
     steps = list(scenario.definition.step_names)
+    moment = st.integers(0, 50).map(lambda ms: ms / 1000)
 
     def placement(sagas: int) -> st.SearchStrategy[Placement]:
         saga = st.integers(0, sagas - 1)
@@ -195,8 +215,14 @@ def search(
                 fault=st.sampled_from(_MESSAGE_FAULTS),
                 message=st.integers(1, max_message),
             ),
-            st.builds(
-                Placement, fault=st.just("crash"), at=st.integers(0, 50).map(lambda ms: ms / 1000)
+            st.one_of(  # (one branch for both crashes: they share the others' third)
+                st.builds(Placement, fault=st.just("crash"), at=moment),
+                st.builds(
+                    Placement,
+                    fault=st.just("participant_crash"),
+                    participant=st.sampled_from(_participants(scenario)),
+                    at=moment,
+                ),
             ),
         )
 
@@ -278,8 +304,17 @@ def _hypothesis_files_elsewhere() -> Iterator[None]:
             configuration.set_hypothesis_home_dir(previous)
 
 
+def _participants(scenario: Scenario) -> list[str]:
+    """The participants that run steps (the ones a crash can take an operation from)."""
+    return list(dict.fromkeys(step.participant for step in scenario.definition.steps))
+
+
 def _placements(
-    scenario: Scenario, sagas: int, messages: int, times: list[float]
+    scenario: Scenario,
+    sagas: int,
+    messages: int,
+    times: list[float],
+    arrivals: list[tuple[str, float]],
 ) -> Iterator[Placement]:
     for saga in range(sagas):
         for step in scenario.definition.step_names:
@@ -290,6 +325,8 @@ def _placements(
                 yield Placement(saga=saga, fault=fault, message=message)
     for at in times:
         yield Placement(fault="crash", at=at)
+    for participant, at in arrivals:
+        yield Placement(fault="participant_crash", participant=participant, at=at)
 
 
 def exhaustive(
@@ -308,7 +345,11 @@ def exhaustive(
     """Run every placement of one fault (and of two, with ``pairs``) on ``sagas`` sagas.
 
     Message placements cover twice the messages a fault-free run sends (retries and compensations
-    send more); crash placements start just after each message of the fault-free run is sent.
+    send more); orchestrator crash placements start just after each message of the fault-free run
+    is sent, and participant crash placements just after each message a participant that runs
+    steps is delivered (while what it asks is in service). A pair is two of the other placements,
+    or one of them with a participant crash just after a delivery of *its* run: what a fault makes
+    a participant do (a compensation, a retry) is not in the fault-free run.
     ``max_seconds`` stops it early: the report counts the placements that did run.
     """
     started = time.perf_counter()
@@ -319,10 +360,20 @@ def exhaustive(
     sends = [r for r in records if r[1] == "send"]
     per_saga = max((sum(1 for r in sends if r[2] == f"s{i}") for i in range(sagas)), default=1)
     times = sorted({r[0] + 1e-6 for r in sends})
-    singles = list(_placements(scenario, sagas, 2 * per_saga, times))
+    singles = list(_placements(scenario, sagas, 2 * per_saga, times, _arrivals(scenario, records)))
     plans: list[list[Placement]] = [[p] for p in singles]
     if pairs:
-        plans += [list(pair) for pair in itertools.combinations(singles, 2)]
+        faults = [p for p in singles if p.fault != "participant_crash"]
+        plans += [list(pair) for pair in itertools.combinations(faults, 2)]
+        for fault in faults:
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            data = plan_data(scenario, mutant, sagas, [fault], retry_attempts, style=style)
+            run: list[tuple[Any, ...]] = []
+            simulate(scenario, scenario.config(data), mutant=mutant, observe=run.append)
+            for participant, at in _arrivals(scenario, run):
+                crash = Placement(fault="participant_crash", participant=participant, at=at)
+                plans.append([fault, crash])
     violating = 0
     first: Counterexample | None = None
     ran = 0
