@@ -29,9 +29,7 @@ def _refusal(plan: Any) -> str | None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    sagas=_ANY, concurrency=_ANY, timeout=_ANY, kill_every=_ANY, deadline=_ANY, kills=_ANY
-)
+@given(sagas=_ANY, concurrency=_ANY, timeout=_ANY, kill_every=_ANY, deadline=_ANY, kills=_ANY)
 def test_both_styles_refuse_the_same_counts_in_the_same_line(
     tmp_path_factory: pytest.TempPathFactory, **values: Any
 ) -> None:
