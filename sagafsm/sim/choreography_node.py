@@ -94,12 +94,14 @@ class RoleHost:
         so they are run again at the restart, as a real participant runs its pending ones."""
         self._abandoned.update(self._pending)
 
-    def restarted(self) -> None:
-        if self.ledger is None:
-            return
-        for key in sorted(self._abandoned):  # (sorted: the run does not depend on set order)
-            self.ledger.receive(self._pending[key])
+    def restarted(self) -> int:
+        """Run the abandoned compensations again; how many there were."""
+        again = sorted(self._abandoned)  # (sorted: the run does not depend on set order)
         self._abandoned.clear()
+        for key in again:
+            assert self.ledger is not None  # (only a ledger's operations can be abandoned)
+            self.ledger.receive(self._pending[key])
+        return len(again)
 
     def _saga(self, saga_id: str) -> SagaRoles:
         saga = self._sagas.get(saga_id)

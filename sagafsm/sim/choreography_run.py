@@ -283,7 +283,7 @@ class ChoreographyRun:
         self.trace.record(self.env.now, "restart", None, name, 0)
         window[3] = self.env.now
         if kind == "crash" and name in self.hosts:
-            self.hosts[name].restarted()
+            self.faults["compensation_rerun"] += self.hosts[name].restarted()
 
     def _termination_bound(self, event: simpy.Event) -> None:
         if not self.done.triggered:
