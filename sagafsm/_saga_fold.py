@@ -178,7 +178,9 @@ class SagaFold:
     )
 
     def __init__(self, step_states: list[str], saga_state: str) -> None:
-        self.history: list[Any] = []
+        self.history: list[Any] | bytearray = []
+        """Every record of the saga, in order: the records, or their encodings as bytes (see
+        :meth:`sagafsm.checks.StreamingChecker.observe_block`)."""
         self.starts = 0
         self.finishes: list[str] = []
         self.retries = 0

@@ -36,13 +36,13 @@ from .internal import InternalError, empty_schedule, original_error
 from .metrics import Occupancy, RunMetrics
 from .mutants import Mutant, get_mutant
 from .orchestrator import SimOrchestrator
-from .participant import SimParticipant, StepFate
+from .participant import Fates, SimParticipant
 from .prepare import effective_definition, metrics_window, validate_against
 from .result import RunResult, build_result
 from .scenario import Scenario
 from .store import SnapshotStore
 from .streams import stream
-from .trace import Record, Trace
+from .trace import Record, Trace, unpack_records
 
 __all__ = ["simulate", "InternalError"]
 
@@ -56,7 +56,7 @@ _MAX_DOWN_WINDOWS = 10_000
 @attrs.define
 class _SagaRecord:
     data: Mapping[str, Any]
-    fates: list[StepFate]
+    fates: Fates
     started_at: float
     finished: bool = False
 
@@ -145,7 +145,7 @@ class _Run:
 
     # -- saga bookkeeping ----------------------------------------------------------------------
 
-    def _fates(self, saga_id: str) -> list[StepFate] | None:
+    def _fates(self, saga_id: str) -> Fates | None:
         record = self.records.get(saga_id)
         return None if record is None else record.fates
 
@@ -401,7 +401,7 @@ def simulate(
     wall_start = time.perf_counter()
     definition = effective_definition(scenario, config)
     coverage = Coverage()
-    checker = StreamingChecker(definition)
+    checker = StreamingChecker(definition, unpack=unpack_records)
     # The checker reads nothing before the run ends: it takes the records a block at a time.
     trace = Trace(trace_path, [] if observe is None else [observe], [checker.observe_block])
     run = _Run(scenario, config, trace, progress, mutant)
