@@ -89,8 +89,8 @@ def check_saga(
     steps = Steps.of(definition)
     fold = steps.new_fold()
     fold_kind = folders(steps, set())
+    fold.history = records
     for record in records:
-        fold.history.append(record)
         folder = fold_kind.get(record[KIND])
         if folder is not None:
             folder(fold, record)
@@ -186,7 +186,7 @@ class StreamingChecker:
         new_fold = self._steps.new_fold
         if packed is not None and self._unpack is None:
             raise InvalidArgument("packed records need a checker built with unpack=")
-        kept = records if packed is None else packed
+        kept: Iterable[Any] = records if packed is None else packed
         for record, keep in zip(records, kept, strict=True):
             # look at the shared header first: most records are only kept
             saga_id = record[SAGA]
@@ -206,10 +206,11 @@ class StreamingChecker:
                 del sagas[saga_id]
                 check(saga_id, fold)
                 continue
-            if packed is None:
-                fold.history.append(record)
+            history = fold.history
+            if isinstance(history, bytearray):
+                history += keep
             else:
-                fold.history += keep
+                history.append(record)
             folder = fold_kind.get(kind)
             if folder is not None:
                 folder(fold, record)

@@ -31,7 +31,7 @@ import random
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import simpy
 
@@ -54,7 +54,7 @@ Effect = LedgerEffect
 """The ``effect`` values a participant writes to its ledger (defined with the trace records)."""
 
 
-Fates = array
+Fates: TypeAlias = "array[float]"
 """One saga's pre-drawn uniforms, :data:`FATE_SIZE` per step in step order: ``fail, hang, hang
 lands, compensation fails``. The first execution of a step spends its first three (sets the
 first to NaN, :data:`SPENT`), the first compensation try the last; later tries draw afresh. One
