@@ -186,8 +186,12 @@ class StreamingChecker:
         new_fold = self._steps.new_fold
         if packed is not None and self._unpack is None:
             raise InvalidArgument("packed records need a checker built with unpack=")
-        kept: Iterable[Any] = records if packed is None else packed
-        for record, keep in zip(records, kept, strict=True):
+        pairs: Iterable[tuple[Any, Any]]
+        if packed is None:
+            pairs = ((record, None) for record in records)
+        else:
+            pairs = zip(records, packed, strict=True)
+        for record, keep in pairs:
             # look at the shared header first: most records are only kept
             saga_id = record[SAGA]
             if saga_id is None:

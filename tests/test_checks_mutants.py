@@ -16,7 +16,7 @@ from test_checks import (
     properties,
 )
 
-from sagafsm.checks import StreamingChecker
+from sagafsm.checks import StreamingChecker, check_history
 from sagafsm.errors import InvalidArgument
 from sagafsm.history import LedgerEffect as Effect
 
@@ -161,3 +161,11 @@ def test_a_history_kept_as_packed_bytes_reads_back_every_record() -> None:
     assert seen[0] == seen[1] and len(seen[0]) == 2
     with pytest.raises(InvalidArgument, match="unpack="):
         StreamingChecker(THREE).observe_block(block, packed)
+
+
+def test_records_given_as_a_generator_are_each_kept_once() -> None:
+    """observe_block takes any iterable, read once: a generator's records each join the
+    history (a history shows every record of the saga)."""
+    records = broken("s1").records
+    violations = check_history((record for record in records), THREE)
+    assert violations and {len(v.history) for v in violations} == {len(records)}
