@@ -38,6 +38,7 @@ from ..errors import InvalidConfig
 from ..lifecycle import SagaState
 from .choreography_bus import EventBus
 from .choreography_node import RoleHost
+from .collector import collector_paused
 from .config import SimulationConfig
 from .coverage import Coverage
 from .fates import draw_fates, forced_fates, make_network
@@ -347,7 +348,8 @@ def simulate_choreography(
     trace = Trace(trace_path, [] if observe is None else [observe], [checker.observe_block])
     run = ChoreographyRun(scenario, config, trace, choreography, switches or Switches(), progress)
     try:
-        run.run()
+        with collector_paused():
+            run.run()
     except InvalidConfig:
         raise
     except Exception as error:

@@ -29,6 +29,7 @@ from ..engine import SagaInstance
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE, SagaState
 from ..messages import ORCHESTRATOR
+from .collector import collector_paused
 from .config import SimulationConfig
 from .coverage import Coverage
 from .fates import draw_fates, forced_fates, make_network
@@ -407,7 +408,8 @@ def simulate(
     trace = Trace(trace_path, [] if observe is None else [observe], [checker.observe_block])
     run = _Run(scenario, config, trace, progress, mutant)
     try:
-        run.run()
+        with collector_paused():
+            run.run()
     except InvalidConfig:
         raise
     except Exception as error:
