@@ -220,6 +220,7 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
     committed transition seen, as ``(lifecycle, source, trigger, dest)`` (transition coverage)."""
     read_only, index = steps.read_only, steps.index
     add_move = moves.add
+    pairs: dict[tuple[str, str], tuple[str, str]] = {}
     saga_table = steps.saga_table
     step_initial = _STEP_TABLE.initial
     tables = [steps.step_table(at) for at in range(len(steps.names))]
@@ -241,7 +242,10 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
             as_record(record)
         _, _, _, participant, step, what = record
         counts = fold.counts
-        counts[step, what] = counts.get((step, what), 0) + 1
+        # One key tuple per (step, effect) for every saga: each held saga's dict shares them.
+        pair = (step, what)
+        pair = pairs.setdefault(pair, pair)
+        counts[pair] = counts.get(pair, 0) + 1
         # Record order, not timestamps: several records often share an instant.
         if what in _UNDONE:
             fold.undone.setdefault(step)
