@@ -257,3 +257,30 @@ def test_records_packed_one_by_one_hash_as_the_block_packed_whole() -> None:
     assert len(seen) == len(records)
     assert unpack_records(b"".join(seen)) == records
     assert unpack_records(bytearray(seen[3])) == [records[3]]
+
+
+def test_add_all_is_add_of_each_record_across_block_boundaries() -> None:
+    """A move's records go to the trace in one call: the same blocks, digest and listener calls
+    as one add() per record, also when the records fill a block halfway through."""
+    from sagafsm.sim.trace import Trace
+
+    moves = [[(float(m), "forget", f"s{m}-{i}") for i in range(m % 7)] for m in range(3000)]
+    traces, seen, blocks = [], [[], []], [[], []]
+    for at in (0, 1):
+        trace = Trace(
+            listeners=[seen[at].append] if at else [],
+            block_listeners=[lambda block, _, at=at: blocks[at].append(len(block))],
+        )
+        for move in moves:
+            if at:
+                for record in move:
+                    trace.add(record)
+            else:
+                trace.add_all(move)
+        traces.append(trace.digest())
+    assert traces[0] == traces[1] and blocks[0] == blocks[1] and blocks[0][0] == 4096
+    assert seen[1] == [record for move in moves for record in move]
+    with_listener: list[Any] = []
+    trace = Trace(listeners=[with_listener.append])
+    trace.add_all(moves[5])
+    assert with_listener == moves[5]

@@ -97,6 +97,15 @@ class Trace:
         if len(buffer) >= _FLUSH_EVERY:
             self._flush()
 
+    def add_all(self, records: Sequence[Record]) -> None:
+        """:meth:`add` each of ``records``, in order (one call for a move's records)."""
+        buffer = self._buffer
+        if self._listener is None and len(buffer) + len(records) < _FLUSH_EVERY:
+            buffer.extend(records)  # no listener to call, no block filled: as add() would
+            return
+        for record in records:
+            self.add(record)
+
     def _flush(self) -> None:
         if not self._buffer:
             return
