@@ -93,4 +93,5 @@ def test_the_exp_sampler_draws_what_random_expovariate_draws() -> None:
 
     sample = parse_distribution("exp:0.005").sampler(random.Random(11))
     reference = random.Random(11)
-    assert [sample() for _ in range(1000)] == [reference.expovariate(1.0 / 0.005) for _ in range(1000)]
+    expected = [reference.expovariate(1.0 / 0.005) for _ in range(1000)]
+    assert [sample() for _ in range(1000)] == expected
