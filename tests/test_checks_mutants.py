@@ -159,8 +159,15 @@ def test_a_history_kept_as_packed_bytes_reads_back_every_record() -> None:
     assert compact.finish() == expected and len(expected) == 2
     assert len(expected[0].history) == len(broken("s1").records)
     assert seen[0] == seen[1] and len(seen[0]) == 2
-    with pytest.raises(InvalidArgument, match="unpack="):
+    refused = r"^packed records need a checker built with unpack=$"
+    with pytest.raises(InvalidArgument, match=refused):
         StreamingChecker(THREE).observe_block(block, packed)
+    with pytest.raises(ValueError, match="zip"):  # a record without its bytes, or bytes without
+        compact.observe_block(block, packed[:-1])
+    # a checker that can read bytes back still takes plain records, and keeps them as they are
+    mixed = StreamingChecker(THREE, unpack=unpack_records)
+    mixed.observe_block(block)
+    assert mixed.finish() == expected
 
 
 def test_records_given_as_a_generator_are_each_kept_once() -> None:
