@@ -182,7 +182,7 @@ class StreamingChecker:
         ``packed``, beside the records, is each one's encoding as bytes (the simulator's trace
         hands the MessagePack bytes it hashed): the history is then kept as those bytes, for the
         checker's ``unpack`` to read back only if the saga broke a property. A held saga's
-        history is most of what it costs in memory, and bytes take a third of the tuples'."""
+        history is most of what it costs in memory, and bytes take about half of the tuples'."""
         sagas, fold_kind, check = self._open, self._folders, self._check
         new_fold = self._steps.new_fold
         if packed is not None and self._unpack is None:

@@ -62,7 +62,7 @@ class Trace:
     listener that reads nothing before the run ends (the streaming checker). A block listener
     gets the records and, beside them, each record's MessagePack encoding (the bytes the digest
     hashed; :func:`unpack_records` reads them back): the checker keeps an open saga's history as
-    those bytes, a third of the memory of the tuples."""
+    those bytes, about half the memory of the tuples."""
 
     def __init__(
         self,
