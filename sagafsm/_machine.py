@@ -155,14 +155,18 @@ class LifecycleMachine:
     def triggers(self) -> tuple[str, ...]:
         return tuple(self._fire)
 
-    def fire(self, model: Stateful, trigger: str, subject: str) -> None:
-        """Move ``model`` along ``trigger``, or raise :class:`IllegalTransition`."""
+    def fire(self, model: Stateful, trigger: str, subject: str, *parts: Any) -> None:
+        """Move ``model`` along ``trigger``, or raise :class:`IllegalTransition` naming
+        ``subject``. With ``parts``, ``subject`` is a format string they fill in, only if the move
+        is refused: the engine's moves nearly always succeed, and need no text."""
         fast = self._fast
         if fast is not None:
             dest = fast.get((trigger, model.state))
             if dest is not None:
                 model.state = dest
                 return
+        if parts:
+            subject = subject.format(*parts)
         fire = self._fire.get(trigger)
         if fire is None:
             raise IllegalTransition(self.name, trigger, model.state.value, subject)

@@ -200,7 +200,7 @@ class SagaMoves:
 
     def _saga(self, trigger: str, now: float) -> None:
         source = self.state
-        SAGA_MACHINE.fire(self, trigger, f"saga {self.saga_id}")
+        SAGA_MACHINE.fire(self, trigger, "saga {}", self.saga_id)
         if self.recorder is not None:
             self.recorder.transition(now, self.saga_id, None, trigger, source, self.state)
 
@@ -225,7 +225,7 @@ class SagaMoves:
                 self._ignored(event, now, reason)
                 return False
         name = self.definition.steps[index].name
-        STEP_MACHINE.fire(run, trigger, f"saga {self.saga_id} step {name!r}")
+        STEP_MACHINE.fire(run, trigger, "saga {} step {!r}", self.saga_id, name)
         if self.recorder is not None:
             self.recorder.transition(now, self.saga_id, name, trigger, source, run.state)
         return True

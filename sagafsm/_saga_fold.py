@@ -178,7 +178,9 @@ class SagaFold:
     )
 
     def __init__(self, step_states: list[str], saga_state: str) -> None:
-        self.history: list[Any] = []
+        self.history: list[Any] | bytearray = []
+        """Every record of the saga, in order: the records, or their encodings as bytes (see
+        :meth:`sagafsm.checks.StreamingChecker.observe_block`)."""
         self.starts = 0
         self.finishes: list[str] = []
         self.retries = 0
@@ -218,6 +220,7 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
     committed transition seen, as ``(lifecycle, source, trigger, dest)`` (transition coverage)."""
     read_only, index = steps.read_only, steps.index
     add_move = moves.add
+    pairs: dict[tuple[str, str], tuple[str, str]] = {}
     saga_table = steps.saga_table
     step_initial = _STEP_TABLE.initial
     tables = [steps.step_table(at) for at in range(len(steps.names))]
@@ -239,7 +242,10 @@ def folders(steps: Steps, moves: set[tuple[str, str, str, str]]) -> dict[str, Fo
             as_record(record)
         _, _, _, participant, step, what = record
         counts = fold.counts
-        counts[step, what] = counts.get((step, what), 0) + 1
+        # One key tuple per (step, effect) for every saga: each held saga's dict shares them.
+        pair = (step, what)
+        pair = pairs.setdefault(pair, pair)
+        counts[pair] = counts.get(pair, 0) + 1
         # Record order, not timestamps: several records often share an instant.
         if what in _UNDONE:
             fold.undone.setdefault(step)

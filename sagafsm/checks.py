@@ -22,6 +22,7 @@ import attrs
 
 from ._saga_fold import READ, STRAGGLERS, SagaFold, Steps, findings, folders
 from .definition import SagaDefinition
+from .errors import InvalidArgument
 from .history import KIND, SAGA, RawRecord, TraceRecord, as_record, format_record
 
 __all__ = [
@@ -88,20 +89,36 @@ def check_saga(
     steps = Steps.of(definition)
     fold = steps.new_fold()
     fold_kind = folders(steps, set())
+    fold.history = records
     for record in records:
-        fold.history.append(record)
         folder = fold_kind.get(record[KIND])
         if folder is not None:
             folder(fold, record)
     return _violations(fold, saga_id, steps)
 
 
-def _violations(fold: SagaFold, saga_id: str, steps: Steps) -> list[Violation]:
+def _violations(
+    fold: SagaFold,
+    saga_id: str,
+    steps: Steps,
+    unpack: Callable[[bytearray], Sequence[Record]] | None = None,
+) -> list[Violation]:
     found = findings(fold, steps)
     if not found:
         return []
-    lines = tuple(format_record(r) for r in fold.history)
+    lines = tuple(format_record(r) for r in _history(fold, unpack))
     return [Violation(saga_id=saga_id, property=p, detail=d, history=lines) for p, d in found]
+
+
+def _history(
+    fold: SagaFold, unpack: Callable[[bytearray], Sequence[Record]] | None
+) -> Sequence[Any]:
+    """A fold's history as records, read back if it was kept as bytes (observe_block refuses
+    bytes to a checker without ``unpack``)."""
+    history = fold.history
+    if isinstance(history, bytearray) and unpack is not None:
+        return unpack(history)
+    return history
 
 
 def check_history(
@@ -131,6 +148,7 @@ class StreamingChecker:
         max_reported: int = 1000,
         on_checked: Callable[[list[Record]], None] | None = None,
         steps: Steps | None = None,
+        unpack: Callable[[bytearray], Sequence[Record]] | None = None,
     ) -> None:
         self.definition = definition
         self.max_reported = max_reported
@@ -144,6 +162,8 @@ class StreamingChecker:
         """What the checks read of the saga: ``steps`` when given (a choreography's roles, see
         :func:`sagafsm.choreography.checking.choreography_steps`), else ``definition``'s."""
         self._folders = folders(self._steps, self.moves)
+        self._unpack = unpack
+        """Reads back a history kept as bytes (see :meth:`observe_block`)."""
         self._open: dict[str, SagaFold] = {}
         self.violations: list[Violation] = []
         self.counts: Counter[str] = Counter()
@@ -153,12 +173,26 @@ class StreamingChecker:
         """Take one record of the run (see :meth:`observe_block`)."""
         self.observe_block((record,))
 
-    def observe_block(self, records: Iterable[Record]) -> None:
+    def observe_block(
+        self, records: Iterable[Record], packed: Iterable[bytes] | None = None
+    ) -> None:
         """Take records of the run, in order: each one of an open saga joins its history, and
-        the kinds a check reads are folded (a block at a time, as the simulator hands them)."""
+        the kinds a check reads are folded (a block at a time, as the simulator hands them).
+
+        ``packed``, beside the records, is each one's encoding as bytes (the simulator's trace
+        hands the MessagePack bytes it hashed): the history is then kept as those bytes, for the
+        checker's ``unpack`` to read back only if the saga broke a property. A held saga's
+        history is most of what it costs in memory, and bytes take about half of the tuples'."""
         sagas, fold_kind, check = self._open, self._folders, self._check
         new_fold = self._steps.new_fold
-        for record in records:
+        if packed is not None and self._unpack is None:
+            raise InvalidArgument("packed records need a checker built with unpack=")
+        pairs: Iterable[tuple[Any, Any]]
+        if packed is None:
+            pairs = ((record, None) for record in records)
+        else:
+            pairs = zip(records, packed, strict=True)
+        for record, keep in pairs:
             # look at the shared header first: most records are only kept
             saga_id = record[SAGA]
             if saga_id is None:
@@ -171,23 +205,29 @@ class StreamingChecker:
                     # past the retention): participants refuse it, it cannot change the verdict.
                     continue
                 fold = sagas[saga_id] = new_fold()
+                if packed is not None:
+                    fold.history = bytearray()
             elif kind == "forget":
                 del sagas[saga_id]
                 check(saga_id, fold)
                 continue
-            fold.history.append(record)
+            history = fold.history
+            if isinstance(history, bytearray):
+                history += keep
+            else:
+                history.append(record)
             folder = fold_kind.get(kind)
             if folder is not None:
                 folder(fold, record)
 
     def _check(self, saga_id: str, fold: SagaFold) -> None:
         self.checked += 1
-        for violation in _violations(fold, saga_id, self._steps):
+        for violation in _violations(fold, saga_id, self._steps, self._unpack):
             self.counts[violation.property] += 1
             if len(self.violations) < self.max_reported:
                 self.violations.append(violation)
         if self.on_checked is not None:
-            history = fold.history
+            history = list(_history(fold, self._unpack))
             for at, record in enumerate(history):
                 if record[KIND] in READ:
                     history[at] = as_record(record)

@@ -47,6 +47,12 @@ __all__ = [
 class SagaState(enum.Enum):
     """Where a saga is in its life; ``COMPLETED``, ``FAILED``, ``OPERATOR_REQUIRED`` are final."""
 
+    # Members are singletons compared by identity, so they hash by identity too: ``Enum``'s own
+    # ``__hash__`` is a Python function (hash of the name), and the engine's table look-ups hash
+    # a member about 30 times a saga. Neither hash is the same from one process to the next
+    # (strings' are salted), so no iteration order changes in kind.
+    __hash__ = object.__hash__
+
     STARTED = "started"
     """Created and saved; no command sent yet."""
     PENDING = "pending"
@@ -64,6 +70,12 @@ class SagaState(enum.Enum):
 
 class StepState(enum.Enum):
     """Where one step of one saga is in its life."""
+
+    # Members are singletons compared by identity, so they hash by identity too: ``Enum``'s own
+    # ``__hash__`` is a Python function (hash of the name), and the engine's table look-ups hash
+    # a member about 30 times a saga. Neither hash is the same from one process to the next
+    # (strings' are salted), so no iteration order changes in kind.
+    __hash__ = object.__hash__
 
     PENDING = "pending"
     """Not sent yet (and never sent, if the saga stopped before reaching it)."""
@@ -89,6 +101,12 @@ class StepState(enum.Enum):
 
 class TimerPurpose(enum.Enum):
     """What a saga's one armed timer waits for (each belongs to one waiting step state)."""
+
+    # Members are singletons compared by identity, so they hash by identity too: ``Enum``'s own
+    # ``__hash__`` is a Python function (hash of the name), and the engine's table look-ups hash
+    # a member about 30 times a saga. Neither hash is the same from one process to the next
+    # (strings' are salted), so no iteration order changes in kind.
+    __hash__ = object.__hash__
 
     ACTION_TIMEOUT = "action_timeout"
     ACTION_BACKOFF = "action_backoff"

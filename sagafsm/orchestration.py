@@ -298,7 +298,7 @@ def timer_record(now: float, command: StartTimer) -> RawRecord:
         command.saga_id,
         command.timer_id,
         command.delay,
-        command.purpose.value,
+        command.purpose._value_,  # the member's plain attribute (see BufferingRecorder)
         command.step,
     )
 

@@ -16,7 +16,8 @@ from test_checks import (
     properties,
 )
 
-from sagafsm.checks import StreamingChecker
+from sagafsm.checks import StreamingChecker, check_history
+from sagafsm.errors import InvalidArgument
 from sagafsm.history import LedgerEffect as Effect
 
 
@@ -137,3 +138,41 @@ def test_transition_coverage_counts_a_step_the_definition_lacks_under_the_step_l
         moves.append(checker.moves)
     assert moves[1] - moves[0] == {("step", "executing", "give_up", "timed_out")}
     assert ("saga", "pending", "complete", "completed") in moves[0]
+
+
+def test_a_history_kept_as_packed_bytes_reads_back_every_record() -> None:
+    """The simulator hands the checker each record's MessagePack bytes beside it, and the
+    checker keeps an open saga's history as those bytes: the violations, their histories
+    (every record of the saga, in order) and what on_checked sees are those of the records."""
+    msgpack = pytest.importorskip("msgpack")
+    from sagafsm.sim.trace import unpack_records
+
+    block = [*broken("s1").records, (99.0, "forget", "s1"), *broken("s2").records]
+    block += [(100.0, "deliver", "s1", 7)]  # a straggler of a forgotten saga: not kept
+    packed = [msgpack.packb(record, use_bin_type=True) for record in block]
+    seen: list[list[Any]] = [[], []]
+    plain = StreamingChecker(THREE, on_checked=seen[0].append)
+    plain.observe_block(block)
+    compact = StreamingChecker(THREE, on_checked=seen[1].append, unpack=unpack_records)
+    compact.observe_block(block, packed)
+    expected = plain.finish()
+    assert compact.finish() == expected and len(expected) == 2
+    assert len(expected[0].history) == len(broken("s1").records)
+    assert seen[0] == seen[1] and len(seen[0]) == 2
+    refused = r"^packed records need a checker built with unpack=$"
+    with pytest.raises(InvalidArgument, match=refused):
+        StreamingChecker(THREE).observe_block(block, packed)
+    with pytest.raises(ValueError, match="zip"):  # a record without its bytes, or bytes without
+        compact.observe_block(block, packed[:-1])
+    # a checker that can read bytes back still takes plain records, and keeps them as they are
+    mixed = StreamingChecker(THREE, unpack=unpack_records)
+    mixed.observe_block(block)
+    assert mixed.finish() == expected
+
+
+def test_records_given_as_a_generator_are_each_kept_once() -> None:
+    """observe_block takes any iterable, read once: a generator's records each join the
+    history (a history shows every record of the saga)."""
+    records = broken("s1").records
+    violations = check_history((record for record in records), THREE)
+    assert violations and {len(v.history) for v in violations} == {len(records)}

@@ -200,7 +200,13 @@ def test_block_listeners_get_every_record_once_in_order() -> None:
 
     each: list[Any] = []
     blocks: list[list[Any]] = []
-    trace = Trace(listeners=[each.append], block_listeners=[lambda b: blocks.append(list(b))])
+    packed: list[list[bytes]] = []
+
+    def on_block(block: list[Any], encoded: list[bytes]) -> None:
+        blocks.append(list(block))
+        packed.append(list(encoded))
+
+    trace = Trace(listeners=[each.append], block_listeners=[on_block])
     for index in range(5000):
         if index % 2:
             trace.record(float(index), "forget", f"s{index}")
@@ -211,3 +217,70 @@ def test_block_listeners_get_every_record_once_in_order() -> None:
     assert [len(b) for b in blocks] == [4096, 904]
     assert [r for b in blocks for r in b] == each and len(each) == 5000
     assert trace.digest() == digest and len(blocks) == 2  # nothing left to hand over
+    assert [len(p) for p in packed] == [4096, 904]
+
+
+def test_records_packed_one_by_one_hash_as_the_block_packed_whole() -> None:
+    """The digest is SHA-256 over each block packed as one MessagePack array; the trace packs
+    each record on its own (for the checker's histories) and hashes the array's header and the
+    records' bytes: the same bytes, so the same digest. Each record's bytes read back as it was."""
+    import hashlib
+
+    import msgpack
+
+    from sagafsm.sim.trace import Trace, unpack_records
+
+    records: list[Any] = [
+        (
+            index / 7,
+            "send",
+            f"s{index}",
+            index,
+            "orchestrator",
+            "payment",
+            "execute",
+            "charge",
+            "charge",
+            1 + index % 3,
+            None if index % 2 else "succeeded",
+        )
+        for index in range(4096 + 17)
+    ]
+    seen: list[bytes] = []
+    trace = Trace(block_listeners=[lambda block, encoded: seen.extend(encoded)])
+    for record in records:
+        trace.add(record)
+    whole = hashlib.sha256()
+    for start in (0, 4096):
+        whole.update(msgpack.packb(records[start : start + 4096], use_bin_type=True))
+    assert trace.digest() == whole.hexdigest()
+    assert len(seen) == len(records)
+    assert unpack_records(b"".join(seen)) == records
+    assert unpack_records(bytearray(seen[3])) == [records[3]]
+
+
+def test_add_all_is_add_of_each_record_across_block_boundaries() -> None:
+    """A move's records go to the trace in one call: the same blocks, digest and listener calls
+    as one add() per record, also when the records fill a block halfway through."""
+    from sagafsm.sim.trace import Trace
+
+    moves = [[(float(m), "forget", f"s{m}-{i}") for i in range(m % 7)] for m in range(3000)]
+    traces, seen, blocks = [], [[], []], [[], []]
+    for at in (0, 1):
+        trace = Trace(
+            listeners=[seen[at].append] if at else [],
+            block_listeners=[lambda block, _, at=at: blocks[at].append(len(block))],
+        )
+        for move in moves:
+            if at:
+                for record in move:
+                    trace.add(record)
+            else:
+                trace.add_all(move)
+        traces.append(trace.digest())
+    assert traces[0] == traces[1] and blocks[0] == blocks[1] and blocks[0][0] == 4096
+    assert seen[1] == [record for move in moves for record in move]
+    with_listener: list[Any] = []
+    trace = Trace(listeners=[with_listener.append])
+    trace.add_all(moves[5])
+    assert with_listener == moves[5]

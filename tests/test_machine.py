@@ -11,7 +11,7 @@ from transitions import Machine
 
 from sagafsm import IllegalTransition
 from sagafsm._machine import SAGA_MACHINE, STEP_MACHINE, LifecycleMachine, read_table
-from sagafsm.lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec
+from sagafsm.lifecycle import SAGA_LIFECYCLE, STEP_LIFECYCLE, LifecycleSpec, StepState
 
 SPECS = [pytest.param(SAGA_LIFECYCLE, id="saga"), pytest.param(STEP_LIFECYCLE, id="step")]
 
@@ -129,3 +129,13 @@ def test_a_machine_whose_moves_do_more_than_set_the_state_is_refused(
     """Conditions, callbacks or other processing anywhere: no table, so every move goes
     through ``trigger`` and runs them."""
     assert read_table(light(**options)) is None
+
+
+def test_a_refused_move_names_its_subject_filled_in_from_its_parts() -> None:
+    """The engine hands fire() a format string and its parts, filled in only for the error."""
+    model = Model(StepState.SUCCEEDED)
+    with pytest.raises(IllegalTransition, match=r"saga s7 step 'charge'"):
+        STEP_MACHINE.fire(model, "start", "saga {} step {!r}", "s7", "charge")
+    with pytest.raises(IllegalTransition, match=r"plain \{\}"):
+        STEP_MACHINE.fire(model, "start", "plain {}")
+    assert model.state is StepState.SUCCEEDED

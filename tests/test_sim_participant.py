@@ -5,6 +5,7 @@ result it never gave out."""
 from __future__ import annotations
 
 import random
+from array import array
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -73,7 +74,7 @@ class Harness:
             trace,
             rng(5),
             Counter(),
-            lambda saga_id: [[0.5, 0.5, 0.5, 0.5]],
+            lambda saga_id: array("d", [0.5, 0.5, 0.5, 0.5]),
             lambda step: 0,
         )
         self.network.register("tickets", self.participant.receive)

@@ -38,17 +38,18 @@ from ..errors import InvalidConfig
 from ..lifecycle import SagaState
 from .choreography_bus import EventBus
 from .choreography_node import RoleHost
+from .collector import collector_paused
 from .config import SimulationConfig
 from .coverage import Coverage
 from .fates import draw_fates, forced_fates, make_network
 from .internal import InternalError, empty_schedule, original_error
 from .metrics import Occupancy, RunMetrics
-from .participant import SimParticipant, StepFate
+from .participant import Fates, SimParticipant
 from .prepare import effective_definition, metrics_window
 from .result import RunResult, build_result
 from .scenario import Scenario
 from .streams import stream
-from .trace import Record, Trace
+from .trace import Record, Trace, unpack_records
 
 __all__ = ["EVENT_TRIES_SIMULATED", "choreography_of", "simulate_choreography"]
 
@@ -68,7 +69,7 @@ def choreography_of(scenario: Scenario, definition: SagaDefinition) -> Choreogra
 @attrs.define
 class _SagaRecord:
     data: Mapping[str, Any]
-    fates: list[StepFate]
+    fates: Fates
     started_at: float
     finished: bool = False
     phase: str = "pending"
@@ -181,7 +182,7 @@ class ChoreographyRun:
             self.network.register(name, host.receive)
         self.initiator = self.hosts[choreography.initiator]
 
-    def _fates(self, saga_id: str) -> list[StepFate] | None:
+    def _fates(self, saga_id: str) -> Fates | None:
         record = self.records.get(saga_id)
         return None if record is None else record.fates
 
@@ -344,11 +345,14 @@ def simulate_choreography(
     wall_start = time.perf_counter()
     definition = effective_definition(scenario, config)
     choreography = choreography or choreography_of(scenario, definition)
-    checker = StreamingChecker(definition, steps=choreography_steps(choreography))
+    checker = StreamingChecker(
+        definition, steps=choreography_steps(choreography), unpack=unpack_records
+    )
     trace = Trace(trace_path, [] if observe is None else [observe], [checker.observe_block])
     run = ChoreographyRun(scenario, config, trace, choreography, switches or Switches(), progress)
     try:
-        run.run()
+        with collector_paused():
+            run.run()
     except InvalidConfig:
         raise
     except Exception as error:

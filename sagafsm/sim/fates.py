@@ -4,6 +4,7 @@ step fates, with the configuration's targeted faults forced in, and the faulty n
 from __future__ import annotations
 
 import random
+from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,7 +13,7 @@ import simpy
 
 from .config import SimulationConfig
 from .network import Network
-from .participant import StepFate
+from .participant import FATE_SIZE, Fates
 from .streams import stream
 
 __all__ = ["ForcedFates", "forced_fates", "draw_fates", "make_network"]
@@ -42,16 +43,14 @@ def forced_fates(config: SimulationConfig) -> ForcedFates:
 
 def draw_fates(
     rng: random.Random, steps: Sequence[str], forced: Mapping[str, Mapping[int, float]]
-) -> list[StepFate]:
+) -> Fates:
     """One saga's fates: four uniforms per step, in step order, then the forced positions."""
-    fates: list[StepFate] = [
-        [rng.random(), rng.random(), rng.random(), rng.random()] for _ in steps
-    ]
+    fates = array("d", [rng.random() for _ in range(FATE_SIZE * len(steps))])
     for step, positions in forced.items():
         if step in steps:
-            fate = fates[steps.index(step)]
+            at = FATE_SIZE * steps.index(step)
             for position, value in positions.items():
-                fate[position] = value
+                fates[at + position] = value
     return fates
 
 

@@ -98,7 +98,8 @@ class Network:
         env, trace = self._env, self._trace
         now = env.now
         self.sent += 1
-        outcome = message.outcome.value if message.outcome is not None else None
+        # ``_value_`` is the member's plain attribute; ``.value`` is a slower descriptor
+        outcome = message.outcome._value_ if message.outcome is not None else None
         trace.record(
             now,
             "send",
@@ -106,7 +107,7 @@ class Network:
             message.message_id,
             message.source,
             message.dest,
-            message.kind.value,
+            message.kind._value_,
             message.step,
             message.operation,
             message.attempt,

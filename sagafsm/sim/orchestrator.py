@@ -52,33 +52,28 @@ class TraceCounters:
     """Writes committed transitions to the trace, and counts them for the run: saga moves
     (occupancy) and triggers (retries...)."""
 
-    __slots__ = ("_add", "saga_moved", "triggers")
+    __slots__ = ("_add_all", "saga_moved", "triggers")
 
     def __init__(self, trace: Trace, saga_moved: Callable[[float, str, str], None]) -> None:
-        self._add = trace.add
+        self._add_all = trace.add_all
         self.saga_moved = saga_moved
         self.triggers: Counter[tuple[str, str]] = Counter()
         """(lifecycle, trigger) -> committed transitions."""
 
     def emit(self, record: Record) -> None:
-        self._add(record)
-        if record[1] == "transition":
-            self._count(record)
+        self.emit_all([record])
 
     def emit_all(self, records: list[Record]) -> None:
         """:meth:`emit` each of ``records``, in order (one call for a whole move)."""
-        add = self._add
+        self._add_all(records)
+        triggers, moved = self.triggers, self.saga_moved
         for record in records:
-            add(record)
             if record[1] == "transition":
-                self._count(record)
-
-    def _count(self, record: Record) -> None:
-        if record[3] is None:
-            self.triggers["saga", record[4]] += 1
-            self.saga_moved(record[0], record[5], record[6])
-        else:
-            self.triggers["step", record[4]] += 1
+                if record[3] is None:
+                    triggers["saga", record[4]] += 1
+                    moved(record[0], record[5], record[6])
+                else:
+                    triggers["step", record[4]] += 1
 
 
 class SimOrchestrator:

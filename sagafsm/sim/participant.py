@@ -26,10 +26,12 @@ truth the checkers read.
 
 from __future__ import annotations
 
+import math
 import random
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import simpy
 
@@ -42,7 +44,7 @@ from .network import Network
 from .scenario import Declined, Service
 from .trace import Trace
 
-__all__ = ["SimParticipant", "StepFate", "Effect", "INJECTED"]
+__all__ = ["SimParticipant", "Fates", "FATE_SIZE", "Effect", "INJECTED"]
 
 INJECTED = "injected failure"
 """The reason a failure reply gives when the fault plan, not the business, made it fail."""
@@ -52,10 +54,15 @@ Effect = LedgerEffect
 """The ``effect`` values a participant writes to its ledger (defined with the trace records)."""
 
 
-StepFate = list[float | None]
-"""Per saga and step, pre-drawn uniforms ``[fail, hang, hang lands, compensation fails]``. The
-first execution spends the first three (sets ``fate[0]`` to None), the first compensation try the
-last; later tries draw afresh."""
+Fates: TypeAlias = "array[float]"
+"""One saga's pre-drawn uniforms, :data:`FATE_SIZE` per step in step order: ``fail, hang, hang
+lands, compensation fails``. The first execution of a step spends its first three (sets the
+first to NaN, :data:`SPENT`), the first compensation try the last; later tries draw afresh. One
+array of doubles, not a list per step: a saga's fates are held as long as its idempotency
+records, and this takes a quarter of the memory."""
+
+FATE_SIZE = 4
+SPENT = math.nan
 
 Reply = tuple[Outcome, Mapping[str, Any] | None, str]
 """What a participant answered an action: outcome, result (on success), reason (on failure)."""
@@ -76,7 +83,7 @@ class SimParticipant:
         trace: Trace,
         rng: random.Random,
         faults: Counter[str],
-        saga_fates: Callable[[str], list[StepFate] | None],
+        saga_fates: Callable[[str], Fates | None],
         step_index: Callable[[str], int],
         *,
         dedup: bool = True,
@@ -178,11 +185,11 @@ class SimParticipant:
         if fates is None:
             self._faults["expired"] += 1
             return  # the saga ended longer ago than the retention: a stale request is refused
-        fate = fates[self._step_index(message.step)]
+        at = FATE_SIZE * self._step_index(message.step)
         if message.kind is MessageKind.EXECUTE:
-            reply = self._execute(message, fate)
+            reply = self._execute(message, fates, at)
         else:
-            reply = self._compensate(message, fate)
+            reply = self._compensate(message, fates, at)
         if reply is not None:
             if self._answer_to is not None:
                 self._answer_to(message, reply)
@@ -191,7 +198,7 @@ class SimParticipant:
 
     # -- the ledger ----------------------------------------------------------------------------
 
-    def _execute(self, message: Message, fate: StepFate) -> Reply | None:
+    def _execute(self, message: Message, fates: Fates, at: int) -> Reply | None:
         key = message.idempotency_key
         if key in self._tombstones:
             self._effect(message, Effect.ACTION_BLOCKED)
@@ -199,12 +206,13 @@ class SimParticipant:
         known = self._replies.get(key)
         if known is not None and self._dedup:
             return known
-        fail, hang, lands = fate[0], fate[1], fate[2]
-        if fail is None or hang is None or lands is None:
+        fail = fates[at]
+        if fail != fail:  # NaN: spent
             draw = self._random
             fail, hang, lands = draw(), draw(), draw()
         else:
-            fate[0] = None  # the first execution spends the pre-drawn fate
+            hang, lands = fates[at + 1], fates[at + 2]
+            fates[at] = SPENT  # the first execution spends the pre-drawn fate
         config = self._config
         if fail < config.failure_rate:
             self._faults["step_failure"] += 1
@@ -242,7 +250,7 @@ class SimParticipant:
         self._effect(message, effect)
         return reply
 
-    def _compensate(self, message: Message, fate: StepFate) -> Reply:
+    def _compensate(self, message: Message, fates: Fates, at: int) -> Reply:
         key = message.idempotency_key
         if key in self._compensated and self._dedup:
             return _COMPENSATED
@@ -256,11 +264,11 @@ class SimParticipant:
             # with a result it never handed out would undo something else.
             self._effect(message, Effect.COMPENSATION_REFUSED)
             return (_FAILED, None, f"refused: {self.name} never handed out {dict(claimed)}")
-        failing = fate[3]
-        if failing is None:
+        failing = fates[at + 3]
+        if failing != failing:  # NaN: spent
             failing = self._random()
         else:
-            fate[3] = None
+            fates[at + 3] = SPENT
         if failing < self._config.compensation_failure_rate:
             self._faults["compensation_failure"] += 1
             self._effect(message, Effect.COMPENSATION_FAILED)

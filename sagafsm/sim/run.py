@@ -29,6 +29,7 @@ from ..engine import SagaInstance
 from ..errors import InvalidConfig
 from ..lifecycle import SAGA_LIFECYCLE, SagaState
 from ..messages import ORCHESTRATOR
+from .collector import collector_paused
 from .config import SimulationConfig
 from .coverage import Coverage
 from .fates import draw_fates, forced_fates, make_network
@@ -36,13 +37,13 @@ from .internal import InternalError, empty_schedule, original_error
 from .metrics import Occupancy, RunMetrics
 from .mutants import Mutant, get_mutant
 from .orchestrator import SimOrchestrator
-from .participant import SimParticipant, StepFate
+from .participant import Fates, SimParticipant
 from .prepare import effective_definition, metrics_window, validate_against
 from .result import RunResult, build_result
 from .scenario import Scenario
 from .store import SnapshotStore
 from .streams import stream
-from .trace import Record, Trace
+from .trace import Record, Trace, unpack_records
 
 __all__ = ["simulate", "InternalError"]
 
@@ -56,7 +57,7 @@ _MAX_DOWN_WINDOWS = 10_000
 @attrs.define
 class _SagaRecord:
     data: Mapping[str, Any]
-    fates: list[StepFate]
+    fates: Fates
     started_at: float
     finished: bool = False
 
@@ -145,7 +146,7 @@ class _Run:
 
     # -- saga bookkeeping ----------------------------------------------------------------------
 
-    def _fates(self, saga_id: str) -> list[StepFate] | None:
+    def _fates(self, saga_id: str) -> Fates | None:
         record = self.records.get(saga_id)
         return None if record is None else record.fates
 
@@ -177,12 +178,13 @@ class _Run:
     def _saga_finished(self, saga_id: str, state: SagaState, reason: str | None) -> None:
         now = self.env.now
         record = self.records[saga_id]
+        value = state._value_  # the member's plain attribute; ``.value`` is a slower descriptor
         if record.finished:
-            self.trace.record(now, "finish", saga_id, state.value, reason)
+            self.trace.record(now, "finish", saga_id, value, reason)
             return  # a second finish (only a broken variant does this): the checker reports it
         record.finished = True
-        self.trace.record(now, "finish", saga_id, state.value, reason)
-        self.metrics.saga_finished(state.value, record.started_at, now, reason)
+        self.trace.record(now, "finish", saga_id, value, reason)
+        self.metrics.saga_finished(value, record.started_at, now, reason)
         self.domain.saga_finished(saga_id, record.data, state)
         self.finished += 1
         timeout = self.env.timeout(self.config.retention, saga_id)
@@ -401,12 +403,13 @@ def simulate(
     wall_start = time.perf_counter()
     definition = effective_definition(scenario, config)
     coverage = Coverage()
-    checker = StreamingChecker(definition)
+    checker = StreamingChecker(definition, unpack=unpack_records)
     # The checker reads nothing before the run ends: it takes the records a block at a time.
     trace = Trace(trace_path, [] if observe is None else [observe], [checker.observe_block])
     run = _Run(scenario, config, trace, progress, mutant)
     try:
-        run.run()
+        with collector_paused():
+            run.run()
     except InvalidConfig:
         raise
     except Exception as error:
