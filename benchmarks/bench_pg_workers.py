@@ -107,8 +107,41 @@ def _process(url: str, k: int, n: int, sagas: int, clients: int, *queues: Any) -
     out.put(asyncio.run(_worker(url, k, n, sagas, clients, go, end, ready)))
 
 
+def _server_processes(url: str) -> int | None:
+    """The postmaster's pid, if the server runs on this machine (its CPU is measured)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        with open(f"/proc/{row[0]}/stat") as stat:
+            return int(stat.read().rpartition(")")[2].split()[1])
+    except (OSError, TypeError, IndexError, ValueError):
+        return None
+
+
+def server_cpu(postmaster: int | None) -> float:
+    """CPU seconds (user and system) of the server's processes alive now: the postmaster and
+    its children (each backend, the WAL writer, the checkpointer...)."""
+    if postmaster is None:
+        return 0.0
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def run_workers(url: str, n: int, sagas: int, concurrency: int) -> dict[str, Any]:
     asyncio.run(SharedPostgresStore(url).open())  # the schema, before N processes race to it
+    postmaster = _server_processes(url)
     context = multiprocessing.get_context("spawn")
     go, end, ready, out = context.Event(), context.Event(), context.Queue(), context.Queue()
     clients = max(1, concurrency // n)
@@ -120,11 +153,13 @@ def run_workers(url: str, n: int, sagas: int, concurrency: int) -> dict[str, Any
         process.start()
     for _ in range(n):
         ready.get()
+    server = server_cpu(postmaster)
     go.set()
     began = time.perf_counter()
     for _ in range(n):
         ready.get()
     elapsed = time.perf_counter() - began
+    server = server_cpu(postmaster) - server
     end.set()
     results = [out.get() for _ in range(n)]
     for process in processes:
@@ -146,6 +181,7 @@ def run_workers(url: str, n: int, sagas: int, concurrency: int) -> dict[str, Any
         "states": states,
         "orchestrator_commits": sum(r["commits"] for r in results),
         "cpu_seconds": sum(r["cpu_seconds"] for r in results),
+        "server_cpu_seconds": server,
         "conflicts": sum(r["conflicts"] for r in results),
         "participant_transactions": sum(r["participant_transactions"] for r in results),
         "claim_p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
@@ -203,6 +239,9 @@ def measure_workers(args: Any, server_url: str, counts: list[int]) -> list[dict[
                 **summary(args, runs, bases, workers=n),
                 "worker_cpu_ms_per_saga": statistics.median(
                     1000 * r["cpu_seconds"] / args.sagas for r in runs
+                ),
+                "server_cpu_ms_per_saga": statistics.median(
+                    1000 * r["server_cpu_seconds"] / args.sagas for r in runs
                 ),
                 "deadlocks_retried": sum(r["conflicts"] for r in runs),
                 "claim_p50_ms": statistics.median(r["claim_p50_ms"] or 0 for r in runs),

@@ -32,7 +32,7 @@ from typing import Any, Final
 import psycopg
 
 from ..errors import InvalidArgument
-from .postgres_inbox import Connection
+from .postgres_inbox import Connection, begin
 from .postgres_schema import CONSUME
 from .postgres_store import PostgresStore
 from .store import Commit, OutboxRow, StoredSaga, TimerRow
@@ -136,6 +136,7 @@ class SharedPostgresStore(PostgresStore):
         async with self._open_pool().connection() as conn:
             try:
                 async with conn.pipeline():
+                    await begin(conn)
                     sagas = await conn.execute(self._lock_sagas, (sorted(set(saga_ids)),))
                     requests = None
                     if retries:
@@ -162,9 +163,12 @@ class SharedPostgresStore(PostgresStore):
     async def claim_timers(self, now: float, limit: int) -> tuple[list[TimerRow], float | None]:
         """Due timers nobody holds, claimed for ``claim_lease`` seconds (this worker fires
         them), and when the next one can be claimed (None: no timer armed)."""
-        async with self._transaction(pipeline=True) as conn:
-            claimed = await conn.execute(CLAIM_TIMERS, (now + self.claim_lease, now, now, limit))
-            following = await conn.execute(NEXT_CLAIMABLE)
+        # Two statements in one round trip; the second is a hint, it need not agree with the first.
+        async with self._open_pool().connection() as conn:
+            async with conn.pipeline():
+                until = now + self.claim_lease
+                claimed = await conn.execute(CLAIM_TIMERS, (until, now, now, limit))
+                following = await conn.execute(NEXT_CLAIMABLE)
             rows = await claimed.fetchall()
             after = await following.fetchone()
         timers = [TimerRow(saga_id, timer_id, due) for saga_id, timer_id, due in rows]

@@ -137,8 +137,17 @@ class PostgresTransport:
             await migrated(self.url, self.name)
             listener = await self._connect(autocommit=True)
             await listener.execute(f"LISTEN {CHANNEL}")
+            # Autocommit: each of this transport's operations is one statement (a send with its
+            # notifications, a claim, an ack), atomic on its own. In a transaction block it would
+            # cost a BEGIN and a COMMIT of their own, two more round trips and statements' worth
+            # of client CPU each, on every message.
             pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-                self.url, min_size=1, max_size=self._pool_size, open=False, name="sagafsm-bus"
+                self.url,
+                min_size=1,
+                max_size=self._pool_size,
+                kwargs={"autocommit": True},
+                open=False,
+                name="sagafsm-bus",
             )
             try:
                 await pool.open(wait=True, timeout=10.0)
@@ -182,7 +191,7 @@ class PostgresTransport:
         if self._pool is None:
             await self.open()
         assert self._pool is not None
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(sql, parameters)
             return await cursor.fetchall() if cursor.description is not None else []
 

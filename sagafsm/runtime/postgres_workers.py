@@ -41,6 +41,7 @@ from ..events import TimerFired
 from ..history import RawRecord
 from ..messages import Envelope
 from . import crashpoints
+from .cancelling import wait_set
 from .codec import envelope_from_dict
 from .commits import send_record
 from .postgres_shared import LockedSagas, SharedPostgresStore
@@ -230,8 +231,9 @@ class WorkerRuntime(Runtime):
             if len(rows) == self._batch_size:
                 continue
             wait = self._timer_poll if after is None else min(self._timer_poll, after - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_wake.wait(), max(wait, _MIN_WAIT))
+            # Not asyncio.wait_for: on Python 3.11 it can swallow close()'s cancellation when
+            # a hint is due at that moment, and this loop would never end (.cancelling).
+            await wait_set(self._timer_wake, max(wait, _MIN_WAIT))
 
     async def _relay(self) -> None:
         while True:
