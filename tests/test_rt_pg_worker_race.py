@@ -7,6 +7,11 @@ timer stale in the snapshot A wrote: one move. The ``no-saga-lock`` variant
 (:class:`~sagafsm.runtime.postgres_run.UnlockedStore`) lets B read the old snapshot while A
 holds it (A waits until B has read), so both move the saga from one state, and the checkers
 say so, every run: the CLI-level race test in ``test_rt_pg_workers.py`` is only a smoke test.
+
+The same interleaving for an operator's retry that both workers' polls picked up: with the
+request row's lock the second finds it applied and gone. Without that lock (a broken variant
+that takes every request as still waiting) the second worker does try, and the engine refuses
+it, since the saga it holds the lock of is no longer parked: two guards, each enough alone.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 
 import pytest
 from rt_support import ORDER
+from test_engine_operator_retry import TRIP
+from test_rt_operator_retry import Desks, Service
 
 from sagafsm.checks import check_history
 from sagafsm.events import TimerFired
@@ -24,7 +31,9 @@ from sagafsm.orchestration import event_for
 from sagafsm.runtime.clock import VirtualClock
 from sagafsm.runtime.postgres_run import UnlockedStore
 from sagafsm.runtime.postgres_shared import LockedSagas, SharedPostgresStore
+from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.postgres_workers import WorkerRuntime
+from sagafsm.runtime.retries import RetryItem
 from sagafsm.runtime.runtime import _Inbound
 from sagafsm.runtime.transport import InProcessTransport
 
@@ -49,21 +58,23 @@ class _Gated(WorkerRuntime):
         await super()._apply_held(batch, held)
 
 
-async def _race(url: str, store_class: type[SharedPostgresStore]) -> dict[str, Any]:
-    clock = VirtualClock(1_000.0)  # timers never come due by themselves: the test fires one
-    one, two = store_class(url), store_class(url)
-    a_bus, b_bus = InProcessTransport(), InProcessTransport()
-    b: _Gated | None = None
+def _until_read_or_waiting(b: _Gated, store: SharedPostgresStore) -> Any:
+    """A's hold: until B has read its batch's sagas (no lock held it back) or waits on a lock."""
 
-    async def until_b_read_or_waits() -> None:
-        """Until B has read the saga (no lock held it back) or waits on A's row lock."""
-        assert b is not None
+    async def hold() -> None:
         for _ in range(1000):
-            if b.read.is_set() or (await one._fetch(WAITING_ON_A_LOCK))[0][0] > 0:
+            if b.read.is_set() or (await store._fetch(WAITING_ON_A_LOCK))[0][0] > 0:
                 return
             await asyncio.sleep(0.01)
         raise AssertionError("worker B neither read the saga nor waited on its lock")
 
+    return hold
+
+
+async def _race(url: str, store_class: type[SharedPostgresStore]) -> dict[str, Any]:
+    clock = VirtualClock(1_000.0)  # timers never come due by themselves: the test fires one
+    one, two = store_class(url), store_class(url)
+    a_bus, b_bus = InProcessTransport(), InProcessTransport()
     a = _Gated(one, a_bus, [ORDER], clock=clock)
     b = _Gated(two, b_bus, [ORDER], clock=clock)
     async with a, b:
@@ -81,7 +92,7 @@ async def _race(url: str, store_class: type[SharedPostgresStore]) -> dict[str, A
         record = (clock.now(), "timer_fired", saga_id, timer.timer_id)
         a.read.clear()
         b.read.clear()
-        a.hold = until_b_read_or_waits
+        a.hold = _until_read_or_waiting(b, one)
         a_batch = a._apply([_Inbound(event_for(reply), reply.message_id, None, None)])
         moving = asyncio.ensure_future(a_batch)
         await a.read.wait()  # A holds the saga (and, with the lock, its row lock)
@@ -108,3 +119,45 @@ def test_without_it_both_move_the_saga_from_one_snapshot_and_the_checkers_say_so
     """Three times, to show it is not luck: the interleaving is forced, not raced."""
     found = asyncio.run(_race(pg_url, UnlockedStore))
     assert found["stale"] == 0 and found["violations"] == ["declared-transitions"], found
+
+
+class _EveryRequestWaiting(SharedPostgresStore):
+    """The broken variant: every retry given is taken as still waiting, unlocked."""
+
+    _lock_requests = "SELECT saga_id FROM unnest(%b::text[]) AS r(saga_id)"
+
+
+async def _retried_by_both(url: str, store_class: type[SharedPostgresStore]) -> int:
+    """Park a saga (one runtime, in virtual time), then let two workers apply the operator's
+    retry at once, A holding its batch open until B has read or waits: how many times the
+    retry was applied."""
+    async with Service(PostgresStore(url), Desks()) as service:
+        await service.runtime.start(TRIP, {}, saga_id="t-1")
+        assert await service.finish("t-1") == "operator_required"
+    clock = VirtualClock(2_000.0)
+    one, two = store_class(url), store_class(url)
+    a = _Gated(one, InProcessTransport(), [TRIP], clock=clock, retry_poll=3600.0)
+    b = _Gated(two, InProcessTransport(), [TRIP], clock=clock, retry_poll=3600.0)
+
+    async with a, b:
+        assert await one.request_retry("t-1", "desk back", clock.now())
+        (request,) = await one.retry_requests()
+        a.hold = _until_read_or_waiting(b, one)
+        moving = asyncio.ensure_future(a._apply([RetryItem(request)]))
+        await a.read.wait()
+        await b._apply([RetryItem(request)])
+        await moving
+        trace = await one.trace()
+    return sum(1 for r in trace if r[1] == "operator" and r[3] == "retry")
+
+
+def test_a_retry_both_workers_picked_up_is_applied_once(pg_url: str) -> None:
+    assert asyncio.run(_retried_by_both(pg_url, SharedPostgresStore)) == 1
+
+
+def test_without_the_request_lock_the_engine_refuses_the_second_application(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert asyncio.run(_retried_by_both(pg_url, _EveryRequestWaiting)) == 1
+    refused = [r for r in caplog.records if "the retry of saga 't-1' cannot run" in r.message]
+    assert len(refused) == 1, caplog.text

@@ -124,6 +124,9 @@ class SharedPostgresStore(PostgresStore):
 
     _lock_sagas: str = LOCK_SAGAS
     """The locking read (a broken variant reads without the lock)."""
+    _lock_requests: str = LOCK_REQUESTS
+    """The operators' requests still waiting, locked (a broken variant takes every one given as
+    waiting, and applies a request another worker applied already)."""
 
     @contextlib.asynccontextmanager
     async def locked(
@@ -140,7 +143,7 @@ class SharedPostgresStore(PostgresStore):
                     sagas = await conn.execute(self._lock_sagas, (sorted(set(saga_ids)),))
                     requests = None
                     if retries:
-                        requests = await conn.execute(LOCK_REQUESTS, (list(retries),))
+                        requests = await conn.execute(self._lock_requests, (list(retries),))
                     rows = await sagas.fetchall()
                     waiting = {row[0] for row in await requests.fetchall()} if requests else set()
                 held = LockedSagas(self, conn, rows, waiting, consumed)
