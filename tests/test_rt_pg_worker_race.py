@@ -79,6 +79,7 @@ async def _race(url: str, store_class: type[SharedPostgresStore]) -> dict[str, A
     b = _Gated(two, b_bus, [ORDER], clock=clock)
     async with a, b:
         saga_id = await a.start(ORDER, {"amount": 1}, saga_id="raced")
+        await _idle(a)
         (delivery,) = await a_bus.receive_many("inventory", 1)  # the saga's first command
         reply = reply_to(
             delivery.message,
@@ -140,6 +141,8 @@ async def _retried_by_both(url: str, store_class: type[SharedPostgresStore]) -> 
     b = _Gated(two, InProcessTransport(), [TRIP], clock=clock, retry_poll=3600.0)
 
     async with a, b:
+        for worker in (a, b):  # their polls leave it alone: the test hands it to both
+            worker._retries_queued.add("t-1")
         assert await one.request_retry("t-1", "desk back", clock.now())
         (request,) = await one.retry_requests()
         a.hold = _until_read_or_waiting(b, one)
@@ -161,3 +164,95 @@ def test_without_the_request_lock_the_engine_refuses_the_second_application(
     assert asyncio.run(_retried_by_both(pg_url, _EveryRequestWaiting)) == 1
     refused = [r for r in caplog.records if "the retry of saga 't-1' cannot run" in r.message]
     assert len(refused) == 1, caplog.text
+
+
+# -- a saga held in memory between batches ----------------------------------------------------
+
+
+class _Trusting(_Gated):
+    """The broken variant: moves any saga it holds from memory, whoever moved it since."""
+
+    def _current(self, saga_id: str, snapshot: str) -> bool:
+        return saga_id in self._core
+
+
+class _Counting(_Gated):
+    reused = 0
+
+    def _current(self, saga_id: str, snapshot: str) -> bool:
+        current = super()._current(saga_id, snapshot)
+        self.reused += current
+        return current
+
+
+async def _idle(worker: WorkerRuntime) -> None:
+    """Until the worker's loop has finished its batch (the test then applies one itself)."""
+    while not worker.idle:
+        await asyncio.sleep(0)
+
+
+async def _moved_elsewhere(url: str, a_class: type[_Gated]) -> dict[str, Any]:
+    """A starts a saga and moves it once (from memory the second time); B takes the reply to
+    its first step; then A gets that step's timer, stale by now."""
+    clock = VirtualClock(1_000.0)
+    one, two = SharedPostgresStore(url), SharedPostgresStore(url)
+    a_bus = InProcessTransport()
+    a = a_class(one, a_bus, [ORDER], clock=clock)
+    b = _Gated(two, InProcessTransport(), [ORDER], clock=clock)
+    async with a, b:
+        saga_id = await a.start(ORDER, {"amount": 1}, saga_id="held")
+        await _idle(a)
+        (timer,) = [t for t in await one.timers() if t.saga_id == saga_id]
+        fired = TimerFired(saga_id=saga_id, timer_id=timer.timer_id)
+        record = (clock.now(), "timer_fired", saga_id, timer.timer_id)
+        (delivery,) = await a_bus.receive_many("inventory", 1)
+        reply = reply_to(
+            delivery.message,
+            message_id=1,
+            source="inventory",
+            outcome=Outcome.SUCCEEDED,
+            result={"reservation": "r"},
+        )
+        await b._apply([_Inbound(event_for(reply), reply.message_id, None, None)])
+        await a._apply([_Inbound(fired, None, None, record)])
+        trace = await one.trace()
+    found = [v for v in check_history(trace, ORDER) if v.property != "termination"]
+    stale = [r for r in trace if r[1] == "ignored" and r[2] == saga_id]
+    return {
+        "violations": sorted({v.property for v in found}),
+        "stale": len(stale),
+        "reused": getattr(a, "reused", None),
+    }
+
+
+def test_a_saga_another_worker_moved_is_read_again_not_moved_from_memory(pg_url: str) -> None:
+    found = asyncio.run(_moved_elsewhere(pg_url, _Counting))
+    assert found == {"violations": [], "stale": 1, "reused": 0}
+
+
+def test_the_trusting_variant_moves_it_from_its_stale_memory_and_is_caught(pg_url: str) -> None:
+    found = asyncio.run(_moved_elsewhere(pg_url, _Trusting))
+    assert found["stale"] == 0 and found["violations"] == ["declared-transitions"], found
+
+
+def test_a_saga_no_one_else_moved_is_moved_from_memory(pg_url: str) -> None:
+    async def scenario() -> int:
+        clock, bus = VirtualClock(1_000.0), InProcessTransport()
+        one = SharedPostgresStore(pg_url)
+        async with _Counting(one, bus, [ORDER], clock=clock) as a:
+            await a.start(ORDER, {"amount": 1}, saga_id="mine")
+            await _idle(a)
+            (delivery,) = await bus.receive_many("inventory", 1)
+            reply = reply_to(
+                delivery.message,
+                message_id=1,
+                source="inventory",
+                outcome=Outcome.SUCCEEDED,
+                result={"reservation": "r"},
+            )
+            await a._apply([_Inbound(event_for(reply), reply.message_id, None, None)])
+            moves = [r[3:5] for r in await one.trace() if r[1] == "transition"]
+            assert ("reserve", "succeed") in moves and ("charge", "send") in moves, moves
+            return a.reused
+
+    assert asyncio.run(scenario()) == 1

@@ -77,9 +77,11 @@ FINISHED_AMONG: Final = (
 
 
 class LockedSagas:
-    """The open transaction of one batch: ``sagas`` are the stored sagas the batch moves (their
-    rows locked), ``stored`` every id of the batch the store holds (finished ones too),
-    ``retries`` the operators' requests still waiting. :meth:`commit` writes and commits."""
+    """The open transaction of one batch: ``rows`` the locked rows of the sagas it moves
+    (saga id: definition and snapshot text, None once finished), ``stored`` every id of the
+    batch the store holds (finished ones too), ``retries`` the operators' requests still
+    waiting. :meth:`commit` writes and commits; ``written`` is then each committed saga's
+    snapshot text, as stored (None: finished)."""
 
     def __init__(
         self,
@@ -92,17 +94,25 @@ class LockedSagas:
         self._store = store
         self._conn = conn
         self._consumed = consumed
-        self.stored = {row[0] for row in rows}
-        self.sagas = [StoredSaga(i, name, loads(snap)) for i, name, snap in rows if snap]
+        self.rows: dict[str, tuple[str, str | None]] = {i: (name, snap) for i, name, snap in rows}
+        self.stored = set(self.rows)
         self.retries = retries
         self.committed = False
+        self.written: dict[str, str | None] = {}
+
+    @property
+    def sagas(self) -> list[StoredSaga]:
+        """The unfinished ones, their snapshots decoded."""
+        return [StoredSaga(i, name, loads(snap)) for i, (name, snap) in self.rows.items() if snap]
 
     async def commit(self, commits: Sequence[Commit]) -> list[OutboxRow]:
-        store = self._store
+        store, batch = self._store, EncodedBatch(commits)
         rows = await store._commit_on(
-            self._conn, EncodedBatch(commits), self._consumed, store._claimed_until(commits)
+            self._conn, batch, self._consumed, store._claimed_until(commits)
         )
         self.committed = True
+        self.written = {row[0]: row[5] for row in batch.inserts}
+        self.written.update((row[-1], row[3]) for row in batch.updates)
         return rows
 
 
