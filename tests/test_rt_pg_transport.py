@@ -172,19 +172,19 @@ class _ClaimsFirst(_Counting):
 async def quiet_claims(url: str, transport_class: type[_Counting]) -> tuple[int, list[int]]:
     """Claims a receiver makes in 0.3 s on a node it found drained, nothing sent meanwhile
     (polling slowed to 10 s); then what it receives of a send."""
-    async with transport_class(url, poll_interval=10, max_poll_interval=10) as receiver:
-        async with PostgresTransport(url) as sender:
-            await sender.send(command(1))
-            await receiver.receive_many("inventory", 10)
-            looking = asyncio.ensure_future(receiver.receive_many("inventory", 10))
-            await asyncio.sleep(0.3)  # the send's notification came in; a claim found nothing
-            looking.cancel()
-            before = receiver.claims
-            waiting = asyncio.ensure_future(receiver.receive_many("inventory", 10))
-            await asyncio.sleep(0.3)
-            quiet = receiver.claims - before
-            await sender.send(command(2))
-            got = await asyncio.wait_for(waiting, 5)
+    receiving = transport_class(url, poll_interval=10, max_poll_interval=10)
+    async with receiving as receiver, PostgresTransport(url) as sender:
+        await sender.send(command(1))
+        await receiver.receive_many("inventory", 10)
+        looking = asyncio.ensure_future(receiver.receive_many("inventory", 10))
+        await asyncio.sleep(0.3)  # the send's notification came in; a claim found nothing
+        looking.cancel()
+        before = receiver.claims
+        waiting = asyncio.ensure_future(receiver.receive_many("inventory", 10))
+        await asyncio.sleep(0.3)
+        quiet = receiver.claims - before
+        await sender.send(command(2))
+        got = await asyncio.wait_for(waiting, 5)
     return quiet, [delivery.message.message_id for delivery in got]
 
 
