@@ -71,6 +71,19 @@ def _until_read_or_waiting(b: _Gated, store: SharedPostgresStore) -> Any:
     return hold
 
 
+async def _reserved(bus: InProcessTransport) -> _Inbound:
+    """The inventory's reply (a success) to the saga's first command, waiting on ``bus``."""
+    (delivery,) = await bus.receive_many("inventory", 1)
+    reply = reply_to(
+        delivery.message,
+        message_id=1,
+        source="inventory",
+        outcome=Outcome.SUCCEEDED,
+        result={"reservation": "r"},
+    )
+    return _Inbound(event_for(reply), reply.message_id, None, None)
+
+
 async def _race(url: str, store_class: type[SharedPostgresStore]) -> dict[str, Any]:
     clock = VirtualClock(1_000.0)  # timers never come due by themselves: the test fires one
     one, two = store_class(url), store_class(url)
@@ -80,21 +93,14 @@ async def _race(url: str, store_class: type[SharedPostgresStore]) -> dict[str, A
     async with a, b:
         saga_id = await a.start(ORDER, {"amount": 1}, saga_id="raced")
         await _idle(a)
-        (delivery,) = await a_bus.receive_many("inventory", 1)  # the saga's first command
-        reply = reply_to(
-            delivery.message,
-            message_id=1,
-            source="inventory",
-            outcome=Outcome.SUCCEEDED,
-            result={"reservation": "r"},
-        )
+        reply = await _reserved(a_bus)
         (timer,) = [t for t in await one.timers() if t.saga_id == saga_id]
         fired = TimerFired(saga_id=saga_id, timer_id=timer.timer_id)
         record = (clock.now(), "timer_fired", saga_id, timer.timer_id)
         a.read.clear()
         b.read.clear()
         a.hold = _until_read_or_waiting(b, one)
-        a_batch = a._apply([_Inbound(event_for(reply), reply.message_id, None, None)])
+        a_batch = a._apply([reply])
         moving = asyncio.ensure_future(a_batch)
         await a.read.wait()  # A holds the saga (and, with the lock, its row lock)
         await b._apply([_Inbound(fired, None, None, record)])
@@ -205,15 +211,8 @@ async def _moved_elsewhere(url: str, a_class: type[_Gated]) -> dict[str, Any]:
         (timer,) = [t for t in await one.timers() if t.saga_id == saga_id]
         fired = TimerFired(saga_id=saga_id, timer_id=timer.timer_id)
         record = (clock.now(), "timer_fired", saga_id, timer.timer_id)
-        (delivery,) = await a_bus.receive_many("inventory", 1)
-        reply = reply_to(
-            delivery.message,
-            message_id=1,
-            source="inventory",
-            outcome=Outcome.SUCCEEDED,
-            result={"reservation": "r"},
-        )
-        await b._apply([_Inbound(event_for(reply), reply.message_id, None, None)])
+        reply = await _reserved(a_bus)
+        await b._apply([reply])
         await a._apply([_Inbound(fired, None, None, record)])
         trace = await one.trace()
     found = [v for v in check_history(trace, ORDER) if v.property != "termination"]
@@ -242,15 +241,8 @@ def test_a_saga_no_one_else_moved_is_moved_from_memory(pg_url: str) -> None:
         async with _Counting(one, bus, [ORDER], clock=clock) as a:
             await a.start(ORDER, {"amount": 1}, saga_id="mine")
             await _idle(a)
-            (delivery,) = await bus.receive_many("inventory", 1)
-            reply = reply_to(
-                delivery.message,
-                message_id=1,
-                source="inventory",
-                outcome=Outcome.SUCCEEDED,
-                result={"reservation": "r"},
-            )
-            await a._apply([_Inbound(event_for(reply), reply.message_id, None, None)])
+            reply = await _reserved(bus)
+            await a._apply([reply])
             moves = [r[3:5] for r in await one.trace() if r[1] == "transition"]
             assert ("reserve", "succeed") in moves and ("charge", "send") in moves, moves
             return a.reused

@@ -39,8 +39,12 @@ async def wait_set(event: asyncio.Event, timeout: float) -> None:
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and return once all ended, cancelling again every
     :data:`RECANCEL_AFTER` seconds those that lost their cancellation in a race."""
+    tasks = list(tasks)
     pending = {task for task in tasks if not task.done()}
     while pending:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER)
+    for task in tasks:  # what one died of is its owner's to report, not the event loop's
+        if not task.cancelled():
+            task.exception()
