@@ -25,9 +25,10 @@ from test_engine_operator_retry import TRIP
 from test_rt_operator_retry import Desks, Service
 
 from sagafsm.checks import check_history
+from sagafsm.errors import InvalidArgument
 from sagafsm.events import TimerFired
 from sagafsm.messages import Outcome, reply_to
-from sagafsm.orchestration import event_for
+from sagafsm.orchestration import NO_RUNNING_SAGA, event_for
 from sagafsm.runtime.clock import VirtualClock
 from sagafsm.runtime.postgres_run import UnlockedStore
 from sagafsm.runtime.postgres_shared import LockedSagas, SharedPostgresStore
@@ -51,11 +52,11 @@ class _Gated(WorkerRuntime):
         self.read = asyncio.Event()
         self.hold: Any = None
 
-    async def _apply_held(self, batch: list[Any], held: LockedSagas) -> None:
+    async def _apply_held(self, batch: list[Any], held: LockedSagas, ids: set[str]) -> None:
         self.read.set()
         if self.hold is not None:
             await self.hold()
-        await super()._apply_held(batch, held)
+        await super()._apply_held(batch, held, ids)
 
 
 def _until_read_or_waiting(b: _Gated, store: SharedPostgresStore) -> Any:
@@ -248,3 +249,35 @@ def test_a_saga_no_one_else_moved_is_moved_from_memory(pg_url: str) -> None:
             return a.reused
 
     assert asyncio.run(scenario()) == 1
+
+
+class _KeepsTheUnstored(_Gated):
+    """The broken variant: lets go only of sagas whose row it read, not of those gone."""
+
+    async def _apply_held(self, batch: list[Any], held: LockedSagas, ids: set[str]) -> None:
+        await super()._apply_held(batch, held, set(held.rows))
+
+
+async def _pruned_meanwhile(url: str, worker_class: type[_Gated]) -> list[Any]:
+    """A holds a saga in memory; its row goes (another worker finished it, retention pruned
+    it: here, a DELETE); then a late reply for it comes to A."""
+    clock, bus = VirtualClock(1_000.0), InProcessTransport()
+    one = SharedPostgresStore(url)
+    async with worker_class(one, bus, [ORDER], clock=clock) as a:
+        await a.start(ORDER, {"amount": 1}, saga_id="gone")
+        await _idle(a)
+        reply = await _reserved(bus)
+        await one._count("DELETE FROM sagafsm_sagas WHERE saga_id = 'gone'")
+        await a._apply([reply])
+        return [r[1:] for r in await one.trace() if r[1] == "ignored"]
+
+
+def test_a_saga_gone_from_the_store_is_let_go_and_its_late_reply_ignored(pg_url: str) -> None:
+    assert asyncio.run(_pruned_meanwhile(pg_url, _Gated)) == [
+        ("ignored", "gone", "StepSucceeded", NO_RUNNING_SAGA)
+    ]
+
+
+def test_the_variant_that_keeps_it_moves_a_saga_the_store_no_longer_has(pg_url: str) -> None:
+    with pytest.raises(InvalidArgument, match="a commit for a saga never started"):
+        asyncio.run(_pruned_meanwhile(pg_url, _KeepsTheUnstored))

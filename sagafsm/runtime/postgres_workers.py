@@ -160,7 +160,7 @@ class WorkerRuntime(Runtime):
             held: LockedSagas | None = None
             try:
                 async with self._shared.locked(sorted(ids), retries, receipts) as held:
-                    await self._apply_held(batch, held)
+                    await self._apply_held(batch, held, ids)
                 self._keep(held)
                 return
             except _CONFLICTS:
@@ -175,7 +175,7 @@ class WorkerRuntime(Runtime):
                 self._held = None
 
     async def _apply_held(
-        self, batch: list[_Start | _Inbound | RetryItem], held: LockedSagas
+        self, batch: list[_Start | _Inbound | RetryItem], held: LockedSagas, ids: set[str]
     ) -> None:
         kept: list[_Start | _Inbound | RetryItem] = []
         for item in batch:
@@ -190,6 +190,9 @@ class WorkerRuntime(Runtime):
                 continue
             kept.append(item)
         core, written, fresh = self._core, self._written, []
+        for saga_id in ids - held.rows.keys():  # not stored (finished elsewhere and pruned, say)
+            core.drop(saga_id)
+            written.pop(saga_id, None)
         for saga_id, (name, snapshot) in held.rows.items():
             if snapshot is not None and self._current(saga_id, snapshot):
                 continue
