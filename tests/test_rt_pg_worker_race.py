@@ -30,7 +30,7 @@ from sagafsm.events import TimerFired
 from sagafsm.messages import Outcome, reply_to
 from sagafsm.orchestration import NO_RUNNING_SAGA, event_for
 from sagafsm.runtime.clock import VirtualClock
-from sagafsm.runtime.postgres_run import UnlockedStore
+from sagafsm.runtime.postgres_run import UnleasedStore, UnlockedStore
 from sagafsm.runtime.postgres_shared import LockedSagas, SharedPostgresStore
 from sagafsm.runtime.postgres_store import PostgresStore
 from sagafsm.runtime.postgres_workers import WorkerRuntime
@@ -281,3 +281,41 @@ def test_a_saga_gone_from_the_store_is_let_go_and_its_late_reply_ignored(pg_url:
 def test_the_variant_that_keeps_it_moves_a_saga_the_store_no_longer_has(pg_url: str) -> None:
     with pytest.raises(InvalidArgument, match="a commit for a saga never started"):
         asyncio.run(_pruned_meanwhile(pg_url, _KeepsTheUnstored))
+
+
+# -- the outbox claim's lease -------------------------------------------------------------------
+
+
+class _HeldBeforePublishing(_Gated):
+    """Runs ``hold`` between a batch's commit and the publishing of its commands."""
+
+    async def _publish(self, rows: Any, loose: Any, envelopes: Any = None) -> None:
+        if self.hold is not None and rows:
+            await self.hold()
+        await super()._publish(rows, loose, envelopes)
+
+
+async def _relayed_meanwhile(url: str, store_class: type[SharedPostgresStore]) -> int:
+    """A commits a saga's first command; before A publishes it, B's relay looks for rows whose
+    claim ran out: how many it takes (and would send a second time)."""
+    clock = VirtualClock(1_000.0)
+    one, two = store_class(url), store_class(url)
+    a = _HeldBeforePublishing(one, InProcessTransport(), [ORDER], clock=clock, relay_poll=3600.0)
+    b = _Gated(two, InProcessTransport(), [ORDER], clock=clock, relay_poll=3600.0)
+    relayed: list[Any] = []
+
+    async def b_relays() -> None:
+        relayed.extend(await two.claim_outbox(clock.now(), 100))
+
+    async with a, b:
+        a.hold = b_relays
+        await a.start(ORDER, {"amount": 1}, saga_id="sent")
+    return len(relayed)
+
+
+def test_a_live_workers_committed_row_is_not_relayed_by_another(pg_url: str) -> None:
+    assert asyncio.run(_relayed_meanwhile(pg_url, SharedPostgresStore)) == 0
+
+
+def test_without_the_lease_another_relay_takes_it_and_sends_it_twice(pg_url: str) -> None:
+    assert asyncio.run(_relayed_meanwhile(pg_url, UnleasedStore)) == 1

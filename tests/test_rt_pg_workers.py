@@ -200,6 +200,8 @@ def test_bad_worker_options_are_refused_in_one_line_before_anything_starts(
 def test_workers_reading_without_the_row_lock_are_caught_by_the_checkers(
     pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A smoke test of the mutant through the CLI: whether two workers collide on a saga is a
+    race, made likely here; test_rt_pg_worker_race.py forces the collision every run."""
     status, out, _ = _run(
         ["--store", pg_url, "--workers", "2", "--sagas", "400", "--timeout", "0.03",
          "--mutant", "no-saga-lock", "--json"],
@@ -215,7 +217,9 @@ def test_workers_claiming_without_a_lease_send_rows_twice_and_fire_timers_twice(
     pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The inboxes and the engine absorb the repeats (no violation): the duplicates are the
-    waste the lease exists to prevent, counted in the trace."""
+    waste the lease exists to prevent, counted in the trace. Whether a relay catches a row
+    between a live worker's commit and its publish is a race (a few milliseconds a batch), so
+    this run asserts repeats of either kind; test_rt_pg_worker_race.py forces the row case."""
     status, out, _ = _run(
         ["--store", pg_url, "--workers", "2", "--sagas", "200", "--timeout", "0.1",
          "--mutant", "no-claim-lease", "--json"],
@@ -223,7 +227,7 @@ def test_workers_claiming_without_a_lease_send_rows_twice_and_fire_timers_twice(
     )  # fmt: skip
     assert status == 0, out
     sent_twice, fired_twice = duplicates(pg_url)
-    assert sent_twice > 0 and fired_twice > 0
+    assert sent_twice + fired_twice > 0
 
 
 # -- the crash-point matrix with several workers -----------------------------------------------
