@@ -17,6 +17,8 @@ it, since the saga it holds the lock of is no longer parked: two guards, each en
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -235,17 +237,26 @@ def test_the_trusting_variant_moves_it_from_its_stale_memory_and_is_caught(pg_ur
     assert found["stale"] == 0 and found["violations"] == ["declared-transitions"], found
 
 
+@contextlib.asynccontextmanager
+async def _started(
+    url: str, worker_class: type[_Gated], saga_id: str
+) -> AsyncIterator[tuple[_Gated, SharedPostgresStore, _Inbound]]:
+    """One worker that started ``saga_id`` (and holds it), its store, the first step's reply."""
+    clock, bus = VirtualClock(1_000.0), InProcessTransport()
+    one = SharedPostgresStore(url)
+    async with worker_class(one, bus, [ORDER], clock=clock) as a:
+        await a.start(ORDER, {"amount": 1}, saga_id=saga_id)
+        await _idle(a)
+        yield a, one, await _reserved(bus)
+
+
 def test_a_saga_no_one_else_moved_is_moved_from_memory(pg_url: str) -> None:
     async def scenario() -> int:
-        clock, bus = VirtualClock(1_000.0), InProcessTransport()
-        one = SharedPostgresStore(pg_url)
-        async with _Counting(one, bus, [ORDER], clock=clock) as a:
-            await a.start(ORDER, {"amount": 1}, saga_id="mine")
-            await _idle(a)
-            reply = await _reserved(bus)
+        async with _started(pg_url, _Counting, "mine") as (a, one, reply):
             await a._apply([reply])
             moves = [r[3:5] for r in await one.trace() if r[1] == "transition"]
             assert ("reserve", "succeed") in moves and ("charge", "send") in moves, moves
+            assert isinstance(a, _Counting)
             return a.reused
 
     assert asyncio.run(scenario()) == 1
@@ -261,12 +272,7 @@ class _KeepsTheUnstored(_Gated):
 async def _pruned_meanwhile(url: str, worker_class: type[_Gated]) -> list[Any]:
     """A holds a saga in memory; its row goes (another worker finished it, retention pruned
     it: here, a DELETE); then a late reply for it comes to A."""
-    clock, bus = VirtualClock(1_000.0), InProcessTransport()
-    one = SharedPostgresStore(url)
-    async with worker_class(one, bus, [ORDER], clock=clock) as a:
-        await a.start(ORDER, {"amount": 1}, saga_id="gone")
-        await _idle(a)
-        reply = await _reserved(bus)
+    async with _started(url, worker_class, "gone") as (a, one, reply):
         await one._count("DELETE FROM sagafsm_sagas WHERE saga_id = 'gone'")
         await a._apply([reply])
         return [r[1:] for r in await one.trace() if r[1] == "ignored"]
