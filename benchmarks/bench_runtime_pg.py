@@ -151,6 +151,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", metavar="N,N,...", help="worker process counts to measure (e.g. 1,2,4)"
     )
+    parser.add_argument(
+        "--participants",
+        choices=("beside", "apart"),
+        default="beside",
+        help="with --workers: a participant host in each worker process (beside), or the "
+        "participants in one process of their own, as sagafsm run hosts them (apart)",
+    )
     args = parser.parse_args()
     if args.workers:
         from bench_pg_workers import measure_workers

@@ -150,3 +150,48 @@ def test_a_send_from_another_process_wakes_a_waiting_receiver_at_once(pg_url: st
 def test_the_wake_check_catches_a_receiver_that_does_not_listen(pg_url: str) -> None:
     """Without its listener the same receiver waits out its poll (past the 5 s the check waits)."""
     assert asyncio.run(wake_time(pg_url, _Deaf)) == float("inf")
+
+
+class _Counting(PostgresTransport):
+    """Counts its claims (the statements a receiver makes)."""
+
+    claims = 0
+
+    async def _claim(self, node: str, limit: int) -> Any:
+        self.claims += 1
+        return await super()._claim(node, limit)
+
+
+class _ClaimsFirst(_Counting):
+    """The old receiver: claims as soon as it is called, whether anything was sent or not."""
+
+    def _quiet(self, node: str) -> bool:
+        return False
+
+
+async def quiet_claims(url: str, transport_class: type[_Counting]) -> tuple[int, list[int]]:
+    """Claims a receiver makes in 0.3 s on a node it found drained, nothing sent meanwhile
+    (polling slowed to 10 s); then what it receives of a send."""
+    receiving = transport_class(url, poll_interval=10, max_poll_interval=10)
+    async with receiving as receiver, PostgresTransport(url) as sender:
+        await sender.send(command(1))
+        await receiver.receive_many("inventory", 10)
+        looking = asyncio.ensure_future(receiver.receive_many("inventory", 10))
+        await asyncio.sleep(0.3)  # the send's notification came in; a claim found nothing
+        looking.cancel()
+        before = receiver.claims
+        waiting = asyncio.ensure_future(receiver.receive_many("inventory", 10))
+        await asyncio.sleep(0.3)
+        quiet = receiver.claims - before
+        await sender.send(command(2))
+        got = await asyncio.wait_for(waiting, 5)
+    return quiet, [delivery.message.message_id for delivery in got]
+
+
+def test_a_drained_node_is_claimed_again_only_once_a_send_to_it_is_heard(pg_url: str) -> None:
+    """With N processes listening, every claim saved is N - 1 saved per send."""
+    assert asyncio.run(quiet_claims(pg_url, _Counting)) == (0, [2])
+
+
+def test_the_quiet_check_catches_a_receiver_that_claims_first(pg_url: str) -> None:
+    assert asyncio.run(quiet_claims(pg_url, _ClaimsFirst)) == (1, [2])

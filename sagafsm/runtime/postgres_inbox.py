@@ -32,12 +32,29 @@ from . import postgres_schema as _sql
 from .store import InboxEntry
 from .store_encoding import InboxRow, decode_entry, dumps, encode_entry, encode_records, loads
 
-__all__ = ["Connection", "Cursor", "PostgresBatch", "PostgresSavepoint", "PostgresTransaction"]
+__all__ = [
+    "begin",
+    "Connection",
+    "Cursor",
+    "PostgresBatch",
+    "PostgresSavepoint",
+    "PostgresTransaction",
+]
+
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 
 Connection: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
 Cursor: TypeAlias = psycopg.AsyncCursor[tuple[Any, ...]]
 _At = tuple[str, str]
 """(participant, idempotency key)."""
+
+
+async def begin(conn: Connection) -> None:
+    """Open a transaction on ``conn`` (in pipeline mode: queued with what follows, no round trip
+    of its own). The pools' connections are in autocommit, so that a one-statement operation
+    pays no BEGIN and COMMIT; a transaction of several statements starts with this."""
+    if conn.info.transaction_status == _IDLE:
+        await conn.execute("BEGIN")
 
 
 class PostgresBatch:
@@ -213,12 +230,14 @@ class PostgresTransaction(PostgresSavepoint):
 async def _run(
     conn: Connection, work: Sequence[tuple[Any, Sequence[Any]]], commit: bool = False
 ) -> list[tuple[Any, ...]]:
-    """The statements (and the COMMIT) in one round trip (psycopg's pipeline mode); the last
-    statement's rows."""
-    if len(work) == 1 and not commit:
+    """The statements (and the COMMIT) in one round trip (psycopg's pipeline mode), the first
+    hop's with the BEGIN (the pool's connections are in autocommit); the last statement's
+    rows."""
+    if len(work) == 1 and not commit and conn.info.transaction_status != _IDLE:
         cursor = await conn.execute(*work[0])
         return await cursor.fetchall() if cursor.description is not None else []
     async with conn.pipeline():
+        await begin(conn)
         cursors = [await conn.execute(sql, parameters) for sql, parameters in work]
         if commit:
             await conn.commit()

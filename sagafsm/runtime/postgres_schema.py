@@ -209,6 +209,8 @@ APPEND: Final = "INSERT INTO sagafsm_trace (records) VALUES (%s)"
 # Inbound transport rows handled by this batch leave with it: a crash redelivers both or neither.
 CONSUME: Final = "DELETE FROM sagafsm_messages WHERE id = ANY(%b::bigint[])"
 SENT: Final = "DELETE FROM sagafsm_outbox WHERE id = ANY(%b::bigint[])"
+SENT_APPEND: Final = f"WITH sent AS ({SENT}) {APPEND}"
+"""Rows marked sent and their ``send`` records, in one statement."""
 BOOT: Final = "UPDATE sagafsm_meta SET value = value + 1 WHERE key = 'boot' RETURNING value"
 UNSENT: Final = "SELECT id, saga_id, message FROM sagafsm_outbox ORDER BY id"
 RUNNING: Final = (

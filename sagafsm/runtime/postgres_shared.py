@@ -32,7 +32,7 @@ from typing import Any, Final
 import psycopg
 
 from ..errors import InvalidArgument
-from .postgres_inbox import Connection
+from .postgres_inbox import Connection, begin
 from .postgres_schema import CONSUME
 from .postgres_store import PostgresStore
 from .store import Commit, OutboxRow, StoredSaga, TimerRow
@@ -77,9 +77,11 @@ FINISHED_AMONG: Final = (
 
 
 class LockedSagas:
-    """The open transaction of one batch: ``sagas`` are the stored sagas the batch moves (their
-    rows locked), ``stored`` every id of the batch the store holds (finished ones too),
-    ``retries`` the operators' requests still waiting. :meth:`commit` writes and commits."""
+    """The open transaction of one batch: ``rows`` the locked rows of the sagas it moves
+    (saga id: definition and snapshot text, None once finished), ``stored`` every id of the
+    batch the store holds (finished ones too), ``retries`` the operators' requests still
+    waiting. :meth:`commit` writes and commits; ``written`` is then each committed saga's
+    snapshot text, as stored (None: finished)."""
 
     def __init__(
         self,
@@ -92,17 +94,25 @@ class LockedSagas:
         self._store = store
         self._conn = conn
         self._consumed = consumed
-        self.stored = {row[0] for row in rows}
-        self.sagas = [StoredSaga(i, name, loads(snap)) for i, name, snap in rows if snap]
+        self.rows: dict[str, tuple[str, str | None]] = {i: (name, snap) for i, name, snap in rows}
+        self.stored = set(self.rows)
         self.retries = retries
         self.committed = False
+        self.written: dict[str, str | None] = {}
+
+    @property
+    def sagas(self) -> list[StoredSaga]:
+        """The unfinished ones, their snapshots decoded."""
+        return [StoredSaga(i, name, loads(snap)) for i, (name, snap) in self.rows.items() if snap]
 
     async def commit(self, commits: Sequence[Commit]) -> list[OutboxRow]:
-        store = self._store
+        store, batch = self._store, EncodedBatch(commits)
         rows = await store._commit_on(
-            self._conn, EncodedBatch(commits), self._consumed, store._claimed_until(commits)
+            self._conn, batch, self._consumed, store._claimed_until(commits)
         )
         self.committed = True
+        self.written = {row[0]: row[5] for row in batch.inserts}
+        self.written.update((row[-1], row[3]) for row in batch.updates)
         return rows
 
 
@@ -124,6 +134,9 @@ class SharedPostgresStore(PostgresStore):
 
     _lock_sagas: str = LOCK_SAGAS
     """The locking read (a broken variant reads without the lock)."""
+    _lock_requests: str = LOCK_REQUESTS
+    """The operators' requests still waiting, locked (a broken variant takes every one given as
+    waiting, and applies a request another worker applied already)."""
 
     @contextlib.asynccontextmanager
     async def locked(
@@ -136,10 +149,11 @@ class SharedPostgresStore(PostgresStore):
         async with self._open_pool().connection() as conn:
             try:
                 async with conn.pipeline():
+                    await begin(conn)
                     sagas = await conn.execute(self._lock_sagas, (sorted(set(saga_ids)),))
                     requests = None
                     if retries:
-                        requests = await conn.execute(LOCK_REQUESTS, (list(retries),))
+                        requests = await conn.execute(self._lock_requests, (list(retries),))
                     rows = await sagas.fetchall()
                     waiting = {row[0] for row in await requests.fetchall()} if requests else set()
                 held = LockedSagas(self, conn, rows, waiting, consumed)
@@ -162,9 +176,12 @@ class SharedPostgresStore(PostgresStore):
     async def claim_timers(self, now: float, limit: int) -> tuple[list[TimerRow], float | None]:
         """Due timers nobody holds, claimed for ``claim_lease`` seconds (this worker fires
         them), and when the next one can be claimed (None: no timer armed)."""
-        async with self._transaction(pipeline=True) as conn:
-            claimed = await conn.execute(CLAIM_TIMERS, (now + self.claim_lease, now, now, limit))
-            following = await conn.execute(NEXT_CLAIMABLE)
+        # Two statements in one round trip; the second is a hint, it need not agree with the first.
+        async with self._open_pool().connection() as conn:
+            async with conn.pipeline():
+                until = now + self.claim_lease
+                claimed = await conn.execute(CLAIM_TIMERS, (until, now, now, limit))
+                following = await conn.execute(NEXT_CLAIMABLE)
             rows = await claimed.fetchall()
             after = await following.fetchone()
         timers = [TimerRow(saga_id, timer_id, due) for saga_id, timer_id, due in rows]

@@ -12,6 +12,10 @@ Why it is built this way:
   encoded by :class:`~sagafsm.runtime.store_encoding.EncodedBatch` (the memory and SQLite stores'
   code), and a refused batch is refused before anything that draws an id runs, so that ids come
   out as they do on the other stores.
+- The pool's connections are in autocommit: a read or a one-statement write is one statement
+  and one round trip, with no BEGIN and COMMIT of its own; a transaction of several statements
+  sends its ``BEGIN`` explicitly, in the pipeline with its first statements
+  (:func:`begin`), so that it costs no round trip of its own either.
 - Writes of one store object take one asyncio lock (outbox ids then follow commit order within
   a process, as on SQLite); between processes, a saga's row lock serialises its moves and
   advisory locks serialise participants' handling of one key (:mod:`.postgres_inbox`).
@@ -31,7 +35,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..errors import InvalidArgument
 from . import postgres_schema as _sql
 from .errors import StoreError
-from .postgres_inbox import Connection, Cursor, PostgresBatch, PostgresTransaction
+from .postgres_inbox import Connection, Cursor, PostgresBatch, PostgresTransaction, begin
 from .store import Commit, OutboxRow, RetryRequest, SagaStatus, StoredSaga, TimerRow
 from .store_encoding import (
     DEFAULT_RETENTION,
@@ -144,7 +148,7 @@ class PostgresStore:
             self.url,
             min_size=1,
             max_size=self.pool_size,
-            kwargs={"connect_timeout": timeout},
+            kwargs={"connect_timeout": timeout, "autocommit": True},
             open=False,
             name="sagafsm",
         )
@@ -176,28 +180,28 @@ class PostgresStore:
         return self._pool
 
     @asynccontextmanager
-    async def _transaction(self, *, pipeline: bool = False) -> AsyncIterator[Connection]:
-        """A pooled connection in a transaction: committed on a clean exit, else rolled back.
-        ``pipeline``: statements are sent without waiting for their results (psycopg's pipeline
-        mode), so a transaction costs a round trip per result read, plus the COMMIT's."""
-        async with self._open_pool().connection() as conn:
-            if not pipeline:
-                async with conn.transaction():
-                    yield conn
-                return
-            async with conn.pipeline(), conn.transaction():
-                yield conn
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection in a transaction of several statements: committed on a clean
+        exit, else rolled back."""
+        async with self._open_pool().connection() as conn, conn.transaction():
+            yield conn
 
     async def _fetch(self, sql: Any, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._transaction() as conn:
-            return await (await conn.execute(sql, parameters)).fetchall()
+        """One statement (a transaction of its own, in autocommit); its rows."""
+        async with self._open_pool().connection() as conn:
+            cursor = await conn.execute(sql, parameters)
+            return await cursor.fetchall() if cursor.description is not None else []
+
+    async def _count(self, sql: Any, parameters: Sequence[Any] = ()) -> int:
+        """One statement; how many rows it changed."""
+        async with self._open_pool().connection() as conn:
+            return (await conn.execute(sql, parameters)).rowcount
 
     # -- the orchestrator's side --------------------------------------------------------------
 
     async def boot(self) -> int:
-        async with self._write_lock, self._transaction() as conn:
-            row = await (await conn.execute(_sql.BOOT)).fetchone()
-        assert row is not None
+        async with self._write_lock:
+            (row,) = await self._fetch(_sql.BOOT)
         value: int = row[0]
         return value
 
@@ -220,6 +224,7 @@ class PostgresStore:
         try:
             try:
                 async with conn.pipeline():
+                    await begin(conn)  # unless the caller holds its sagas' locks in one already
                     await self._write_sagas(conn, batch)
                     outbox = await self._write_rest(conn, batch, consumed, claimed_until)
                     await conn.commit()
@@ -293,19 +298,24 @@ class PostgresStore:
     async def mark_sent(self, ids: Sequence[int], records: Sequence[tuple[Any, ...]] = ()) -> None:
         if not ids and not records:
             return
-        encoded = encode_records(records) if records else None
-        async with self._write_lock, self._transaction(pipeline=True) as conn:
+        # One statement either way (the delete and the records together in one, atomic).
+        if not records:
+            async with self._write_lock:
+                await self._count(_sql.SENT, (list(ids),))
+            return
+        encoded = encode_records(records)
+        async with self._write_lock:
             if ids:
-                await conn.execute(_sql.SENT, (list(ids),))
-            if encoded is not None:
-                await conn.execute(_sql.APPEND, (encoded,))
+                await self._count(_sql.SENT_APPEND, (list(ids), encoded))
+            else:
+                await self._count(_sql.APPEND, (encoded,))
 
     async def append_trace(self, records: Sequence[tuple[Any, ...]]) -> None:
         if not records:
             return
         encoded = encode_records(records)
-        async with self._write_lock, self._transaction() as conn:
-            await conn.execute(_sql.APPEND, (encoded,))
+        async with self._write_lock:
+            await self._count(_sql.APPEND, (encoded,))
 
     async def unsent(self) -> list[OutboxRow]:
         rows = await self._fetch(_sql.UNSENT)
@@ -341,9 +351,8 @@ class PostgresStore:
     async def prune(self, finished_before: float) -> int:
         """Drop the status rows of finished sagas whose last commit's ``now`` is earlier than
         ``finished_before``; running sagas, the outbox and the trace are kept."""
-        async with self._write_lock, self._transaction() as conn:
-            cursor = await conn.execute(_sql.PRUNE, (float(finished_before),))
-            return cursor.rowcount
+        async with self._write_lock:
+            return await self._count(_sql.PRUNE, (float(finished_before),))
 
     async def resolve(
         self, saga_id: str, resolution: str, records: Sequence[tuple[Any, ...]] = ()
@@ -357,9 +366,8 @@ class PostgresStore:
         return changed
 
     async def request_retry(self, saga_id: str, note: str, now: float) -> bool:
-        async with self._write_lock, self._transaction() as conn:
-            cursor = await conn.execute(_sql.REQUEST_RETRY, (str(note), float(now), saga_id))
-            return cursor.rowcount == 1
+        async with self._write_lock:
+            return await self._count(_sql.REQUEST_RETRY, (str(note), float(now), saga_id)) == 1
 
     async def retry_requests(self) -> list[RetryRequest]:
         rows = await self._fetch(_sql.RETRY_REQUESTS)

@@ -13,6 +13,11 @@ How it keeps its promise (in order per node, at least once):
   transaction; each transport listens on a connection of its own and wakes its receivers of that
   node when the send commits. Receivers poll too, with a backoff up to ``max_poll_interval``,
   so a notification lost with a broken connection costs a delay, never a message.
+- A notification wakes every process's receivers of the node, and one of them takes the rows:
+  with N workers, N - 1 claims come back empty for every send (two thirds of all claims with
+  four). A receiver that lost such a race therefore lets the notifications go for
+  ``poll_interval`` and claims once after it: under load the winner carries on, the others join
+  in at that pace, and an idle node is still woken at once.
 
 The :class:`~sagafsm.runtime.transport.Transport` protocol stays what it is, so a broker adapter
 (Kafka, RabbitMQ) can take this one's place later.
@@ -113,6 +118,12 @@ class PostgresTransport:
         self._opening: asyncio.Lock | None = None
         self._closed = False
         self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._hearing = False
+        """Listening for sends (a broken listening connection is not reopened: polls then)."""
+        self._notices: defaultdict[str, int] = defaultdict(int)
+        """Notifications heard, per node."""
+        self._drained: dict[str, int] = {}
+        """Per node, ``_notices`` when a claim last found fewer rows than it asked for."""
 
     async def __aenter__(self) -> PostgresTransport:
         await self.open()
@@ -137,8 +148,17 @@ class PostgresTransport:
             await migrated(self.url, self.name)
             listener = await self._connect(autocommit=True)
             await listener.execute(f"LISTEN {CHANNEL}")
+            # Autocommit: each of this transport's operations is one statement (a send with its
+            # notifications, a claim, an ack), atomic on its own. In a transaction block it would
+            # cost a BEGIN and a COMMIT of their own, two more round trips and statements' worth
+            # of client CPU each, on every message.
             pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-                self.url, min_size=1, max_size=self._pool_size, open=False, name="sagafsm-bus"
+                self.url,
+                min_size=1,
+                max_size=self._pool_size,
+                kwargs={"autocommit": True},
+                open=False,
+                name="sagafsm-bus",
             )
             try:
                 await pool.open(wait=True, timeout=10.0)
@@ -154,6 +174,7 @@ class PostgresTransport:
             # Owned: close() cancels and awaits it, then closes its connection.
             self._listener = asyncio.ensure_future(self._listen(listener))
             self._listening = listener
+            self._hearing = True
 
     async def _connect(self, **options: Any) -> Connection:
         try:
@@ -171,8 +192,10 @@ class PostgresTransport:
                 self._wake(notice.payload)
         except psycopg.Error as error:  # the listening connection broke: polling carries on
             _log.warning("%s: no longer listening for sends (%s); polling", self.name, error)
+            self._hearing = False
 
     def _wake(self, node: str) -> None:
+        self._notices[node] += 1
         for waiter in self._waiters.get(node, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -182,7 +205,7 @@ class PostgresTransport:
         if self._pool is None:
             await self.open()
         assert self._pool is not None
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(sql, parameters)
             return await cursor.fetchall() if cursor.description is not None else []
 
@@ -204,27 +227,52 @@ class PostgresTransport:
 
     async def receive_many(self, node: str, limit: int) -> list[Delivery]:
         """The lowest-id visible rows for ``node`` (one to ``limit``), claimed under the lease;
-        waits for a send to it (or polls, with backoff) until there is one."""
+        waits for a send to it (or polls, with backoff) until there is one. No claim is made
+        while nothing was sent to ``node`` since a claim found it drained (its rows would be
+        none: the wait comes first), nor, for ``poll_interval``, after a claim that a
+        notification woke came back empty (another receiver took the rows)."""
         check_limit(limit)
-        delay = self._poll
+        delay, woken = self._poll, False
         while True:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters[node].add(waiter)  # before the claim: a send meanwhile wakes it
             try:
-                rows = await self._run(CLAIM, (self._lease, node, limit))
-                batch = [
-                    Delivery(message, row_id)
-                    for row_id, body in sorted(rows)
-                    if (message := self._decode(row_id, body)) is not None
-                ]
-                if batch:
-                    return batch
+                if not self._quiet(node):
+                    batch = await self._claim(node, limit)
+                    if batch:
+                        return batch
+                    if woken:  # another receiver took what woke this one: sit the next out
+                        self._waiters[node].discard(waiter)
+                        await asyncio.sleep(self._poll)
+                        woken, delay = False, self._poll
+                        continue
                 await asyncio.wait((waiter,), timeout=delay)
+                woken = waiter.done() and not waiter.cancelled()
+                if not woken:  # a poll: rows may be visible again (a dead receiver's lease)
+                    self._drained.pop(node, None)
             finally:
                 self._waiters[node].discard(waiter)
                 waiter.cancel()
             self._refuse_if_closed()
-            delay = min(delay * 2, self._max_poll)
+            delay = self._poll if woken else min(delay * 2, self._max_poll)
+
+    def _quiet(self, node: str) -> bool:
+        """Nothing was sent to ``node`` (no notification came) since a claim found it drained.
+        Never while not listening: then every wait is a poll."""
+        return self._hearing and self._drained.get(node) == self._notices[node]
+
+    async def _claim(self, node: str, limit: int) -> list[Delivery]:
+        notices = self._notices[node]  # before: a send committed during the claim counts after
+        rows = await self._run(CLAIM, (self._lease, node, limit))
+        if len(rows) < limit:
+            self._drained[node] = notices
+        else:
+            self._drained.pop(node, None)
+        return [
+            Delivery(message, row_id)
+            for row_id, body in sorted(rows)
+            if (message := self._decode(row_id, body)) is not None
+        ]
 
     def _decode(self, row_id: int, body: str) -> Envelope | None:
         try:

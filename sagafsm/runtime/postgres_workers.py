@@ -5,9 +5,12 @@ orchestration core, the same commits and trace records) that owns nothing but wh
 lock of (:mod:`.postgres_shared`):
 
 - **Per-saga serialisation.** For each batch the worker takes the row locks of the sagas the
-  batch moves and reads their latest snapshots in the transaction that commits the batch; it
-  keeps no saga between batches. Two workers never apply two events of one saga at once, and a
-  reply or timer that another worker already answered is found stale in the fresh snapshot.
+  batch moves and reads their latest snapshots in the transaction that commits the batch. Two
+  workers never apply two events of one saga at once, and a reply or timer that another worker
+  already answered is found stale in the fresh snapshot. A saga this worker committed stays in
+  its memory (the last ``keep`` of them): when it next moves it here and the locked row still
+  holds the very snapshot text it wrote, nobody moved it since, and it is not decoded and
+  restored again; any other text (another worker's move, its finish) replaces it.
 - **Replies** come from the PostgreSQL transport's ``orchestrator`` queue, claimed in batches
   with ``SKIP LOCKED``: any worker takes any reply.
 - **The outbox.** A worker publishes the rows it committed (in one transport transaction) and
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -41,12 +45,14 @@ from ..events import TimerFired
 from ..history import RawRecord
 from ..messages import Envelope
 from . import crashpoints
+from .cancelling import wait_set
 from .codec import envelope_from_dict
 from .commits import send_record
 from .postgres_shared import LockedSagas, SharedPostgresStore
 from .retries import RetryItem
 from .runtime import Runtime, _Inbound, _Start
 from .store import Commit, OutboxRow, SagaStatus
+from .store_encoding import loads
 from .transport import Transport
 
 __all__ = ["WorkerRuntime"]
@@ -67,6 +73,8 @@ class WorkerRuntime(Runtime):
     worker, and for sagas it waits for that others finished."""
 
     _takes_over = False
+    keep: int = 4096
+    """Sagas this worker committed that it holds in memory at most (see the module docstring)."""
 
     def __init__(
         self,
@@ -97,6 +105,9 @@ class WorkerRuntime(Runtime):
         self._timer_wake = asyncio.Event()
         self._watching: set[str] = set()
         self._held: LockedSagas | None = None
+        self._written: OrderedDict[str, str] = OrderedDict()
+        """The snapshot text this worker last committed, per saga held in its core (oldest
+        first): the saga's instance is current while the store holds that text."""
         self.conflicts = 0
         """Batches PostgreSQL aborted for a deadlock and this worker applied again."""
 
@@ -149,18 +160,22 @@ class WorkerRuntime(Runtime):
             held: LockedSagas | None = None
             try:
                 async with self._shared.locked(sorted(ids), retries, receipts) as held:
-                    await self._apply_held(batch, held)
+                    await self._apply_held(batch, held, ids)
+                self._keep(held)
                 return
             except _CONFLICTS:
+                self._forget_all()
                 if attempt == _MAX_ATTEMPTS or (held is not None and held.committed):
                     raise
                 self.conflicts += 1  # rolled back whole: nothing of it happened
+            except BaseException:
+                self._forget_all()  # the store's snapshots are the truth
+                raise
             finally:
                 self._held = None
-                self._core.crash()  # the store's snapshots are the truth between batches
 
     async def _apply_held(
-        self, batch: list[_Start | _Inbound | RetryItem], held: LockedSagas
+        self, batch: list[_Start | _Inbound | RetryItem], held: LockedSagas, ids: set[str]
     ) -> None:
         kept: list[_Start | _Inbound | RetryItem] = []
         for item in batch:
@@ -174,10 +189,45 @@ class WorkerRuntime(Runtime):
                 self._retries_queued.discard(item.request.saga_id)  # another worker applied it
                 continue
             kept.append(item)
-        now = self._clock.now()
-        self._core.recover(((s.definition, s.snapshot) for s in held.sagas), now, resend=False)
+        core, written, fresh = self._core, self._written, []
+        for saga_id in ids - held.rows.keys():  # not stored (finished elsewhere and pruned, say)
+            core.drop(saga_id)
+            written.pop(saga_id, None)
+        for saga_id, (name, snapshot) in held.rows.items():
+            if snapshot is not None and self._current(saga_id, snapshot):
+                continue
+            core.drop(saga_id)
+            written.pop(saga_id, None)
+            if snapshot is not None:
+                fresh.append((name, loads(snapshot)))
+        core.recover(fresh, self._clock.now(), resend=False)
         self._held = held
         await super()._apply(kept)
+
+    def _current(self, saga_id: str, snapshot: str) -> bool:
+        """Whether the instance held of ``saga_id`` is the stored ``snapshot``: the store holds
+        the text this worker wrote last (a broken variant trusts any instance held)."""
+        return self._written.get(saga_id) == snapshot and saga_id in self._core
+
+    def _keep(self, held: LockedSagas) -> None:
+        """After a batch: hold what it committed, let go of what it only read (a stale event
+        touched it), and of the oldest past ``keep``."""
+        core, written = self._core, self._written
+        for saga_id in held.rows.keys() - held.written.keys():
+            core.drop(saga_id)
+            written.pop(saga_id, None)
+        for saga_id, snapshot in held.written.items():
+            written.pop(saga_id, None)
+            if snapshot is None:  # finished: the core dropped it
+                continue
+            written[saga_id] = snapshot
+        while len(written) > self.keep:
+            saga_id, _ = written.popitem(last=False)
+            core.drop(saga_id)
+
+    def _forget_all(self) -> None:
+        self._core.crash()
+        self._written.clear()
 
     async def _commit(self, commits: list[Commit]) -> list[OutboxRow]:
         held = self._held
@@ -230,8 +280,9 @@ class WorkerRuntime(Runtime):
             if len(rows) == self._batch_size:
                 continue
             wait = self._timer_poll if after is None else min(self._timer_poll, after - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_wake.wait(), max(wait, _MIN_WAIT))
+            # Not asyncio.wait_for: on Python 3.11 it can swallow close()'s cancellation when
+            # a hint is due at that moment, and this loop would never end (.cancelling).
+            await wait_set(self._timer_wake, max(wait, _MIN_WAIT))
 
     async def _relay(self) -> None:
         while True:

@@ -11,9 +11,9 @@ transaction, so a crash keeps the request or the retry, never both or neither.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
+from .cancelling import wait_set
 from .store import RetryRequest, SagaStatus, Store
 
 __all__ = ["RetryItem", "poll_requests", "retry_refusal"]
@@ -41,8 +41,7 @@ async def poll_requests(
                 queued.add(request.saga_id)
                 queue.put_nowait(RetryItem(request))
         wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), every)
+        await wait_set(wake, every)
 
 
 def retry_refusal(saga_id: str, status: SagaStatus | None) -> str:

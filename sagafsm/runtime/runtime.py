@@ -37,6 +37,7 @@ from ..lifecycle import SAGA_LIFECYCLE
 from ..messages import ORCHESTRATOR, Envelope
 from ..orchestration import NO_RUNNING_SAGA, OrchestrationCore, Transaction, event_for
 from . import crashpoints
+from .cancelling import cancel_all
 from .clock import Clock, WallClock
 from .codec import envelope_from_dict
 from .commits import commit_of, send_record
@@ -254,9 +255,7 @@ class Runtime:
         What the store committed stays; a new Runtime on the same store recovers it. (For
         in-process crash tests; a real crash needs no call.)"""
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks = []
         self._open = False
         self._fail_waiters(SagaFailedToStart("the runtime was abandoned"))
@@ -268,9 +267,9 @@ class Runtime:
             return
         self._closing = True
         loop_task, *others = self._tasks
-        for task in others:  # no new replies or timers: the loop finishes its batch and stops
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        # No new replies or timers: the loop finishes its batch and stops. (A task waiting in a
+        # connection pool may lose its cancellation: it is cancelled again, see .cancelling.)
+        await cancel_all(others)
         self._queue.put_nowait(_STOP)
         await asyncio.gather(loop_task, return_exceptions=True)
         self._tasks = []

@@ -214,8 +214,9 @@ async def _orchestrate(
 
 _CLOSE_GRACE: Final = 10.0
 """Seconds a worker gives its runtime and transport to close once its work is done or
-stopped. Everything that matters is committed by then; psycopg's cancelling of a query in
-flight (and psycopg_pool's tasks at shutdown) have been seen to wait forever, rarely."""
+stopped. Everything that matters is committed by then. The hang this guarded against was ours
+(a cancellation lost in Python 3.11's ``asyncio.wait_for``: see :mod:`.cancelling`); the bound
+stays for what is outside our code (psycopg_pool waits on ``wait_for`` too)."""
 
 
 @contextlib.asynccontextmanager
