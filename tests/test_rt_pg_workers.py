@@ -291,9 +291,3 @@ def test_workers_killed_at_random_moments_one_at_a_time_lose_nothing(pg_url: str
     _, fired_twice = duplicates(pg_url)
     # Only kills repeat anything: at most what the dead workers had claimed.
     assert fired_twice <= result.kills * 30
-
-
-@pytest.mark.slow
-def test_the_unlocked_variant_under_the_same_kills_is_caught(pg_url: str) -> None:
-    result = supervise(workers_plan(pg_url, None, 3, kills=3, timeout=0.1, mutant="no-saga-lock"))
-    assert result.violations
