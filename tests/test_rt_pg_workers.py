@@ -220,21 +220,20 @@ def test_workers_reading_without_the_row_lock_run_through_the_cli_as_a_smoke_tes
 
 
 @pytest.mark.slow
-def test_workers_claiming_without_a_lease_send_rows_twice_and_fire_timers_twice(
+def test_workers_claiming_without_a_lease_run_clean_through_the_cli_as_a_smoke_test(
     pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The inboxes and the engine absorb the repeats (no violation): the duplicates are the
-    waste the lease exists to prevent, counted in the trace. Whether a relay catches a row
-    between a live worker's commit and its publish is a race (a few milliseconds a batch), so
-    this run asserts repeats of either kind; test_rt_pg_worker_race.py forces the row case."""
+    """The inboxes and the engine absorb whatever the missing lease repeats (no violation).
+    Whether a relay catches a row between a live worker's commit and its publish is a race (a
+    few milliseconds a batch), and it came out with no repeat at all in a clean-clone CI run;
+    so this run asserts only that the variant runs clean; test_rt_pg_worker_race.py forces the
+    row case and sees it sent twice every run."""
     status, out, _ = _run(
         ["--store", pg_url, "--workers", "2", "--sagas", "200", "--timeout", "0.1",
          "--mutant", "no-claim-lease", "--json"],
         capsys,
     )  # fmt: skip
     assert status == 0, out
-    sent_twice, fired_twice = duplicates(pg_url)
-    assert sent_twice + fired_twice > 0
 
 
 # -- the crash-point matrix with several workers -----------------------------------------------

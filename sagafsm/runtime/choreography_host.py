@@ -50,7 +50,7 @@ from .codec import envelope_from_dict
 from .inbox import Abandon, Decision, InboxRules, TryFailed, warn
 from .participant import Participant
 from .store import ParticipantStore, ParticipantTx
-from .transport import Delivery, Transport, TransportClosed
+from .transport import Delivery, Transport, receive_until
 
 __all__ = ["ChoreographyHost", "ChoreographyStatistics"]
 
@@ -212,23 +212,16 @@ class ChoreographyHost(InboxRules):
 
     async def _receive(self, name: str) -> list[Delivery]:
         """The next deliveries for ``name``, or none once closing (as the orchestrated
-        participants' host takes them: a receive is raced against the stop, not only cancelled)."""
+        participants' host takes them)."""
         closing = self._closing
         assert closing is not None
         if closing.is_set():
             return []
-        receive = asyncio.ensure_future(self._transport.receive_many(name, _BATCH))
         stop = asyncio.ensure_future(closing.wait())
         try:
-            await asyncio.wait((receive, stop), return_when=asyncio.FIRST_COMPLETED)
+            return await receive_until(self._transport, name, _BATCH, stop)
         finally:
             stop.cancel()
-            if not receive.done():
-                receive.cancel()
-                await asyncio.wait((receive,))
-        if receive.cancelled() or isinstance(receive.exception(), TransportClosed):
-            return []
-        return receive.result()
 
     async def _timer_loop(self, player: Player) -> None:
         due: asyncio.Queue[tuple[str, str]] = asyncio.Queue()

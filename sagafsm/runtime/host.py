@@ -33,7 +33,7 @@ from .clock import Clock
 from .inbox import BLOCKED_REASON, Abandon, Decision, InboxRules, TryFailed, inbox_keys, warn
 from .participant import Participant
 from .store import ParticipantBatch, ParticipantStore, ParticipantTx
-from .transport import ORCHESTRATOR, Delivery, Transport, TransportClosed
+from .transport import ORCHESTRATOR, Delivery, Transport, TransportClosed, receive_until
 
 __all__ = ["ParticipantHost", "HostStatistics", "BLOCKED_REASON"]
 
@@ -237,20 +237,8 @@ class ParticipantHost(InboxRules):
     async def _receive(self, name: str, limit: int) -> list[Delivery]:
         """The next deliveries (one to ``limit``), or none once closing (what is already in
         hand is kept)."""
-        stop = self._stop
-        assert stop is not None
-        if stop.done():
-            return []
-        receive = asyncio.ensure_future(self._transport.receive_many(name, limit))
-        try:
-            await asyncio.wait((receive, stop), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not receive.done():
-                receive.cancel()
-                await asyncio.wait((receive,))
-        if receive.cancelled() or isinstance(receive.exception(), TransportClosed):
-            return []
-        return receive.result()
+        assert self._stop is not None
+        return await receive_until(self._transport, name, limit, self._stop)
 
     # -- handling commands ---------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -29,6 +29,7 @@ __all__ = [
     "Transport",
     "TransportClosed",
     "InProcessTransport",
+    "receive_until",
 ]
 
 
@@ -65,6 +66,26 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Stop: wake every waiting receiver with :class:`TransportClosed`."""
+
+
+async def receive_until(
+    transport: Transport, node: str, limit: int, stop: asyncio.Future[Any]
+) -> list[Delivery]:
+    """The next deliveries for ``node`` (one to ``limit``), or none once ``stop`` is done or the
+    transport is closed. The receive is raced against the stop, not only cancelled: one that
+    returned as the stop came still hands out its deliveries."""
+    if stop.done():
+        return []
+    receive = asyncio.ensure_future(transport.receive_many(node, limit))
+    try:
+        await asyncio.wait((receive, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not receive.done():
+            receive.cancel()
+            await asyncio.wait((receive,))
+    if receive.cancelled() or isinstance(receive.exception(), TransportClosed):
+        return []
+    return receive.result()
 
 
 def check_limit(limit: int) -> int:

@@ -198,6 +198,7 @@ def search(
     from hypothesis.errors import NoSuchExample
 
     steps = list(scenario.definition.step_names)
+    participants = _participants(scenario)
     moment = st.integers(0, 50).map(lambda ms: ms / 1000)
 
     def placement(sagas: int) -> st.SearchStrategy[Placement]:
@@ -220,7 +221,7 @@ def search(
                 st.builds(
                     Placement,
                     fault=st.just("participant_crash"),
-                    participant=st.sampled_from(_participants(scenario)),
+                    participant=st.sampled_from(participants),
                     at=moment,
                 ),
             ),
